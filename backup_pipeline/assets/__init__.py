@@ -1,0 +1,19 @@
+"""The asset graph of one database: database_dump → offsite_backup → restore_verification → backup_retention."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ..definition_names import DefinitionNames
+from ..settings import DatabaseSettings
+from .backup import build_backup_asset
+from .retention import build_retention_asset
+from .verification import build_verification_asset
+
+def build_database_assets(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition) -> list:
+    names = DefinitionNames(db)
+    return [
+        build_backup_asset(db, names, partitions),
+        build_verification_asset(db, names, partitions),
+        build_retention_asset(db, names, partitions),
+    ]

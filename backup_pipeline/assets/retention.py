@@ -1,0 +1,63 @@
+"""backup_retention: prunes stored backups by the retention policy, and their Dagster partitions with them."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from ..definition_names import STORAGE_RESOURCE_KEY, DefinitionNames
+from ..prune import RetentionPolicy, apply_prune, check_not_too_many, plan_prune
+from ..settings import DatabaseSettings
+from .failures import fail_clearly
+
+class PruneConfig(dg.Config):
+    dry_run: bool = False
+    allow_large_prune: bool = False
+
+def build_retention_asset(db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition):
+    policy = RetentionPolicy(retention_days=db.retention_days, keep_last=db.keep_last)
+
+    @dg.asset(
+        key=names.asset_path("backup_retention"),
+        deps=[dg.AssetKey(names.asset_path("restore_verification"))],
+        group_name=names.group,
+        kinds={"s3"},
+        description=(
+            f"Deletes backups older than {db.retention_days} days, keeping every pre-migration backup, the newest "
+            f"{db.keep_last} verified ones and anything timestamped in the future; removes incomplete uploads "
+            "after a day. Touches only this database's own object names. Refuses to delete more than half."
+        ),
+        required_resource_keys={names.postgres_resource, STORAGE_RESOURCE_KEY},
+    )
+    def backup_retention(context: dg.AssetExecutionContext, config: PruneConfig) -> dg.MaterializeResult:
+        postgres = getattr(context.resources, names.postgres_resource)
+        storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
+        with fail_clearly():
+            catalog = storage.catalog(postgres, db.storage_prefix)
+            decisions = plan_prune(catalog.entries(), policy, datetime.now(UTC))
+            if not config.allow_large_prune:
+                check_not_too_many(decisions, f"{catalog.name_prefix} in {catalog.storage.describe()}")
+            doomed = [d for d in decisions if d.delete]
+            for decision in decisions:
+                context.log.info(f"{'delete' if decision.delete else 'keep'} {decision.name}: {decision.reason}")
+            if not config.dry_run:
+                apply_prune(catalog, doomed)
+                existing = set(context.instance.get_dynamic_partitions(names.partitions))
+                for decision in doomed:
+                    backup_id = decision.name[len(catalog.name_prefix) + 1 :]
+                    if backup_id in existing:
+                        context.instance.delete_dynamic_partition(names.partitions, backup_id)
+        table = "\n".join(
+            ["| backup | action | reason |", "|---|---|---|"]
+            + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dry_run": config.dry_run,
+                "deleted": dg.MetadataValue.int(0 if config.dry_run else len(doomed)),
+                "would_delete": dg.MetadataValue.int(len(doomed)),
+                "kept": dg.MetadataValue.int(len(decisions) - len(doomed)),
+                "decisions": dg.MetadataValue.md(table),
+            }
+        )
+
+    return backup_retention

@@ -1,0 +1,89 @@
+"""Taking one backup: pg_dump streamed through sha256 into storage, the manifest written last."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from . import __version__
+from .catalog import BackupCatalog
+from .dump import DumpOptions, Log, start_dump
+from .errors import BackupError
+from .manifest import Manifest
+from .naming import BackupId, BackupName
+from .postgres import ClientTools, PostgresTarget
+from .streams import HashingReader, human_bytes
+
+
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    uri: str
+
+
+def take_backup(
+    target: PostgresTarget,
+    catalog: BackupCatalog,
+    backup_id: BackupId,
+    tools: ClientTools | None = None,
+    options: DumpOptions | None = None,
+    log: Log = print,
+) -> BackupResult:
+    tools = tools or ClientTools.locate()
+    options = options or DumpOptions()
+    storage = catalog.storage
+    name = BackupName(prefix=catalog.name_prefix, id=backup_id)
+    dump_key = name.dump_key(catalog.storage_prefix)
+    manifest_key = name.manifest_key(catalog.storage_prefix)
+    storage.check_access()
+    if storage.head(manifest_key) is not None or storage.head(dump_key) is not None:
+        raise BackupError(f"{name} already exists in {storage.describe()}: a backup is never overwritten")
+
+    started = time.monotonic()
+    with start_dump(target, tools, options, log) as dump:
+        reader = HashingReader(
+            dump.stdout,
+            on_progress=lambda n: log(f"dumped and uploaded {human_bytes(n)} ({n} bytes) so far"),
+        )
+        try:
+            storage.upload_stream(dump_key, reader, expected_bytes=dump.database_size_bytes)
+        except BaseException:
+            dump.kill()
+            _remove_partial(storage, dump_key)
+            raise
+        try:
+            tables = dump.finish()
+        except BaseException:
+            _remove_partial(storage, dump_key)
+            raise
+    duration = time.monotonic() - started
+    manifest = Manifest(
+        name=str(name),
+        backup_id=str(backup_id),
+        type=backup_id.type,
+        database=target.dbname,
+        created_at=backup_id.created_at.isoformat(),
+        key=dump_key,
+        size_bytes=reader.bytes_read,
+        sha256=reader.sha256,
+        server_version=dump.server_version,
+        pg_dump_version=dump.pg_dump_version,
+        tables=tables,
+        duration_s=round(duration, 3),
+        tool_version=__version__,
+        compression=options.description,
+        database_size_bytes=dump.database_size_bytes,
+        finished_at=datetime.now(UTC).isoformat(),
+    )
+    # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
+    storage.put_bytes(manifest_key, manifest.to_json())
+    log(f"stored {name}: {human_bytes(manifest.size_bytes)}, sha256 {manifest.sha256}, {duration:.1f} s")
+    return BackupResult(manifest=manifest, uri=storage.uri(dump_key))
+
+
+def _remove_partial(storage, key: str) -> None:
+    try:
+        storage.delete_many([key])
+    except BackupError:
+        pass  # the manifest was never written, so retention removes it later

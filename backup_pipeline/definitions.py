@@ -1,0 +1,38 @@
+"""The code location: every configured database's assets, jobs, schedule and sensors, and the resources.
+
+Loads with nothing configured (the UI opens; a run then fails saying what to set).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .assets import build_database_assets
+from .automation import build_daily_schedule, build_request_sensor
+from .definition_names import STORAGE_RESOURCE_KEY, DefinitionNames
+from .jobs import build_backup_jobs
+from .resources import postgres_resource, storage_resource
+from .settings import DatabaseSettings, Settings, load_settings
+
+
+def database_definitions(db: DatabaseSettings) -> dg.Definitions:
+    names = DefinitionNames(db)
+    partitions = dg.DynamicPartitionsDefinition(name=names.partitions)
+    return dg.Definitions(
+        assets=build_database_assets(db, partitions),
+        jobs=build_backup_jobs(db, partitions),
+        schedules=[build_daily_schedule(db, partitions)],
+        sensors=[build_request_sensor(db, partitions)],
+        resources={names.postgres_resource: postgres_resource(db)},
+    )
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    return dg.Definitions.merge(
+        *(database_definitions(db) for db in settings.databases),
+        dg.Definitions(resources={STORAGE_RESOURCE_KEY: storage_resource(settings.storage)}),
+    )
+
+
+defs = build_definitions()

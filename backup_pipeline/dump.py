@@ -1,0 +1,108 @@
+"""Dumping: pg_dump in custom format inside an exported snapshot, streamed, with exact row counts.
+
+Row counts are taken in the same snapshot as the dump, on the connection that exported it, while
+pg_dump runs, so they describe exactly the rows the dump holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .errors import BackupError
+from .postgres import ClientTools, PostgresTarget, database_size, exported_snapshot, server_version, table_row_counts
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DumpOptions:
+    compression: str | None = None  # pg_dump --compress value, e.g. "6", "gzip:6", "zstd:3"
+
+    def pg_dump_args(self) -> list[str]:
+        return ["--format=custom", "--no-owner", "--no-acl"] + (
+            [f"--compress={self.compression}"] if self.compression else []
+        )
+
+    @property
+    def description(self) -> str:
+        return self.compression or "default"
+
+
+@dataclass
+class RunningDump:
+    """A pg_dump in progress: read `stdout`, then call `finish()` to learn whether it succeeded."""
+
+    stdout: object
+    server_version: str
+    pg_dump_version: str
+    database_size_bytes: int
+    _process: subprocess.Popen = field(repr=False)
+    _stderr: object = field(repr=False)
+    _counts: dict = field(default_factory=dict, repr=False)
+    _counting: threading.Thread | None = field(default=None, repr=False)
+
+    def finish(self) -> dict[str, int]:
+        """Waits for pg_dump and the row counts; raises with pg_dump's own message when it failed."""
+        code = self._process.wait()
+        if self._counting is not None:
+            self._counting.join()
+        if code != 0:
+            self._stderr.seek(0)
+            message = self._stderr.read().decode(errors="replace").strip().splitlines()
+            reason = message[-1] if message else f"exit code {code}"
+            if code < 0:
+                reason = f"pg_dump was killed by signal {-code}"
+            raise BackupError(f"pg_dump failed: {reason}")
+        if "error" in self._counts:
+            raise BackupError(f"counting rows in the dump's snapshot failed: {self._counts['error']}")
+        return self._counts["tables"]
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+@contextlib.contextmanager
+def start_dump(
+    target: PostgresTarget, tools: ClientTools, options: DumpOptions | None = None, log: Log = print
+) -> Iterator[RunningDump]:
+    """Starts pg_dump on `target` and yields it; the snapshot stays open until the block ends."""
+    options = options or DumpOptions()
+    with exported_snapshot(target) as (snapshot, conn):
+        major, server_text = server_version(conn)
+        pg_dump_text = tools.check_can_dump(major, server_text)
+        size = database_size(conn)
+        log(f"dumping {target.describe()} (PostgreSQL {server_text}, {size} bytes on disk) with pg_dump {pg_dump_text}")
+        argv = [tools.path("pg_dump"), *options.pg_dump_args(), f"--snapshot={snapshot}",
+                f"--dbname={target.conninfo_without_password()}"]
+        with target.child_env() as env, tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, bufsize=0)
+            dump = RunningDump(
+                stdout=process.stdout,
+                server_version=server_text,
+                pg_dump_version=pg_dump_text,
+                database_size_bytes=size,
+                _process=process,
+                _stderr=stderr,
+            )
+            dump._counting = threading.Thread(target=_count_rows, args=(conn, dump._counts), daemon=True)
+            dump._counting.start()
+            try:
+                yield dump
+            finally:
+                dump.kill()
+                process.stdout.close()
+                dump._counting.join()
+
+
+def _count_rows(conn, out: dict) -> None:
+    try:
+        out["tables"] = table_row_counts(conn)
+    except Exception as error:  # reported by finish(), on the caller's thread
+        out["error"] = str(error).splitlines()[0] if str(error) else type(error).__name__

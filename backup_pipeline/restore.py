@@ -1,0 +1,210 @@
+"""Restoring: a stored backup streamed through sha256 into pg_restore.
+
+Shared by verification (into a scratch database) and by `restore_job` (into a new database, or over an
+existing one by restoring beside it and swapping names, so a failed restore leaves the original as it was).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .catalog import BackupCatalog
+from .errors import BackupError, ConfigurationError, VerificationError
+from .manifest import Manifest
+from .naming import BackupName
+from .postgres import (
+    ClientTools,
+    PostgresTarget,
+    check_database_name,
+    create_database,
+    database_exists,
+    disconnect_sessions,
+    drop_database,
+    rename_database,
+    table_row_counts,
+)
+from .streams import CHUNK_BYTES, HashingReader, human_bytes
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RestoreOutcome:
+    manifest: Manifest
+    database: str
+    tables: dict[str, int]
+    duration_s: float
+
+
+def checked_manifest(catalog: BackupCatalog, name: BackupName) -> Manifest:
+    """The manifest of a complete backup whose stored size matches it; refuses anything else, clearly."""
+    entry = catalog.find(name)
+    manifest = catalog.manifest(name)
+    if manifest.encryption:
+        raise BackupError(f"{name} is encrypted, and this version of backup_pipeline cannot decrypt it")
+    if entry.size_bytes != manifest.size_bytes:
+        raise VerificationError(
+            f"{name} is damaged: the stored dump is {entry.size_bytes} bytes but its manifest says "
+            f"{manifest.size_bytes} (truncated or replaced); restore another backup"
+        )
+    return manifest
+
+
+def restore_into(
+    catalog: BackupCatalog,
+    manifest: Manifest,
+    target: PostgresTarget,
+    tools: ClientTools,
+    log: Log = print,
+    jobs: int = 1,
+) -> None:
+    """pg_restore the backup into the existing, empty database `target`; the checksum must match."""
+    if jobs > 1:
+        _restore_parallel(catalog, manifest, target, tools, log, jobs)
+        return
+    argv = [tools.path("pg_restore"), *_restore_args(target)]
+    total = max(manifest.size_bytes, 1)
+    with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
+        reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        try:
+            _feed(reader, process.stdin)
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            code = process.wait()
+        _check_checksum(reader.sha256, manifest)
+        if code != 0:
+            raise VerificationError(f"pg_restore of {manifest.name} failed: {_last_line(err, code)}")
+
+
+def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
+    # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
+    with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump") as staged:
+        with catalog.storage.open_stream(manifest.key) as body:
+            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
+            shutil.copyfileobj(reader, staged, CHUNK_BYTES)
+        staged.flush()
+        _check_checksum(reader.sha256, manifest)
+        argv = [tools.path("pg_restore"), *_restore_args(target), f"--jobs={jobs}", staged.name]
+        with target.child_env() as env:
+            result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
+        if result.returncode != 0:
+            lines = result.stderr.decode(errors="replace").strip().splitlines()
+            raise VerificationError(f"pg_restore of {manifest.name} failed: {lines[-1] if lines else result.returncode}")
+
+
+def _restore_args(target: PostgresTarget) -> list[str]:
+    return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={target.conninfo_without_password()}"]
+
+
+def _feed(reader: HashingReader, sink) -> None:
+    """Copies the object into pg_restore; if pg_restore stops early, reads on so the hash is complete."""
+    sink_open = True
+    while chunk := reader.read(CHUNK_BYTES):
+        if sink_open:
+            try:
+                sink.write(chunk)
+            except BrokenPipeError:
+                sink_open = False
+
+
+def _check_checksum(actual: str, manifest: Manifest) -> None:
+    if actual != manifest.sha256:
+        raise VerificationError(
+            f"{manifest.name} is corrupted: its sha256 is {actual} but the manifest recorded {manifest.sha256}; "
+            "restore another backup"
+        )
+
+
+def _last_line(stderr_file, code: int) -> str:
+    stderr_file.seek(0)
+    lines = [ln for ln in stderr_file.read().decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {code}"
+
+
+def compare_row_counts(expected: dict[str, int], actual: dict[str, int], name: str) -> None:
+    problems = []
+    for table in sorted(set(expected) | set(actual)):
+        want, got = expected.get(table), actual.get(table)
+        if want != got:
+            problems.append(f"{table}: manifest {want if want is not None else 'absent'}, "
+                            f"restored {got if got is not None else 'absent'}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise VerificationError(f"{name} restored to different contents than were dumped: {shown}")
+
+
+def scratch_database_name(purpose: str) -> str:
+    return f"bp_{purpose}_{secrets.token_hex(6)}"
+
+
+def restore_to_database(
+    catalog: BackupCatalog,
+    name: BackupName,
+    server: PostgresTarget,
+    target_db: str,
+    replace: bool = False,
+    jobs: int = 1,
+    tools: ClientTools | None = None,
+    log: Log = print,
+) -> RestoreOutcome:
+    """Restores `name` into `target_db` on `server`'s server and checks its row counts.
+
+    Without `replace` the database must not exist. With it, the backup is restored beside the existing
+    database and the names are swapped only once the restore matched its manifest.
+    """
+    tools = tools or ClientTools.locate()
+    check_database_name(target_db)
+    if jobs < 1:
+        raise ConfigurationError("--jobs must be at least 1")
+    started = time.monotonic()
+    manifest = checked_manifest(catalog, name)
+    admin = server.connect()
+    try:
+        exists = database_exists(admin, target_db)
+        if exists and not replace:
+            raise ConfigurationError(
+                f"database '{target_db}' already exists on {server.describe()}: choose a new name, or pass "
+                "--replace to restore over it"
+            )
+        if replace and not exists:
+            raise ConfigurationError(f"--replace was given but database '{target_db}' does not exist on {server.describe()}")
+        work_db = scratch_database_name("restore") if exists else target_db
+        create_database(admin, work_db)
+        try:
+            log(f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db}")
+            restore_into(catalog, manifest, server.with_database(work_db), tools, log, jobs)
+            with server.with_database(work_db).connect() as conn:
+                counts = table_row_counts(conn)
+            compare_row_counts(manifest.tables, counts, str(name))
+        except BaseException:
+            drop_database(admin, work_db)
+            raise
+        if exists:
+            _swap(admin, target_db, work_db, log)
+    finally:
+        admin.close()
+    duration = time.monotonic() - started
+    log(f"restored {name} into {target_db}: {len(counts)} tables, {sum(counts.values())} rows, {duration:.1f} s")
+    return RestoreOutcome(manifest=manifest, database=target_db, tables=counts, duration_s=round(duration, 3))
+
+
+def _swap(admin, target_db: str, work_db: str, log: Log) -> None:
+    old = scratch_database_name("replaced")
+    disconnect_sessions(admin, target_db)
+    rename_database(admin, target_db, old)
+    try:
+        rename_database(admin, work_db, target_db)
+    except BaseException:
+        rename_database(admin, old, target_db)
+        raise
+    drop_database(admin, old)
+    log(f"replaced the contents of {target_db}")

@@ -1,0 +1,202 @@
+"""Configuration from the environment (and, for several databases, a config file).
+
+Plain Python with no Dagster import, so the `backup-db` command reads it cheaply. Every value is checked
+here and a bad one raises ConfigurationError naming the variable and what to put in it. Secrets are not
+read here: settings hold the *names* of the variables that carry them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ConfigurationError
+
+DEFAULT_STORAGE_PREFIX = "db-backups"
+DEFAULT_LOCAL_DIR = "./backups"
+DEFAULT_RETENTION_DAYS = 30
+DEFAULT_KEEP_LAST = 7
+DEFAULT_SCHEDULE_CRON = "0 6 * * *"
+DEFAULT_FRESHNESS_HOURS = 26
+DEFAULT_WEBSERVER_URL = "http://localhost:3000"
+CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """One database to back up, and how its backups are named, scheduled and kept."""
+
+    key: str = "default"
+    url_env: str = "DATABASE_URL"
+    name_prefix: str | None = None  # None: the database name from the URL
+    storage_prefix: str = DEFAULT_STORAGE_PREFIX
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    keep_last: int = DEFAULT_KEEP_LAST
+    schedule_cron: str = DEFAULT_SCHEDULE_CRON
+    freshness_hours: float = DEFAULT_FRESHNESS_HOURS
+    # Scratch databases for verification live on this server; None: the source's server.
+    verify_url_env: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.key == "default"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where backups are kept: an S3-compatible bucket, or a local folder when no bucket is set."""
+
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id_env: str | None = None
+    secret_access_key_env: str | None = None
+    local_dir: str = DEFAULT_LOCAL_DIR
+
+    @property
+    def uses_s3(self) -> bool:
+        return self.bucket is not None
+
+    def describe(self) -> str:
+        if self.uses_s3:
+            return f"bucket '{self.bucket}' at {self.endpoint_url or 'AWS S3'}"
+        return f"local folder {Path(self.local_dir).resolve()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    databases: tuple[DatabaseSettings, ...]
+    storage: StorageSettings
+    webserver_url: str = DEFAULT_WEBSERVER_URL
+    extra: dict = field(default_factory=dict)
+
+    def database(self, key: str | None = None) -> DatabaseSettings:
+        if key is None:
+            if len(self.databases) == 1:
+                return self.databases[0]
+            raise ConfigurationError(
+                "several databases are configured: name one with --database "
+                f"({', '.join(d.key for d in self.databases)})"
+            )
+        for db in self.databases:
+            if db.key == key:
+                return db
+        raise ConfigurationError(
+            f"no database '{key}' is configured: choose one of {', '.join(d.key for d in self.databases)}"
+        )
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    storage = storage_settings(env)
+    webserver_url = env.get("DAGSTER_WEBSERVER_URL") or DEFAULT_WEBSERVER_URL
+    config_file = env.get(CONFIG_FILE_ENV)
+    if config_file:
+        from .config_file import load_database_file
+
+        databases = load_database_file(Path(config_file), defaults=default_database(env))
+    else:
+        databases = (default_database(env),)
+    return Settings(databases=tuple(databases), storage=storage, webserver_url=webserver_url.rstrip("/"))
+
+
+def default_database(env) -> DatabaseSettings:
+    return DatabaseSettings(
+        name_prefix=env.get("BACKUP_NAME_PREFIX") or None,
+        storage_prefix=storage_prefix(env.get("BACKUP_S3_PREFIX"), "BACKUP_S3_PREFIX"),
+        retention_days=env_int(env, "BACKUP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, minimum=1),
+        keep_last=env_int(env, "BACKUP_KEEP_LAST", DEFAULT_KEEP_LAST, minimum=0),
+        schedule_cron=cron(env.get("BACKUP_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON, "BACKUP_SCHEDULE_CRON"),
+        freshness_hours=env_float(env, "BACKUP_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS, minimum=1),
+        verify_url_env="BACKUP_VERIFY_DATABASE_URL" if env.get("BACKUP_VERIFY_DATABASE_URL") else None,
+    )
+
+
+def storage_settings(env) -> StorageSettings:
+    bucket = env.get("BACKUP_S3_BUCKET") or env.get("DO_SPACES_BUCKET") or None
+    bucket_var = "BACKUP_S3_BUCKET" if env.get("BACKUP_S3_BUCKET") else "DO_SPACES_BUCKET"
+    region = env.get("BACKUP_S3_REGION") or env.get("DO_SPACES_REGION") or None
+    endpoint = env.get("BACKUP_S3_ENDPOINT_URL") or None
+    if endpoint is None and env.get("DO_SPACES_REGION"):
+        endpoint = f"https://{env['DO_SPACES_REGION']}.digitaloceanspaces.com"
+    if bucket is not None and not _BUCKET.match(bucket):
+        raise ConfigurationError(
+            f"{bucket_var} '{bucket}' is not a valid bucket name: 3 to 63 lowercase letters, digits, '.' or '-'"
+        )
+    if endpoint is not None:
+        parsed = urlparse(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigurationError(
+                f"BACKUP_S3_ENDPOINT_URL '{endpoint}' is not a URL: use https://host[:port], "
+                "for example https://fra1.digitaloceanspaces.com"
+            )
+    return StorageSettings(
+        bucket=bucket,
+        endpoint_url=endpoint,
+        region=region,
+        access_key_id_env=_first_set(env, "AWS_ACCESS_KEY_ID", "DO_SPACES_KEY"),
+        secret_access_key_env=_first_set(env, "AWS_SECRET_ACCESS_KEY", "DO_SPACES_SECRET"),
+        local_dir=env.get("BACKUP_LOCAL_DIR") or DEFAULT_LOCAL_DIR,
+    )
+
+
+def database_key(text: str, where: str) -> str:
+    if not _DATABASE_KEY.match(text):
+        raise ConfigurationError(
+            f"{where}: database key '{text}' must start with a letter and hold only letters, digits and '_' "
+            "(at most 41 characters); it names the Dagster assets and jobs of that database"
+        )
+    return text
+
+
+def storage_prefix(value: str | None, where: str) -> str:
+    if value is None:
+        return DEFAULT_STORAGE_PREFIX
+    prefix = value.strip("/")
+    if ".." in prefix.split("/") or "\x00" in prefix or "\\" in prefix:
+        raise ConfigurationError(f"{where} '{value}' must be a plain key prefix such as db-backups/app")
+    return prefix
+
+
+def cron(value: str, where: str) -> str:
+    # A shape check only: Dagster validates the expression fully when the schedule is built.
+    fields = value.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields):
+        raise ConfigurationError(f"{where} '{value}' is not a cron expression: for example '0 6 * * *'")
+    return value
+
+
+def env_int(env, name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got '{raw}'") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(env, name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got '{raw}'") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _first_set(env, *names: str) -> str | None:
+    return next((n for n in names if env.get(n)), None)

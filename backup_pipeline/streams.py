@@ -1,0 +1,48 @@
+"""File-like wrappers that hash and report progress while bytes stream through."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+ProgressCallback = Callable[[int], None]
+CHUNK_BYTES = 1024 * 1024
+
+
+class HashingReader:
+    """Reads from `raw`, keeping a running sha256 and byte count; reports progress every few seconds."""
+
+    def __init__(self, raw, on_progress: ProgressCallback | None = None, every_s: float = 5.0):
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.bytes_read = 0
+        self._on_progress = on_progress
+        self._every_s = every_s
+        self._last_report = time.monotonic()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size if size is not None and size >= 0 else -1)
+        if data:
+            self._hash.update(data)
+            self.bytes_read += len(data)
+            now = time.monotonic()
+            if self._on_progress and now - self._last_report >= self._every_s:
+                self._last_report = now
+                self._on_progress(self.bytes_read)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(count) < 1024 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TB"

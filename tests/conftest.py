@@ -1,0 +1,129 @@
+"""Shared fixtures: real PostgreSQL, moto's S3 server over HTTP, temporary DAGSTER_HOME, backup environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.support.moto import MotoServer
+from tests.support.postgres_server import admin_url
+from tests.support.seed import SEED_SQL
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Variables of ours that must not leak from the developer's shell into a test.
+CONFIG_VARS = [
+    "DATABASE_URL", "BACKUP_NAME_PREFIX", "BACKUP_S3_BUCKET", "BACKUP_S3_ENDPOINT_URL", "BACKUP_S3_REGION",
+    "BACKUP_S3_PREFIX", "BACKUP_LOCAL_DIR", "BACKUP_RETENTION_DAYS", "BACKUP_KEEP_LAST", "BACKUP_SCHEDULE_CRON",
+    "BACKUP_CONFIG_FILE", "BACKUP_VERIFY_DATABASE_URL", "BACKUP_PG_BIN_DIR", "BACKUP_ENCRYPTION_KEY",
+    "BACKUP_ENCRYPTION_KEY_FILE", "BACKUP_FRESHNESS_HOURS", "DO_SPACES_BUCKET", "DO_SPACES_REGION", "DO_SPACES_KEY",
+    "DO_SPACES_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "DISCORD_WEBHOOK_URL", "DISCORD_BOT_TOKEN", "DISCORD_BACKUP_CHANNEL_ID", "DISCORD_API_BASE_URL",
+    "DAGSTER_WEBSERVER_URL", "DAGSTER_HOME",
+]
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    """libpq URL of a superuser connection to the test server's `postgres` database."""
+    url, cluster = admin_url()
+    yield url
+    if cluster is not None:
+        cluster.stop()
+
+
+def _url_for(admin: str, dbname: str) -> str:
+    return admin.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture
+def make_database(pg_admin_url):
+    """Creates uniquely named databases (optionally seeded) and drops them after the test."""
+    created = []
+
+    def make(seed_sql: str | None = SEED_SQL, prefix: str = "bptest") -> str:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        url = _url_for(pg_admin_url, name)
+        if seed_sql:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(seed_sql)
+        return url
+
+    yield make
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def seeded_db(make_database) -> str:
+    """URL of a fresh database seeded with tests.support.seed (counts in SEED_COUNTS)."""
+    return make_database()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server) -> str:
+    name = f"bp-test-{secrets.token_hex(6)}"
+    moto_server.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def dagster_home(tmp_path) -> Path:
+    """A fresh DAGSTER_HOME using the project's dagster.yaml (queued runs, one backup per database)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in CONFIG_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def s3_env(clean_env, seeded_db, moto_server, s3_bucket, dagster_home, tmp_path):
+    """Environment for backing up `seeded_db` to a moto bucket; returns the values set."""
+    values = {
+        "DATABASE_URL": seeded_db,
+        "BACKUP_S3_BUCKET": s3_bucket,
+        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
+        "BACKUP_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DAGSTER_HOME": str(dagster_home),
+    }
+    for key, value in values.items():
+        clean_env.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def local_env(clean_env, seeded_db, dagster_home, tmp_path):
+    """Environment for backing up `seeded_db` to a local folder; returns the values set."""
+    values = {
+        "DATABASE_URL": seeded_db,
+        "BACKUP_LOCAL_DIR": str(tmp_path / "backups"),
+        "DAGSTER_HOME": str(dagster_home),
+    }
+    for key, value in values.items():
+        clean_env.setenv(key, value)
+    return values
