@@ -66,6 +66,11 @@ class PostgresTarget:
                 f"{source_env} could not be parsed as a libpq URL: check its quoting and percent-encoding "
                 "(for example postgresql://user:p%40ss@host:5432/dbname)"
             ) from None
+        if not re.fullmatch(r"\d{1,5}(,\d{1,5})*", params.get("port", "5432")):
+            raise ConfigurationError(
+                f"{source_env} has port '{params['port']}', which is not a number: for example "
+                "postgresql://user@host:5432/dbname"
+            )
         if not params.get("dbname"):
             raise ConfigurationError(
                 f"{source_env} names no database: add it to the path, for example postgresql://user@host/app"
