@@ -8,7 +8,7 @@ import pytest
 
 from backup_pipeline.catalog import BackupCatalog
 from backup_pipeline.manifest import Manifest
-from backup_pipeline.postgres import PostgresTarget, table_row_counts
+from backup_pipeline.postgres import table_row_counts
 from backup_pipeline.settings import load_settings
 from backup_pipeline.storage import storage_from_settings
 from tests.support.pipeline import failure_message, load_defs, run_backup
@@ -66,6 +66,9 @@ def test_backup_lands_with_manifest_and_verifies(env_fixture, request, pg_admin_
     assert dump_key in offsite["uri"]
     dump_meta = _metadata(result, "database_dump")
     assert dump_meta["rows"] == sum(SEED_COUNTS.values()) and dump_meta["tables"] == len(SEED_COUNTS)
+
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "stored_object_matches_manifest" and check.passed
 
     catalog = BackupCatalog(storage, "db-backups", prefix)
     [entry] = catalog.complete()

@@ -39,6 +39,13 @@ def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions:
                 kinds={"s3"},
             ),
         ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "stored_object_matches_manifest",
+                asset=offsite_key,
+                description="The stored dump's size equals the size recorded in its manifest.",
+            )
+        ],
         partitions_def=partitions,
         required_resource_keys={names.postgres_resource, STORAGE_RESOURCE_KEY},
     )
@@ -78,6 +85,14 @@ def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions:
                 "server_version": manifest.server_version,
                 "pg_dump_version": manifest.pg_dump_version,
             },
+        )
+        stored = catalog.storage.head(manifest.key)
+        yield dg.AssetCheckResult(
+            asset_key=offsite_key,
+            check_name="stored_object_matches_manifest",
+            passed=stored is not None and stored.size == manifest.size_bytes,
+            metadata={"stored_bytes": dg.MetadataValue.int(stored.size if stored else 0),
+                      "manifest_bytes": dg.MetadataValue.int(manifest.size_bytes)},
         )
 
     return dump_and_upload
