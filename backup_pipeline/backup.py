@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from . import __version__
 from .catalog import BackupCatalog
 from .dump import DumpOptions, Log, start_dump
+from .encryption import EncryptingReader
 from .errors import BackupError
 from .manifest import Manifest
 from .naming import BackupId, BackupName
-from .postgres import ClientTools, PostgresTarget
+from .postgres import ClientTools, PostgresTarget, advisory_lock
 from .streams import HashingReader, human_bytes
 
 
@@ -32,18 +33,35 @@ def take_backup(
 ) -> BackupResult:
     tools = tools or ClientTools.locate()
     options = options or DumpOptions()
-    storage = catalog.storage
     name = BackupName(prefix=catalog.name_prefix, id=backup_id)
+    catalog.storage.check_access()
+    # Two runs for one backup id (a relaunched partition, two `backup-db backup` in the same second) must never
+    # both dump into one name: the first holds a lock in the database until its manifest is written.
+    with advisory_lock(target, f"backup_pipeline {name}") as obtained:
+        if not obtained:
+            raise BackupError(
+                f"another run is writing {name} right now: a backup is never written twice. Wait for that run "
+                "(it shows in the Dagster UI), or start a new backup"
+            )
+        return _store_new_backup(target, catalog, name, tools, options, log)
+
+
+def _store_new_backup(
+    target: PostgresTarget, catalog: BackupCatalog, name: BackupName, tools: ClientTools, options: DumpOptions, log: Log
+) -> BackupResult:
+    storage = catalog.storage
+    backup_id = name.id
     dump_key = name.dump_key(catalog.storage_prefix)
     manifest_key = name.manifest_key(catalog.storage_prefix)
-    storage.check_access()
     if storage.head(manifest_key) is not None or storage.head(dump_key) is not None:
         raise BackupError(f"{name} already exists in {storage.describe()}: a backup is never overwritten")
 
     started = time.monotonic()
     with start_dump(target, tools, options, log) as dump:
+        # Encrypted (when a key is configured) before upload; size and sha256 describe the stored bytes.
+        source = dump.stdout if catalog.encryption is None else EncryptingReader(dump.stdout, catalog.encryption)
         reader = HashingReader(
-            dump.stdout,
+            source,
             on_progress=lambda n: log(f"dumped and uploaded {human_bytes(n)} ({n} bytes) so far"),
         )
         try:
@@ -75,6 +93,7 @@ def take_backup(
         compression=options.description,
         database_size_bytes=dump.database_size_bytes,
         finished_at=datetime.now(UTC).isoformat(),
+        encryption=catalog.encryption.manifest_record() if catalog.encryption else None,
     )
     # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
     storage.put_bytes(manifest_key, manifest.to_json())

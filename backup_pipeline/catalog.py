@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .encryption import EncryptionKey
 from .errors import BackupError
 from .manifest import Manifest
 from .naming import BackupName, classify_key, join_key
@@ -56,10 +57,14 @@ class BackupEntry:
 
 
 class BackupCatalog:
-    def __init__(self, storage: BackupStorage, storage_prefix: str, name_prefix: str):
+    def __init__(
+        self, storage: BackupStorage, storage_prefix: str, name_prefix: str, encryption: EncryptionKey | None = None
+    ):
         self.storage = storage
         self.storage_prefix = storage_prefix
         self.name_prefix = name_prefix
+        # New backups are encrypted with this key; encrypted backups are decrypted with it. Listing needs none.
+        self.encryption = encryption
 
     def entries(self) -> list[BackupEntry]:
         """Every backup of ours, complete or not, newest first."""

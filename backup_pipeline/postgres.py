@@ -208,6 +208,26 @@ def exported_snapshot(target: PostgresTarget) -> Iterator[tuple[str, object]]:
         conn.close()
 
 
+# First half of the two-key advisory locks this project takes, so they cannot meet an application's own.
+ADVISORY_LOCK_CLASS = 0x42_50_42_4B  # "BPBK"
+
+
+@contextlib.contextmanager
+def advisory_lock(target: PostgresTarget, name: str) -> Iterator[bool]:
+    """Tries a session advisory lock keyed by `name` in `target`'s database; yields whether it was obtained.
+
+    Held until the block ends (the connection closes), also when the process dies, so it never goes stale.
+    """
+    import hashlib
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+    conn = target.connect()
+    try:
+        yield bool(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, key)).fetchone()[0])
+    finally:
+        conn.close()
+
+
 def table_row_counts(conn) -> dict[str, int]:
     """Exact rows of every user table (leaf tables only, so partitions are not counted twice)."""
     from psycopg import sql

@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from .catalog import BackupCatalog
+from .encryption import EncryptionKey, load_key
 from .naming import check_name_prefix
 from .postgres import ClientTools, PostgresTarget
 from .settings import DatabaseSettings, StorageSettings
@@ -47,14 +48,20 @@ class BackupStorageResource(dg.ConfigurableResource):
     bucket: str | None = None
     local_dir: str = "./backups"
     s3: S3Resource
+    # dg.EnvVar("BACKUP_ENCRYPTION_KEY") when set: Dagster records the variable's name, never the key.
+    encryption_key: str | None = None
+    encryption_key_file: str | None = None
 
     def storage(self) -> BackupStorage:
         if self.bucket:
             return S3Storage(self.s3.get_client(), self.bucket, self.s3.endpoint_url)
         return LocalStorage(self.local_dir)
 
+    def encryption(self) -> EncryptionKey | None:
+        return load_key(self.encryption_key, self.encryption_key_file)
+
     def catalog(self, postgres: PostgresResource, storage_prefix: str) -> BackupCatalog:
-        return BackupCatalog(self.storage(), storage_prefix, postgres.backup_name_prefix())
+        return BackupCatalog(self.storage(), storage_prefix, postgres.backup_name_prefix(), self.encryption())
 
 
 def _env_var(name: str | None):
@@ -77,6 +84,12 @@ def storage_resource(settings: StorageSettings) -> BackupStorageResource:
         region_name=settings.region,
         aws_access_key_id=_env_var(settings.access_key_id_env),
         aws_secret_access_key=_env_var(settings.secret_access_key_env),
-        max_attempts=5,
+        max_attempts=settings.max_attempts,
     )
-    return BackupStorageResource(bucket=settings.bucket, local_dir=settings.local_dir, s3=s3)
+    return BackupStorageResource(
+        bucket=settings.bucket,
+        local_dir=settings.local_dir,
+        s3=s3,
+        encryption_key=_env_var(settings.encryption_key_env),
+        encryption_key_file=settings.encryption_key_file,
+    )

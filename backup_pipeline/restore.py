@@ -7,8 +7,8 @@ existing one by restoring beside it and swapping names, so a failed restore leav
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .catalog import BackupCatalog
+from .encryption import check_can_decrypt, decrypting
 from .errors import BackupError, ConfigurationError, VerificationError
 from .manifest import Manifest
 from .naming import BackupName
@@ -47,8 +48,7 @@ def checked_manifest(catalog: BackupCatalog, name: BackupName) -> Manifest:
     """The manifest of a complete backup whose stored size matches it; refuses anything else, clearly."""
     entry = catalog.find(name)
     manifest = catalog.manifest(name)
-    if manifest.encryption:
-        raise BackupError(f"{name} is encrypted, and this version of backup_pipeline cannot decrypt it")
+    check_can_decrypt(manifest.encryption, catalog.encryption, str(name))
     if entry.size_bytes != manifest.size_bytes:
         raise VerificationError(
             f"{name} is damaged: the stored dump is {entry.size_bytes} bytes but its manifest says "
@@ -73,9 +73,10 @@ def restore_into(
     total = max(manifest.size_bytes, 1)
     with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
         reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
+        plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
         try:
-            _feed(reader, process.stdin)
+            _feed(plain, process.stdin)
         finally:
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.close()
@@ -87,11 +88,12 @@ def restore_into(
 
 def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
     # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
-    with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump") as staged:
+    # Unbuffered, so a full disk surfaces in _stage and closing the file never retries a failed write.
+    with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump", buffering=0) as staged:
         with catalog.storage.open_stream(manifest.key) as body:
             reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
-            shutil.copyfileobj(reader, staged, CHUNK_BYTES)
-        staged.flush()
+            plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+            _stage(plain, staged, manifest.name)
         _check_checksum(reader.sha256, manifest)
         argv = [tools.path("pg_restore"), *_restore_args(target), f"--jobs={jobs}", staged.name]
         with target.child_env() as env:
@@ -101,11 +103,26 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
             raise VerificationError(f"pg_restore of {manifest.name} failed: {lines[-1] if lines else result.returncode}")
 
 
+def _stage(source, out, name: str) -> None:
+    while chunk := source.read(CHUNK_BYTES):
+        view = memoryview(chunk)
+        while view:
+            try:
+                written = out.write(view)
+            except OSError as error:
+                raise BackupError(
+                    f"cannot stage {name} for a parallel restore in {os.path.dirname(out.name)}: {error.strerror}. "
+                    "Free space there, point TMPDIR at a larger disk, or restore with --jobs 1 (it streams and "
+                    "stages nothing)"
+                ) from None
+            view = view[written:]
+
+
 def _restore_args(target: PostgresTarget) -> list[str]:
     return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={target.conninfo_without_password()}"]
 
 
-def _feed(reader: HashingReader, sink) -> None:
+def _feed(reader, sink) -> None:
     """Copies the object into pg_restore; if pg_restore stops early, reads on so the hash is complete."""
     sink_open = True
     while chunk := reader.read(CHUNK_BYTES):

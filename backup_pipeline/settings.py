@@ -22,6 +22,7 @@ DEFAULT_KEEP_LAST = 7
 DEFAULT_SCHEDULE_CRON = "0 6 * * *"
 DEFAULT_FRESHNESS_HOURS = 26
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
+DEFAULT_S3_MAX_ATTEMPTS = 5
 CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -58,6 +59,10 @@ class StorageSettings:
     access_key_id_env: str | None = None
     secret_access_key_env: str | None = None
     local_dir: str = DEFAULT_LOCAL_DIR
+    max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
+    # Client-side encryption: the variable holding the key (never its value here), or a key file's path.
+    encryption_key_env: str | None = None
+    encryption_key_file: str | None = None
 
     @property
     def uses_s3(self) -> bool:
@@ -143,7 +148,24 @@ def storage_settings(env) -> StorageSettings:
         access_key_id_env=_first_set(env, "AWS_ACCESS_KEY_ID", "DO_SPACES_KEY"),
         secret_access_key_env=_first_set(env, "AWS_SECRET_ACCESS_KEY", "DO_SPACES_SECRET"),
         local_dir=env.get("BACKUP_LOCAL_DIR") or DEFAULT_LOCAL_DIR,
+        max_attempts=env_int(env, "BACKUP_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS, minimum=1),
+        **encryption_settings(env),
     )
+
+
+def encryption_settings(env) -> dict:
+    # Only the key file's path is looked at here; the key itself is read and checked where it is used.
+    key_set, key_file = bool(env.get("BACKUP_ENCRYPTION_KEY")), env.get("BACKUP_ENCRYPTION_KEY_FILE") or None
+    if key_set and key_file:
+        raise ConfigurationError(
+            "both BACKUP_ENCRYPTION_KEY and BACKUP_ENCRYPTION_KEY_FILE are set: set only one of them"
+        )
+    if key_file is not None and not Path(key_file).is_file():
+        raise ConfigurationError(
+            f"BACKUP_ENCRYPTION_KEY_FILE '{key_file}' is not a file: point it at a file holding the key "
+            "(create one with `openssl rand -base64 32 > backup.key`)"
+        )
+    return {"encryption_key_env": "BACKUP_ENCRYPTION_KEY" if key_set else None, "encryption_key_file": key_file}
 
 
 def database_key(text: str, where: str) -> str:

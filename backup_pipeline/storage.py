@@ -287,7 +287,7 @@ class S3Storage(BackupStorage):
         return BackupError(f"cannot {action} {where}: {type(error).__name__}: {str(error).splitlines()[0]}")
 
 
-def s3_client(settings: StorageSettings, max_attempts: int = 5):
+def s3_client(settings: StorageSettings, max_attempts: int | None = None):
     """A boto3 client for the command line's light paths (the Dagster resource uses dagster-aws S3Resource)."""
     import boto3
     from botocore.config import Config
@@ -300,7 +300,11 @@ def s3_client(settings: StorageSettings, max_attempts: int = 5):
         region_name=settings.region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+        config=Config(
+            retries={"max_attempts": max_attempts or settings.max_attempts, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        ),
     )
 
 
