@@ -24,6 +24,8 @@ def build_backup_jobs(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefi
             partitions_def=partitions,
             tags=database_tags,
             description="Dump, upload and verify one backup (one partition, keyed by backup id).",
+            # The steps run one after another anyway; one process spares the user ~5 s of start-up per step.
+            executor_def=dg.in_process_executor,
         ),
         dg.define_asset_job(
             names.verify_job,
@@ -60,6 +62,7 @@ def build_request_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
 
     @dg.job(
         name=names.request_job,
+        executor_def=dg.in_process_executor,
         description=(
             "Take a backup now, with no timestamp to type: launch it (backup_type defaults to pre-migration; "
             "set it to manual for an ad-hoc one) and a backup_job run follows within seconds."
@@ -114,7 +117,10 @@ def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
 
     @dg.job(
         name=names.restore_job,
-        description="Restore a backup into a new database (or over an existing one with replace: true).",
+        description=(
+            "Restore a backup into a new database (or over an existing one with replace: true). In the Launchpad "
+            "set backup_name (the name shown on the offsite_backup asset), target_db, and confirm: RESTORE."
+        ),
         tags={"backup/kind": "restore"},
     )
     def restore_job():
