@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .encryption import EncryptionKey
-from .errors import BackupError
+from .errors import BackupError, BackupNotFoundError
 from .manifest import Manifest
 from .naming import BackupName, classify_key, join_key
 from .storage import BackupStorage, StoredObject
@@ -77,9 +77,11 @@ class BackupCatalog:
         dump = self.storage.head(name.dump_key(self.storage_prefix))
         manifest = self.storage.head(name.manifest_key(self.storage_prefix))
         if dump is None and manifest is None:
-            raise BackupError(f"there is no backup named {name} in {self.storage.describe()} (run `backup-db list`)")
+            raise BackupNotFoundError(
+                f"there is no backup named {name} in {self.storage.describe()} (run `backup-db list`)"
+            )
         if manifest is None:
-            raise BackupError(
+            raise BackupNotFoundError(
                 f"{name} has no manifest: its upload never finished, so it is not a backup and cannot be "
                 "verified or restored (retention removes it)"
             )

@@ -14,3 +14,7 @@ class ConfigurationError(BackupError):
 
 class VerificationError(BackupError):
     """A stored backup does not restore, or restores to different contents."""
+
+
+class BackupNotFoundError(BackupError):
+    """The named backup does not exist (or never finished uploading): the user picked the wrong name."""
