@@ -32,8 +32,9 @@ def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions:
                 offsite_key,
                 deps=[dump_key],
                 description=(
-                    "The dump stored in backup storage as `<prefix>_<type>_<YYYYMMDD_HHMMSS>.dump`, streamed with its "
-                    "sha256 computed on the way, and its JSON manifest written last beside it."
+                    "The dump stored in backup storage under a name like app_pre-migration_20260113_150000.dump "
+                    "(prefix, type, UTC time), streamed with its sha256 computed on the way, and its JSON manifest "
+                    "written last beside it."
                 ),
                 group_name=names.group,
                 kinds={"s3"},
