@@ -71,3 +71,7 @@ class DefinitionNames:
     @property
     def request_sensor(self) -> str:
         return self._name("backup_request_sensor")
+
+    @property
+    def freshness_sensor(self) -> str:
+        return self._name("backup_freshness_sensor")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .alerts import alert_definitions
 from .assets import build_database_assets
 from .automation import build_daily_schedule, build_request_sensor
 from .definition_names import STORAGE_RESOURCE_KEY, DefinitionNames
@@ -32,6 +33,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         *(database_definitions(db) for db in settings.databases),
         dg.Definitions(resources={STORAGE_RESOURCE_KEY: storage_resource(settings.storage)}),
+        alert_definitions(settings),
     )
 
 

@@ -23,6 +23,7 @@ DEFAULT_SCHEDULE_CRON = "0 6 * * *"
 DEFAULT_FRESHNESS_HOURS = 26
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_S3_MAX_ATTEMPTS = 5
+DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
 CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -75,10 +76,26 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class DiscordSettings:
+    """Where alerts go: a webhook, or a bot posting to a channel (names of the secret variables, not values)."""
+
+    webhook_url_env: str | None = None
+    bot_token_env: str | None = None
+    channel_id: str | None = None
+    api_base_url: str = DEFAULT_DISCORD_API_BASE_URL
+    success_notices: bool = True
+
+    @property
+    def configured(self) -> bool:
+        return self.webhook_url_env is not None or (self.bot_token_env is not None and self.channel_id is not None)
+
+
+@dataclass(frozen=True)
 class Settings:
     databases: tuple[DatabaseSettings, ...]
     storage: StorageSettings
     webserver_url: str = DEFAULT_WEBSERVER_URL
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
     extra: dict = field(default_factory=dict)
 
     def database(self, key: str | None = None) -> DatabaseSettings:
@@ -108,7 +125,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         databases = load_database_file(Path(config_file), defaults=default_database(env))
     else:
         databases = (default_database(env),)
-    return Settings(databases=tuple(databases), storage=storage, webserver_url=webserver_url.rstrip("/"))
+    return Settings(
+        databases=tuple(databases),
+        storage=storage,
+        webserver_url=webserver_url.rstrip("/"),
+        discord=discord_settings(env),
+    )
 
 
 def default_database(env) -> DatabaseSettings:
@@ -168,6 +190,45 @@ def encryption_settings(env) -> dict:
     return {"encryption_key_env": "BACKUP_ENCRYPTION_KEY" if key_set else None, "encryption_key_file": key_file}
 
 
+def discord_settings(env) -> DiscordSettings:
+    webhook = env.get("DISCORD_WEBHOOK_URL") or None
+    token = env.get("DISCORD_BOT_TOKEN") or None
+    channel = env.get("DISCORD_BACKUP_CHANNEL_ID") or None
+    api_base = env.get("DISCORD_API_BASE_URL") or DEFAULT_DISCORD_API_BASE_URL
+    # The webhook URL carries its token: messages here name the variable, never echo the value.
+    if webhook is not None and not re.match(r"^https?://[^/\s]+/\S*$", webhook):
+        raise ConfigurationError(
+            "DISCORD_WEBHOOK_URL is not a URL: copy it from the channel's Integrations > Webhooks "
+            "(https://discord.com/api/webhooks/<id>/<token>)"
+        )
+    if webhook is None and token is not None and channel is None:
+        raise ConfigurationError(
+            "DISCORD_BOT_TOKEN is set but DISCORD_BACKUP_CHANNEL_ID is not: set it to the id of the channel "
+            "alerts go to (Discord developer mode > right-click the channel > Copy Channel ID)"
+        )
+    if webhook is None and channel is not None and token is None:
+        raise ConfigurationError(
+            "DISCORD_BACKUP_CHANNEL_ID is set but DISCORD_BOT_TOKEN is not: set the bot's token, "
+            "or use DISCORD_WEBHOOK_URL instead"
+        )
+    if channel is not None and not channel.isdigit():
+        raise ConfigurationError(
+            f"DISCORD_BACKUP_CHANNEL_ID '{channel[:40]}' is not a channel id: it is a number such as 1234567890123456789"
+        )
+    parsed = urlparse(api_base)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"DISCORD_API_BASE_URL '{api_base}' is not a URL: use https://discord.com/api/v10 or your proxy's URL"
+        )
+    return DiscordSettings(
+        webhook_url_env="DISCORD_WEBHOOK_URL" if webhook else None,
+        bot_token_env="DISCORD_BOT_TOKEN" if token else None,
+        channel_id=channel,
+        api_base_url=api_base.rstrip("/"),
+        success_notices=env_bool(env, "BACKUP_DISCORD_SUCCESS_NOTICES", True),
+    )
+
+
 def database_key(text: str, where: str) -> str:
     if not _DATABASE_KEY.match(text):
         raise ConfigurationError(
@@ -218,6 +279,17 @@ def env_float(env, name: str, default: float, minimum: float) -> float:
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def env_bool(env, name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got '{env.get(name)}'")
 
 
 def _first_set(env, *names: str) -> str | None:
