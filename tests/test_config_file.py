@@ -1,0 +1,143 @@
+"""The databases file (BACKUP_CONFIG_FILE): what it configures, and the line-numbered errors of a bad one."""
+
+from __future__ import annotations
+
+import pytest
+
+from backup_pipeline.definition_names import DefinitionNames
+from backup_pipeline.errors import ConfigurationError
+from backup_pipeline.settings import load_settings
+
+
+def settings_from(tmp_path, text: str, **env):
+    path = tmp_path / "backups.yaml"
+    path.write_text(text)
+    return load_settings({"BACKUP_CONFIG_FILE": str(path), **env}), path
+
+
+def error_from(tmp_path, text: str) -> tuple[str, str]:
+    path = tmp_path / "backups.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"BACKUP_CONFIG_FILE": str(path)})
+    return str(caught.value), str(path)
+
+
+def test_database_url_alone_means_one_database_with_plain_names():
+    settings = load_settings({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/app"})
+    [db] = settings.databases
+    assert db.url_env == "DATABASE_URL" and db.is_default
+    names = DefinitionNames(db)
+    assert (names.backup_job, names.partitions, names.asset_path("database_dump")) == (
+        "backup_job", "backups", ["database_dump"],
+    )
+
+
+def test_file_lists_databases_with_their_own_settings_and_shared_defaults(tmp_path):
+    settings, _ = settings_from(
+        tmp_path,
+        """\
+defaults:
+  retention_days: 14
+  keep_last: "5"          # quoted numbers are numbers too
+databases:
+  - key: app
+    url_env: APP_DATABASE_URL
+    name_prefix: app-prod
+    schedule: "30 5 * * *"
+    retention_days: 60
+    storage_prefix: /db-backups/app/
+    freshness_hours: 30
+  - key: billing
+    url_env: BILLING_DATABASE_URL
+    verify_url_env: SCRATCH_SERVER_URL
+""",
+        BACKUP_KEEP_LAST="9",  # the environment's default, overridden by the file's defaults
+        BACKUP_NAME_PREFIX="ignored",  # one prefix cannot name several databases
+    )
+    app, billing = settings.databases
+    assert (app.key, app.url_env, app.name_prefix, app.schedule_cron) == ("app", "APP_DATABASE_URL", "app-prod", "30 5 * * *")
+    assert (app.retention_days, app.keep_last, app.storage_prefix, app.freshness_hours) == (60, 5, "db-backups/app", 30.0)
+    assert (billing.name_prefix, billing.retention_days, billing.keep_last) == (None, 14, 5)
+    assert (billing.schedule_cron, billing.storage_prefix, billing.verify_url_env) == ("0 6 * * *", "db-backups", "SCRATCH_SERVER_URL")
+    assert settings.database("billing") is billing
+
+
+def test_every_mistake_is_reported_with_its_line(tmp_path):
+    message, path = error_from(
+        tmp_path,
+        """\
+databases:
+  - key: app
+    url_env: APP_DATABASE_URL
+    retention_days: 0
+    keep_last: many
+  - key: app
+    url_env: OTHER_URL
+  - key: crm
+    url_env: CRM_URL
+    schedul: "0 6 * * *"
+  - url_env: NO_KEY_URL
+  - key: shop
+    url_env: SHOP_URL
+    schedule: every day
+""",
+    )
+    assert message.startswith(f"{path} has 6 problems:")
+    assert f"{path} line 4: retention_days must be a whole number ≥ 1, got 0" in message
+    assert f"{path} line 5: keep_last must be a whole number ≥ 0, got 'many'" in message
+    assert f"{path} line 6: database key 'app' is already used on line 2" in message
+    assert f"{path} line 10: unknown field 'schedul' (did you mean 'schedule'?)" in message
+    assert f"{path} line 11: this database has no key" in message
+    assert f"{path} line 14: schedule 'every day' is not a cron expression" in message
+
+
+def test_single_problem_names_file_line_and_fix(tmp_path):
+    message, path = error_from(tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n    retention_days: 1.5\n")
+    assert message == f"{path} line 4: retention_days must be a whole number ≥ 1, got '1.5'"
+
+
+def test_url_pasted_in_place_of_a_variable_name_is_refused_without_echoing_it(tmp_path):
+    message, path = error_from(
+        tmp_path, "databases:\n  - key: app\n    url_env: postgresql://backup:s3cret-pw@db.internal/app\n"
+    )
+    assert f"{path} line 3: url_env must be the name of an environment variable" in message
+    assert "s3cret-pw" not in message
+
+
+def test_two_databases_writing_the_same_object_names_are_refused(tmp_path):
+    # Retention deletes what carries its own prefix: these two would prune each other's backups.
+    message, path = error_from(
+        tmp_path,
+        "databases:\n  - key: a\n    url_env: A_URL\n    name_prefix: shop\n"
+        "  - key: b\n    url_env: B_URL\n    name_prefix: shop\n",
+    )
+    assert f"{path} line 5: database 'b' would write the same object names as 'a' (line 2)" in message
+    settings, _ = settings_from(
+        tmp_path,
+        "databases:\n  - key: a\n    url_env: A_URL\n    name_prefix: shop\n"
+        "  - key: b\n    url_env: B_URL\n    name_prefix: shop\n    storage_prefix: db-backups/b\n",
+    )
+    assert [d.key for d in settings.databases] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("databases:\n  - key: app\n    url_env: [unclosed\n", "line 4: not valid YAML"),
+        ("", "is empty: the file must be a mapping with a 'databases:' list"),
+        ("- key: app\n", "line 1: the file must be a mapping with a 'databases:' list"),
+        ("databases: []\n", "line 1: 'databases' must be a list with at least one entry"),
+        ("defaults:\n  retention_days: 7\n", "line 1: no 'databases:' list"),
+        ("database:\n  - key: app\n", "line 1: unknown section 'database' (did you mean 'databases'?)"),
+        ("databases:\n  - key: app\n    key: other\n    url_env: U\n", "line 3: 'key' is given twice (first on line 2)"),
+    ],
+)
+def test_malformed_files_say_where_and_what(tmp_path, text, expected):
+    message, path = error_from(tmp_path, text)
+    assert expected in message and message.startswith(str(path)), message
+
+
+def test_missing_file_says_how_to_fix_it(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist: create it .* or unset BACKUP_CONFIG_FILE"):
+        load_settings({"BACKUP_CONFIG_FILE": str(tmp_path / "nowhere.yaml")})

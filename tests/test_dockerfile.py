@@ -1,0 +1,198 @@
+"""The user-code image, checked as far as a machine without a container engine allows.
+
+Built and run elsewhere: here the Dockerfile is linted (hadolint), its install script linted (shellcheck)
+and run up to where it would change the system, its Python install step is performed on exactly the files it
+copies, and its default command serves the code location in tests/test_deploy_scale_out.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.support.deployment import (
+    DOCKERFILE,
+    PROJECT_ROOT,
+    dockerfile_cmd,
+    dockerfile_instructions,
+    documented_commands,
+    tool,
+)
+
+INSTALL_SCRIPT = PROJECT_ROOT / "deploy" / "install-postgres-client.sh"
+PROFILE = PROJECT_ROOT / "deploy" / "dagster.yaml"
+
+
+def instructions(keyword: str) -> list[str]:
+    return [args for kw, args in dockerfile_instructions() if kw == keyword]
+
+
+def copies() -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY."""
+    result = []
+    for args in instructions("COPY"):
+        parts = [p for p in args.split() if not p.startswith("--")]
+        result.append((parts[:-1], parts[-1]))
+    return result
+
+
+def test_base_image_is_pinned_to_an_exact_python_release():
+    [base] = instructions("FROM")
+    # A full release on a named Debian release: a rebuild next year gets the same interpreter and apt suite.
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", base), base
+
+
+def test_postgresql_18_client_comes_from_the_pgdg_repository():
+    args = dict(a.split("=", 1) for a in instructions("ARG") if "=" in a)
+    assert args["POSTGRES_CLIENT_MAJOR"] == "18"
+    assert any("install-postgres-client.sh" in r and "${POSTGRES_CLIENT_MAJOR}" in r for r in instructions("RUN"))
+    script = INSTALL_SCRIPT.read_text()
+    # The setup script and signing key from Debian's postgresql-common, then the client of that major version.
+    assert "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y" in script
+    assert 'apt-get install -y --no-install-recommends "postgresql-client-${major}"' in script
+    # The image points the pipeline at that client explicitly.
+    env = " ".join(instructions("ENV"))
+    assert "BACKUP_PG_BIN_DIR=/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}/bin" in env
+
+
+def test_install_script_refuses_a_bad_major_version_before_touching_the_system():
+    result = subprocess.run(["sh", str(INSTALL_SCRIPT), "18; rm -rf /"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "MAJOR must be a number such as 18" in result.stderr
+
+
+def test_runs_as_a_fixed_non_root_user():
+    *_, user = instructions("USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, user
+    # USER comes after the last RUN that needs root, and before the command.
+    keywords = [kw for kw, _ in dockerfile_instructions()]
+    assert keywords.index("USER") > max(i for i, kw in enumerate(keywords) if kw == "RUN")
+    assert keywords.index("USER") < keywords.index("CMD")
+
+
+def test_default_command_is_the_code_server_for_the_package():
+    cmd = dockerfile_cmd()
+    assert cmd[:3] == ["dagster", "code-server", "start"]
+    assert cmd[cmd.index("-m") + 1] == "backup_pipeline.definitions"
+    assert cmd[cmd.index("-h") + 1] == "0.0.0.0"
+    port = cmd[cmd.index("-p") + 1]
+    assert instructions("EXPOSE") == [port]
+    [healthcheck] = instructions("HEALTHCHECK")
+    assert f'"grpc-health-check", "-p", "{port}"' in healthcheck
+    # The webserver and daemon commands are documented in the header and use the image's workspace file.
+    commands = documented_commands()
+    assert commands["dagster-webserver"][-2:] == ["-w", "/opt/dagster/workspace.yaml"]
+    assert commands["dagster-daemon"] == ["dagster-daemon", "run", "-w", "/opt/dagster/workspace.yaml"]
+    assert (["deploy/workspace.yaml"], "/opt/dagster/workspace.yaml") in copies()
+
+
+def test_dockerfile_passes_hadolint_and_install_script_passes_shellcheck():
+    lint = subprocess.run([tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    check = subprocess.run([tool("shellcheck"), str(INSTALL_SCRIPT)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_python_install_step_builds_the_package_from_exactly_the_copied_files(tmp_path):
+    """What `COPY ... && pip install .` sees in the image: only the COPY sources, minus .dockerignore's."""
+    context = tmp_path / "context"
+    context.mkdir()
+    ignored = dockerignore_excludes()
+    for sources, _ in copies():
+        for source in sources:
+            assert source not in ignored, f".dockerignore drops {source}, which the Dockerfile copies"
+            path = PROJECT_ROOT / source
+            target = context / source
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(path, target)
+    # With build isolation, as `pip install .` in the image: the build backend pyproject.toml names.
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), "."],
+        cwd=context, capture_output=True, text=True, timeout=240,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    [wheel] = (tmp_path / "dist").glob("backup_pipeline-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    package = {p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "backup_pipeline").rglob("*.py")}
+    assert package <= names, sorted(package - names)
+    assert "backup-db = backup_pipeline.cli.main:main" in entry_points
+
+
+def dockerignore_excludes() -> set[str]:
+    """COPY sources .dockerignore leaves out (its patterns: '*' then '!' re-includes)."""
+    lines = [l.strip() for l in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [l for l in lines if l and not l.startswith("#")]
+    included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    excluded = set()
+    for sources, _ in copies():
+        for source in sources:
+            top = source.split("/")[0]
+            if "*" in patterns and top not in included:
+                excluded.add(source)
+    return excluded
+
+
+def test_image_installs_the_tested_versions_of_every_dependency():
+    """deploy/constraints.txt pins every requirement of the package and of its run-launcher extras."""
+    assert any("--constraint deploy/constraints.txt" in r for r in instructions("RUN"))
+    pins = {}
+    for line in (PROJECT_ROOT / "deploy" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    optional = project["optional-dependencies"]
+    for text in [*project["dependencies"], *optional["docker"], *optional["k8s"]]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned: run .venv/bin/python deploy/freeze_constraints.py"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} does not satisfy {text}: run .venv/bin/python deploy/freeze_constraints.py"
+        )
+
+
+def test_production_profile_limits_backups_like_the_local_one():
+    local = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    production = yaml.safe_load(PROFILE.read_text())
+    assert production["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    limits = production["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert limits == local["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert limits == [{"key": "backup/database", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+    assert production["run_monitoring"]["enabled"] is True
+    assert set(production["storage"]) == {"postgres"}
+    # No secret in the file: every connection setting comes from the environment.
+    connection = production["storage"]["postgres"]["postgres_db"]
+    assert all(set(v) == {"env"} for k, v in connection.items() if k != "scheme")
+
+
+@pytest.mark.parametrize("launcher", ["Docker", "Kubernetes"])
+def test_commented_run_launcher_blocks_are_valid_launcher_config(launcher, monkeypatch):
+    from dagster._config import process_config
+    from dagster._config.field import resolve_to_config_type
+
+    text = PROFILE.read_text()
+    block = re.search(rf"^# >>> {launcher}\b.*?\n(.*?)^# <<< {launcher}$", text, re.S | re.M).group(1)
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines())
+    config = yaml.safe_load(uncommented)["run_launcher"]
+    launcher_class = getattr(importlib.import_module(config["module"]), config["class"])
+    result = process_config(resolve_to_config_type(launcher_class.config_type()), config["config"])
+    assert result.success, result.errors
+    # Every variable a run needs reaches a Docker run container.
+    if launcher == "Docker":
+        assert {"DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD", "BACKUP_CONFIG_FILE"} <= set(config["config"]["env_vars"])
