@@ -1,36 +1,30 @@
-"""Dumping: pg_dump in custom format inside an exported snapshot, streamed, with exact row counts.
+"""Dumping: pg_dump inside an exported snapshot, streamed, with exact row counts.
 
 Row counts are taken in the same snapshot as the dump, on the connection that exported it, while
-pg_dump runs, so they describe exactly the rows the dump holds.
+pg_dump runs, so they describe exactly the rows the dump holds. The custom format streams from pg_dump's
+stdout; the directory format (parallel pg_dump) is streamed as a tar while pg_dump writes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .directory_archive import DirectoryTarStream
+from .dump_options import DumpOptions
 from .errors import BackupError
 from .postgres import ClientTools, PostgresTarget, database_size, exported_snapshot, server_version, table_row_counts
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class DumpOptions:
-    compression: str | None = None  # pg_dump --compress value, e.g. "6", "gzip:6", "zstd:3"
-
-    def pg_dump_args(self) -> list[str]:
-        return ["--format=custom", "--no-owner", "--no-acl"] + (
-            [f"--compress={self.compression}"] if self.compression else []
-        )
-
-    @property
-    def description(self) -> str:
-        return self.compression or "default"
+# A bigger pipe lets pg_dump keep writing while the reader hashes or hands a part to the uploader.
+PIPE_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 @dataclass
@@ -79,12 +73,20 @@ def start_dump(
         pg_dump_text = tools.check_can_dump(major, server_text)
         size = database_size(conn)
         log(f"dumping {target.describe()} (PostgreSQL {server_text}, {size} bytes on disk) with pg_dump {pg_dump_text}")
-        argv = [tools.path("pg_dump"), *options.pg_dump_args(), f"--snapshot={snapshot}",
+        pg_dump_major = int(pg_dump_text.split(".")[0])
+        argv = [tools.path("pg_dump"), *options.pg_dump_args(pg_dump_major, pg_dump_text), f"--snapshot={snapshot}",
                 f"--dbname={target.conninfo_without_password()}"]
-        with target.child_env() as env, tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, bufsize=0)
+        with target.child_env() as env, tempfile.TemporaryFile() as stderr, _staging(options) as folder:
+            if folder is None:
+                process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, bufsize=0)
+                _widen_pipe(process.stdout)
+                stdout = process.stdout
+            else:
+                argv.append(f"--file={folder}")
+                process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+                stdout = DirectoryTarStream(folder, process)
             dump = RunningDump(
-                stdout=process.stdout,
+                stdout=stdout,
                 server_version=server_text,
                 pg_dump_version=pg_dump_text,
                 database_size_bytes=size,
@@ -97,8 +99,23 @@ def start_dump(
                 yield dump
             finally:
                 dump.kill()
-                process.stdout.close()
+                stdout.close()
                 dump._counting.join()
+
+
+@contextlib.contextmanager
+def _staging(options: DumpOptions) -> Iterator[Path | None]:
+    """The folder a directory-format dump is written into (TMPDIR); None for the streamed custom format."""
+    if options.format != "directory":
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="backup-dump-") as parent:
+        yield Path(parent).resolve() / "archive"
+
+
+def _widen_pipe(pipe) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _count_rows(conn, out: dict) -> None:

@@ -29,8 +29,9 @@ class Manifest:
     tables: dict[str, int]
     duration_s: float
     tool_version: str
-    format: str = "custom"
+    format: str = "custom"  # custom: a pg_dump archive; directory: a tar of pg_dump's directory format
     compression: str = "default"
+    dump_jobs: int = 1
     database_size_bytes: int = 0
     finished_at: str = ""
     encryption: dict | None = None

@@ -10,12 +10,14 @@ import contextlib
 import os
 import secrets
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .catalog import BackupCatalog
+from .directory_archive import unpack as unpack_archive
 from .encryption import check_can_decrypt, decrypting
 from .errors import BackupError, ConfigurationError, VerificationError
 from .manifest import Manifest
@@ -66,6 +68,9 @@ def restore_into(
     jobs: int = 1,
 ) -> None:
     """pg_restore the backup into the existing, empty database `target`; the checksum must match."""
+    if manifest.format == "directory":
+        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs))
+        return
     if jobs > 1:
         _restore_parallel(catalog, manifest, target, tools, log, jobs)
         return
@@ -95,12 +100,40 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
             plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
             _stage(plain, staged, manifest.name)
         _check_checksum(reader.sha256, manifest)
-        argv = [tools.path("pg_restore"), *_restore_args(target), f"--jobs={jobs}", staged.name]
-        with target.child_env() as env:
-            result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
-        if result.returncode != 0:
-            lines = result.stderr.decode(errors="replace").strip().splitlines()
-            raise VerificationError(f"pg_restore of {manifest.name} failed: {lines[-1] if lines else result.returncode}")
+        _run_pg_restore([tools.path("pg_restore"), *_restore_args(target), f"--jobs={jobs}", staged.name], target, manifest)
+
+
+def _restore_directory(catalog, manifest, target, tools, log, jobs: int) -> None:
+    # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
+    # pg_restore the folder with `jobs` in parallel.
+    with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
+        folder = os.path.join(staging, "archive")
+        with catalog.storage.open_stream(manifest.key) as body:
+            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
+            plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+            try:
+                unpack_archive(plain, folder)
+            except (tarfile.TarError, ValueError) as error:
+                while reader.read(CHUNK_BYTES):  # a damaged object: say so by its checksum when it differs
+                    pass
+                _check_checksum(reader.sha256, manifest)
+                raise VerificationError(f"{manifest.name} is not a readable directory-format archive: {error}") from None
+            except OSError as error:
+                raise BackupError(
+                    f"cannot unpack {manifest.name} for restoring in {staging}: {error.strerror}. Free space there "
+                    "or point TMPDIR at a larger disk"
+                ) from None
+        _check_checksum(reader.sha256, manifest)
+        argv = [tools.path("pg_restore"), *_restore_args(target), "--format=directory", f"--jobs={jobs}", folder]
+        _run_pg_restore(argv, target, manifest)
+
+
+def _run_pg_restore(argv: list[str], target: PostgresTarget, manifest: Manifest) -> None:
+    with target.child_env() as env:
+        result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        raise VerificationError(f"pg_restore of {manifest.name} failed: {lines[-1] if lines else result.returncode}")
 
 
 def _stage(source, out, name: str) -> None:

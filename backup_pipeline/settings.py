@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .dump_options import Compression, DumpOptions, check_format, check_jobs
 from .errors import ConfigurationError
 
 DEFAULT_STORAGE_PREFIX = "db-backups"
@@ -44,10 +45,17 @@ class DatabaseSettings:
     freshness_hours: float = DEFAULT_FRESHNESS_HOURS
     # Scratch databases for verification live on this server; None: the source's server.
     verify_url_env: str | None = None
+    # How pg_dump dumps (dump_options.py): custom or directory format, parallel jobs, compression.
+    dump_format: str = "custom"
+    dump_jobs: int = 1
+    compression: str | None = None  # None: pg_dump's default (gzip)
 
     @property
     def is_default(self) -> bool:
         return self.key == "default"
+
+    def dump_options(self) -> DumpOptions:
+        return DumpOptions(format=self.dump_format, jobs=self.dump_jobs, compression=self.compression)
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,15 @@ def default_database(env) -> DatabaseSettings:
         schedule_cron=cron(env.get("BACKUP_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON, "BACKUP_SCHEDULE_CRON"),
         freshness_hours=env_float(env, "BACKUP_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS, minimum=1),
         verify_url_env="BACKUP_VERIFY_DATABASE_URL" if env.get("BACKUP_VERIFY_DATABASE_URL") else None,
+        **dump_settings(env),
     )
+
+
+def dump_settings(env) -> dict:
+    dump_format = check_format((env.get("BACKUP_DUMP_FORMAT") or "custom").strip().lower())
+    jobs = check_jobs(env_int(env, "BACKUP_DUMP_JOBS", 1, minimum=1), dump_format)
+    compression = Compression.parse(env.get("BACKUP_COMPRESSION"))
+    return {"dump_format": dump_format, "dump_jobs": jobs, "compression": str(compression) if compression else None}
 
 
 def storage_settings(env) -> StorageSettings:

@@ -19,11 +19,14 @@ from pathlib import Path
 from .errors import BackupError, ConfigurationError
 from .settings import StorageSettings
 
-MIN_PART_BYTES = 16 * 1024 * 1024
+MIN_PART_BYTES = 8 * 1024 * 1024
 MAX_PART_BYTES = 5 * 1024**3
 MAX_PARTS = 10_000
 DELETE_BATCH = 1000
 UPLOAD_CONCURRENCY = 4
+# A streamed upload holds whole parts in memory (read, queued, in flight): at most this much, and at
+# least two parts, so memory stays flat whatever the size of the dump.
+UPLOAD_MEMORY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,19 @@ class StoredObject:
 
 
 def part_size_for(expected_bytes: int) -> int:
-    """Multipart part size so that a dump up to twice the expected size stays under S3's 10,000 parts."""
-    wanted = math.ceil(max(expected_bytes, 1) * 2 / (MAX_PARTS - 100))
+    """Multipart part size so that a dump up to twice the expected size stays under S3's 10,000 parts.
+
+    8 MiB up to about 40 GB expected, then growing with the expectation (whole MiB); a 5 TiB dump, S3's
+    largest object, fits whenever at least 2.5 TiB were expected.
+    """
+    wanted = math.ceil(max(expected_bytes, 1) * 2 / (MAX_PARTS - 100) / 2**20) * 2**20
     return min(MAX_PART_BYTES, max(MIN_PART_BYTES, wanted))
+
+
+def upload_concurrency_for(part_bytes: int) -> tuple[int, int]:
+    """(parts uploaded at once, parts held in memory at once) within UPLOAD_MEMORY_BYTES."""
+    in_memory = max(2, min(UPLOAD_CONCURRENCY + 2, UPLOAD_MEMORY_BYTES // part_bytes))
+    return max(1, min(UPLOAD_CONCURRENCY, in_memory - 1)), in_memory
 
 
 class BackupStorage:
@@ -181,9 +194,15 @@ class S3Storage(BackupStorage):
         from boto3.s3.transfer import TransferConfig
 
         part = part_size_for(expected_bytes)
+        concurrency, in_memory = upload_concurrency_for(part)
         config = TransferConfig(
-            multipart_threshold=part, multipart_chunksize=part, max_concurrency=UPLOAD_CONCURRENCY, use_threads=True
+            multipart_threshold=part,
+            multipart_chunksize=part,
+            max_concurrency=concurrency,
+            use_threads=True,
         )
+        # s3transfer's own setting (boto3's constructor does not take it): parts buffered from a stream.
+        config.max_in_memory_upload_chunks = in_memory
         # s3transfer aborts the multipart upload itself when a part keeps failing.
         with self._errors(f"upload {key} to"):
             self.client.upload_fileobj(reader, self.bucket, key, Config=config)

@@ -22,7 +22,7 @@ class HashingReader:
         self._last_report = time.monotonic()
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size if size is not None and size >= 0 else -1)
+        data = self._raw.read() if size is None or size < 0 else self._read_full(size)
         if data:
             self._hash.update(data)
             self.bytes_read += len(data)
@@ -31,6 +31,19 @@ class HashingReader:
                 self._last_report = now
                 self._on_progress(self.bytes_read)
         return data
+
+    def _read_full(self, size: int) -> bytes:
+        # A pipe hands over only what it holds (up to its 64 KiB-1 MiB buffer) per read, and s3transfer takes
+        # a short read for the end of the stream (whole dump in one PUT, in memory) or of a part (parts under
+        # S3's 5 MiB minimum): return `size` bytes unless the stream ended.
+        chunks, remaining = [], size
+        while remaining > 0:
+            chunk = self._raw.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def readable(self) -> bool:
         return True

@@ -56,7 +56,9 @@ def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions:
         with fail_clearly():
             backup_id = BackupId.parse(context.partition_key)
             catalog = storage.catalog(postgres, db.storage_prefix)
-            result = take_backup(postgres.target(), catalog, backup_id, postgres.tools(), log=context.log.info)
+            result = take_backup(
+                postgres.target(), catalog, backup_id, postgres.tools(), db.dump_options(), log=context.log.info
+            )
         manifest = result.manifest
         ratio = manifest.database_size_bytes / manifest.size_bytes if manifest.size_bytes else 0.0
         yield dg.MaterializeResult(
@@ -69,6 +71,8 @@ def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions:
                 "database_size_bytes": dg.MetadataValue.int(manifest.database_size_bytes),
                 "server_version": manifest.server_version,
                 "pg_dump_version": manifest.pg_dump_version,
+                "dump_format": manifest.format,
+                "compression": manifest.compression,
                 "duration_s": dg.MetadataValue.float(manifest.duration_s),
             },
         )

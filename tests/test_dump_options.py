@@ -1,0 +1,217 @@
+"""Dump options: directory format with parallel jobs, compression choices, and streaming in S3-sized parts."""
+
+import hashlib
+import math
+import subprocess
+from datetime import UTC, datetime
+
+import dagster as dg
+import psycopg
+import pytest
+
+from backup_pipeline.backup import take_backup
+from backup_pipeline.catalog import BackupCatalog
+from backup_pipeline.dump_options import Compression, DumpOptions
+from backup_pipeline.errors import ConfigurationError
+from backup_pipeline.manifest import Manifest
+from backup_pipeline.naming import BackupId, BackupName
+from backup_pipeline.postgres import ClientTools, PostgresTarget
+from backup_pipeline.restore import restore_to_database
+from backup_pipeline.settings import load_settings
+from backup_pipeline.storage import (
+    MAX_PART_BYTES,
+    MAX_PARTS,
+    LocalStorage,
+    S3Storage,
+    part_size_for,
+    storage_from_settings,
+    upload_concurrency_for,
+)
+from backup_pipeline.verify import verify_backup
+from tests.support.pipeline import failure_message, run_backup
+from tests.support.seed import SEED_COUNTS
+
+MiB, GB, TiB = 2**20, 10**9, 2**40
+S3_MIN_PART = 5 * MiB
+
+
+def _content_digest(url: str) -> dict[str, str]:
+    """md5 of every table's rows in key order: equal digests mean equal contents, not just equal counts."""
+    with psycopg.connect(url) as conn:
+        return {
+            table: conn.execute(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t")
+            .fetchone()[0]
+            for table in SEED_COUNTS
+        }
+
+
+def _pg_dump_major() -> int:
+    return ClientTools.locate().version("pg_dump")[0]
+
+
+def _catalog(storage, url: str) -> BackupCatalog:
+    return BackupCatalog(storage, "db-backups", PostgresTarget.from_url(url).dbname)
+
+
+# --- part sizes: S3 allows 10,000 parts of 5 MiB to 5 GiB, objects up to 5 TiB ---------------------------------
+
+
+@pytest.mark.parametrize("expected", [0, 1, 100 * MiB, 1 * GB, 4 * GB, 40 * GB, 100 * GB, 1 * TiB, 5 * TiB])
+def test_part_size_keeps_a_dump_twice_the_expected_size_within_s3_limits(expected):
+    part = part_size_for(expected)
+    assert S3_MIN_PART <= part <= MAX_PART_BYTES
+    assert part % MiB == 0
+    assert math.ceil(max(2 * expected, 1) / part) <= MAX_PARTS
+
+
+def test_part_size_grows_with_the_dump_and_a_5_tib_dump_fits():
+    sizes = [part_size_for(n) for n in (1 * GB, 40 * GB, 100 * GB, 1 * TiB, 5 * TiB)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert part_size_for(1 * GB) == part_size_for(4 * GB) == 8 * MiB  # small dumps: small parts, little memory
+    assert math.ceil(5 * TiB / part_size_for(int(2.5 * TiB))) <= MAX_PARTS  # half the expectation still fits
+    assert math.ceil(5 * TiB / part_size_for(5 * TiB)) <= MAX_PARTS // 2
+
+
+@pytest.mark.parametrize("part", [8 * MiB, 16 * MiB, 64 * MiB, 1024 * MiB, MAX_PART_BYTES])
+def test_parts_held_in_memory_stay_within_the_budget(part):
+    concurrency, in_memory = upload_concurrency_for(part)
+    assert 1 <= concurrency < in_memory  # one part is read while the others upload
+    assert in_memory * part <= max(64 * MiB, 2 * part)
+
+
+# --- configuration -------------------------------------------------------------------------------------------------
+
+
+def test_dump_options_come_from_the_environment():
+    db = load_settings({"BACKUP_DUMP_FORMAT": "directory", "BACKUP_DUMP_JOBS": "3", "BACKUP_COMPRESSION": "gzip:9"})
+    assert db.databases[0].dump_options() == DumpOptions("directory", 3, Compression("gzip", 9))
+    assert load_settings({}).databases[0].dump_options() == DumpOptions("custom", 1, None)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BACKUP_DUMP_FORMAT": "tar"}, "BACKUP_DUMP_FORMAT 'tar'"),
+        ({"BACKUP_DUMP_JOBS": "4"}, "BACKUP_DUMP_FORMAT=directory"),
+        ({"BACKUP_DUMP_FORMAT": "directory", "BACKUP_DUMP_JOBS": "0"}, "BACKUP_DUMP_JOBS"),
+        ({"BACKUP_COMPRESSION": "gzip:10"}, "from 0 to 9"),
+        ({"BACKUP_COMPRESSION": "brotli"}, "BACKUP_COMPRESSION 'brotli'"),
+        ({"BACKUP_COMPRESSION": "zstd:99"}, "from 1 to 22"),
+    ],
+)
+def test_bad_dump_options_are_refused_naming_the_variable(env, named):
+    with pytest.raises(ConfigurationError, match=named):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("text", "on_15", "on_16"),
+    [("gzip:9", "--compress=9", "--compress=gzip:9"), ("1", "--compress=1", "--compress=gzip:1"),
+     ("none", "--compress=0", "--compress=none"), ("zstd:3", None, "--compress=zstd:3")],
+)
+def test_compression_is_spelled_the_way_each_pg_dump_understands(text, on_15, on_16):
+    options = DumpOptions(compression=text)
+    assert on_16 in options.pg_dump_args(16, "16.4")
+    if on_15 is None:
+        with pytest.raises(ConfigurationError, match="needs pg_dump 16 or newer.*15.8.*gzip:N"):
+            options.pg_dump_args(15, "15.8")
+    else:
+        assert on_15 in options.pg_dump_args(15, "15.8")
+
+
+# --- real dumps --------------------------------------------------------------------------------------------------
+
+
+def test_gzip_levels_are_applied_recorded_and_each_backup_verifies(seeded_db, tmp_path, pg_admin_url):
+    storage = LocalStorage(tmp_path / "backups")
+    catalog = _catalog(storage, seeded_db)
+    target = PostgresTarget.from_url(seeded_db)
+    sizes = {}
+    for second, level in enumerate(["none", "gzip:1", "gzip:9"]):
+        backup_id = BackupId(created_at=datetime(2026, 1, 13, 15, 0, second, tzinfo=UTC), type="manual")
+        result = take_backup(target, catalog, backup_id, options=DumpOptions(compression=level), log=lambda _: None)
+        manifest = result.manifest
+        assert (manifest.format, manifest.compression) == ("custom", level)
+        dump_path = tmp_path / "backups" / manifest.key
+        header = subprocess.run(["pg_restore", "--list", str(dump_path)], capture_output=True, text=True, check=True)
+        assert f"Compression: {0 if level == 'none' else level.split(':')[1]}" in header.stdout
+        sizes[level] = manifest.size_bytes
+        outcome = verify_backup(catalog, BackupName(catalog.name_prefix, backup_id), PostgresTarget.from_url(pg_admin_url),
+                                log=lambda _: None)
+        assert outcome.tables == SEED_COUNTS
+    assert sizes["none"] > sizes["gzip:1"] >= sizes["gzip:9"]
+
+
+def test_zstd_is_refused_clearly_by_pg_dump_15_and_nothing_is_stored(seeded_db, tmp_path):
+    storage = LocalStorage(tmp_path / "backups")
+    catalog = _catalog(storage, seeded_db)
+    options = DumpOptions(compression="zstd:3")
+    backup_id = BackupId.new("manual")
+    if _pg_dump_major() >= 16:  # a newer client really compresses with zstd
+        manifest = take_backup(PostgresTarget.from_url(seeded_db), catalog, backup_id, options=options).manifest
+        assert manifest.compression == "zstd:3"
+        return
+    with pytest.raises(ConfigurationError) as refused:
+        take_backup(PostgresTarget.from_url(seeded_db), catalog, backup_id, options=options, log=lambda _: None)
+    message = str(refused.value)
+    assert "zstd:3" in message and "pg_dump 16 or newer" in message and "gzip:N" in message
+    assert f"is {ClientTools.locate().version('pg_dump')[1]}" in message
+    assert list(storage.list("db-backups/")) == []
+
+
+def test_directory_format_backs_up_in_parallel_verifies_and_restores(s3_env, pg_admin_url, make_database):
+    # Through the job users run: settings from the environment, dump, upload, verification in one run.
+    s3_env_extra = {"BACKUP_DUMP_FORMAT": "directory", "BACKUP_DUMP_JOBS": "2", "BACKUP_COMPRESSION": "gzip:5"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in s3_env_extra.items():
+            patch.setenv(key, value)
+        result, backup_id = run_backup(dg.DagsterInstance.get(), "manual")
+        assert result.success, failure_message(result)
+        settings = load_settings()
+
+    storage = storage_from_settings(settings.storage)
+    assert isinstance(storage, S3Storage)
+    catalog = _catalog(storage, s3_env["DATABASE_URL"])
+    name = BackupName(catalog.name_prefix, BackupId.parse(backup_id))
+    manifest = Manifest.from_json(storage.read_bytes(name.manifest_key("db-backups")))
+    stored = storage.read_bytes(manifest.key)
+    assert (manifest.format, manifest.dump_jobs, manifest.compression) == ("directory", 2, "gzip:5")
+    assert manifest.sha256 == hashlib.sha256(stored).hexdigest() and manifest.size_bytes == len(stored)
+    assert manifest.tables == SEED_COUNTS
+    assert storage.head(name.verified_key("db-backups")) is not None  # the run's verification passed
+
+    target_db = make_database(seed_sql=None).rsplit("/", 1)[1] + "_restored"
+    try:
+        outcome = restore_to_database(catalog, name, PostgresTarget.from_url(pg_admin_url), target_db, jobs=2,
+                                      log=lambda _: None)
+        assert outcome.tables == SEED_COUNTS
+        restored_url = pg_admin_url.rsplit("/", 1)[0] + "/" + target_db
+        assert _content_digest(restored_url) == _content_digest(s3_env["DATABASE_URL"])
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+
+
+def test_a_dump_bigger_than_a_part_streams_to_s3_in_full_sized_parts(make_database, moto_server, s3_bucket, tmp_path):
+    # 24 MiB of random bytes, not compressed: more than two 8 MiB parts.
+    url = make_database(
+        "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);"
+        "INSERT INTO blobs SELECT g, decode(string_agg(md5(g::text || ':' || i::text), ''), 'hex')"
+        " FROM generate_series(1, 24) g, generate_series(1, 65536) i GROUP BY g;"
+    )
+    client = moto_server.client()
+    catalog = _catalog(S3Storage(client, s3_bucket, moto_server.endpoint), url)
+    manifest = take_backup(PostgresTarget.from_url(url), catalog, BackupId.new("manual"),
+                           options=DumpOptions(compression="none"), log=lambda _: None).manifest
+
+    assert manifest.size_bytes > 24 * MiB
+    # Parts are never bigger than the part size, so this count means every part but the last is full
+    # (a pipe's short reads used to end the upload as one PUT held in memory).
+    parts = math.ceil(manifest.size_bytes / part_size_for(manifest.database_size_bytes))
+    assert parts >= 3
+    head = client.head_object(Bucket=s3_bucket, Key=manifest.key, PartNumber=1)
+    assert head["PartsCount"] == parts
+    assert head["ContentLength"] == part_size_for(manifest.database_size_bytes) >= S3_MIN_PART
+    stored = client.get_object(Bucket=s3_bucket, Key=manifest.key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == manifest.sha256 and len(stored) == manifest.size_bytes
+    assert manifest.tables == {"public.blobs": 24}
