@@ -196,3 +196,27 @@ def test_commented_run_launcher_blocks_are_valid_launcher_config(launcher, monke
     # Every variable a run needs reaches a Docker run container.
     if launcher == "Docker":
         assert {"DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD", "BACKUP_CONFIG_FILE"} <= set(config["config"]["env_vars"])
+
+
+def test_compose_file_runs_the_image_commands_with_the_variables_they_read():
+    compose = yaml.safe_load((PROJECT_ROOT / "deploy" / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    documented = documented_commands()
+    assert "command" not in services["backup_code"]  # the image's default: the code server
+    for name, program in (("webserver", "dagster-webserver"), ("daemon", "dagster-daemon")):
+        assert services[name]["command"] == documented[program]
+    # Everything deploy/dagster.yaml and deploy/workspace.yaml read from the environment is set.
+    storage_vars = set(re.findall(r"env: (\w+)", PROFILE.read_text()))
+    workspace_vars = set(re.findall(r"env: (\w+)", (PROJECT_ROOT / "deploy" / "workspace.yaml").read_text()))
+    assert storage_vars <= set(services["backup_code"]["environment"])
+    for name in ("webserver", "daemon"):
+        assert storage_vars | workspace_vars <= set(services[name]["environment"])
+    # The Docker run launcher block starts runs on the compose network.
+    assert "network: " + compose["networks"]["default"]["name"] in PROFILE.read_text()
+
+
+def test_example_databases_file_is_valid():
+    from backup_pipeline.settings import load_settings
+
+    settings = load_settings({"BACKUP_CONFIG_FILE": str(PROJECT_ROOT / "deploy" / "backups.example.yaml")})
+    assert [db.key for db in settings.databases] == ["app", "billing", "crm"]

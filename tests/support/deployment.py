@@ -10,6 +10,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -147,9 +148,11 @@ class Deployment:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(Exception):
-                if client.health_check_query() == "SERVING":
-                    return
+            # A plain connect first: gRPC logs every refused attempt.
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.code_port), timeout=1):
+                with contextlib.suppress(Exception):
+                    if client.health_check_query() == "SERVING":
+                        return
             time.sleep(0.2)
         raise TimeoutError(f"the code server did not answer within {timeout} s:\n{self.log_tail('code-server')}")
 
