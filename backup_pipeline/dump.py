@@ -46,11 +46,18 @@ class RunningDump:
         if self._counting is not None:
             self._counting.join()
         if code != 0:
-            self._stderr.seek(0)
-            message = self._stderr.read().decode(errors="replace").strip().splitlines()
-            reason = message[-1] if message else f"exit code {code}"
+            lines = self._stderr.text().strip().splitlines()
+            # The first error names the cause ("could not write ...: No space left on device"); later lines are
+            # its consequences ("a worker process died unexpectedly") or details.
+            errors = [line for line in lines if "error:" in line]
+            reason = (errors or lines or [f"exit code {code}"])[0 if errors else -1]
             if code < 0:
                 reason = f"pg_dump was killed by signal {-code}"
+            if "No space left on device" in reason:
+                reason += (
+                    f" (a directory-format dump is staged in {tempfile.gettempdir()}: free space there, or set TMPDIR "
+                    "to a folder on a bigger disk)"
+                )
             raise BackupError(f"pg_dump failed: {reason}")
         if "error" in self._counts:
             raise BackupError(f"counting rows in the dump's snapshot failed: {self._counts['error']}")
@@ -76,15 +83,16 @@ def start_dump(
         pg_dump_major = int(pg_dump_text.split(".")[0])
         argv = [tools.path("pg_dump"), *options.pg_dump_args(pg_dump_major, pg_dump_text), f"--snapshot={snapshot}",
                 f"--dbname={target.conninfo_without_password()}"]
-        with target.child_env() as env, tempfile.TemporaryFile() as stderr, _staging(options) as folder:
+        with target.child_env() as env, _staging(options) as folder:
             if folder is None:
-                process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, bufsize=0)
+                process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
                 _widen_pipe(process.stdout)
                 stdout = process.stdout
             else:
                 argv.append(f"--file={folder}")
-                process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+                process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
                 stdout = DirectoryTarStream(folder, process)
+            stderr = StderrTail(process.stderr)
             dump = RunningDump(
                 stdout=stdout,
                 server_version=server_text,
@@ -101,6 +109,25 @@ def start_dump(
                 dump.kill()
                 stdout.close()
                 dump._counting.join()
+
+
+class StderrTail:
+    """The end of a child's stderr, read from a pipe in a thread: kept in memory, so the child's last words
+    survive a full TMPDIR (a temporary file there would stay empty exactly when the disk is the problem)."""
+
+    def __init__(self, pipe, limit: int = 64 * 1024):
+        self._pipe, self._limit, self._data = pipe, limit, b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._pipe:
+            while chunk := self._pipe.read(8192):
+                self._data = (self._data + chunk)[-self._limit :]
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return self._data.decode(errors="replace")
 
 
 @contextlib.contextmanager

@@ -125,8 +125,14 @@ class PostgresTarget:
             return
         fd, path = tempfile.mkstemp(prefix="backup-pgpass-")
         try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"*:*:*:*:{_pgpass_escape(self.password)}\n")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(f"*:*:*:*:{_pgpass_escape(self.password)}\n")
+            except OSError as error:
+                raise BackupError(
+                    f"cannot write the temporary password file for pg_dump/pg_restore in {os.path.dirname(path)}: "
+                    f"{error.strerror}. Free space there, or point TMPDIR at another folder"
+                ) from None
             os.chmod(path, 0o600)
             env["PGPASSFILE"] = path
             yield env

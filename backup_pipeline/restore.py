@@ -36,6 +36,7 @@ from .postgres import (
 from .streams import CHUNK_BYTES, HashingReader, human_bytes
 
 Log = Callable[[str], None]
+MAX_RESTORE_JOBS = 64
 
 
 @dataclass
@@ -213,8 +214,10 @@ def restore_to_database(
     """
     tools = tools or ClientTools.locate()
     check_database_name(target_db)
-    if jobs < 1:
-        raise ConfigurationError("--jobs must be at least 1")
+    if not 1 <= jobs <= MAX_RESTORE_JOBS:
+        raise ConfigurationError(
+            f"jobs (--jobs) must be from 1 to {MAX_RESTORE_JOBS}, got {jobs}: each job is one connection to the server"
+        )
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     admin = server.connect()

@@ -29,6 +29,7 @@ CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     storage = storage_settings(env)
     webserver_url = env.get("DAGSTER_WEBSERVER_URL") or DEFAULT_WEBSERVER_URL
+    parsed = urlparse(webserver_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"DAGSTER_WEBSERVER_URL '{webserver_url}' is not a URL: use the address of the Dagster UI, for example "
+            "http://localhost:3000 (links to runs in messages start with it)"
+        )
     config_file = env.get(CONFIG_FILE_ENV)
     if config_file:
         from .config_file import load_database_file
@@ -165,6 +172,11 @@ def storage_settings(env) -> StorageSettings:
     bucket = env.get("BACKUP_S3_BUCKET") or env.get("DO_SPACES_BUCKET") or None
     bucket_var = "BACKUP_S3_BUCKET" if env.get("BACKUP_S3_BUCKET") else "DO_SPACES_BUCKET"
     region = env.get("BACKUP_S3_REGION") or env.get("DO_SPACES_REGION") or None
+    if region is not None and not _REGION.match(region):
+        region_var = "BACKUP_S3_REGION" if env.get("BACKUP_S3_REGION") else "DO_SPACES_REGION"
+        raise ConfigurationError(
+            f"{region_var} '{region}' is not a region name: use its short form, for example fra1 or us-east-1"
+        )
     endpoint = env.get("BACKUP_S3_ENDPOINT_URL") or None
     if endpoint is None and env.get("DO_SPACES_REGION"):
         endpoint = f"https://{env['DO_SPACES_REGION']}.digitaloceanspaces.com"

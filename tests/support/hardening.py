@@ -1,0 +1,168 @@
+"""What the fault, bad-input, secrets and encryption tests share: environments, stand-in client tools, tmpfs."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import CONFIG_VARS, PROJECT_ROOT
+from tests.support.seed import SEED_SQL
+
+
+def real_pg_bin() -> Path:
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), key=lambda p: int(p.parent.parent.name))
+    if installed:
+        return installed[-1].parent
+    return Path(shutil.which("pg_dump")).parent
+
+
+def client_tools_folder(folder: Path, pg_dump_script: str) -> Path:
+    """A BACKUP_PG_BIN_DIR whose pg_dump is `pg_dump_script` (sh; $REAL is the real bin folder), the rest real."""
+    folder.mkdir(parents=True, exist_ok=True)
+    real = real_pg_bin()
+    script = folder / "pg_dump"
+    script.write_text(f"#!/bin/sh\nREAL={real}\n{pg_dump_script}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    for tool in ("pg_restore", "psql"):
+        (folder / tool).symlink_to(real / tool)
+    return folder
+
+
+def database_url(admin_url: str, dbname: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + dbname
+
+
+def create_database(admin_url: str, prefix: str, seed_sql: str | None = SEED_SQL) -> str:
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    if seed_sql:
+        with psycopg.connect(database_url(admin_url, name), autocommit=True) as conn:
+            conn.execute(seed_sql)
+    return name
+
+
+def drop_databases(admin_url: str, names) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def database_names(admin_url: str) -> set[str]:
+    with psycopg.connect(admin_url) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def bucket_state(client, bucket: str) -> dict[str, str]:
+    """Every object in the bucket with the sha256 of its bytes."""
+    state = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            state[item["Key"]] = hashlib.sha256(body).hexdigest()
+    return state
+
+
+def open_multipart_uploads(client, bucket: str) -> list:
+    return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+@contextlib.contextmanager
+def clean_environment(values: dict[str, str]):
+    """os.environ without any of our variables, plus `values`; restored afterwards (usable beyond one test)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CONFIG_VARS:
+            patch.delenv(name, raising=False)
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield patch
+
+
+def new_dagster_home(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", folder / "dagster.yaml")
+    return folder
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(path: Path, size: str = "64k"):
+    """A tmpfs of `size` mounted at `path` (root only); skips the test where mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}): run as root to test a full disk")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def pg_dump_processes(dbname: str) -> list[int]:
+    """Pids of running pg_dump processes whose command line names `dbname`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"pg_dump" and any(dbname.encode() in a for a in argv[1:]):
+            pids.append(int(entry.name))
+    return pids
+
+
+class ProcessSampler:
+    """Records the command line of every process on the machine, sampled every few milliseconds in a thread."""
+
+    def __init__(self, every_s: float = 0.02):
+        import threading
+
+        self.every_s = every_s
+        self.seen: set[tuple[str, ...]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                        raw = handle.read()
+                except OSError:
+                    continue
+                if raw:
+                    self.seen.add(tuple(a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "ProcessSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def programs(self) -> set[str]:
+        return {os.path.basename(argv[0]) for argv in self.seen} | {
+            argv[2] for argv in self.seen if len(argv) > 2 and argv[1] == "-m"
+        }
+
+    def containing(self, text: str) -> list[str]:
+        return [" ".join(argv) for argv in self.seen if any(text in a for a in argv)]
