@@ -22,12 +22,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     BACKUP_PG_BIN_DIR=/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}/bin \
     BACKUP_LOCAL_DIR=/opt/dagster/backups
 
 COPY deploy/install-postgres-client.sh /usr/local/sbin/install-postgres-client.sh
-RUN /usr/local/sbin/install-postgres-client.sh "${POSTGRES_CLIENT_MAJOR}"
+RUN sh /usr/local/sbin/install-postgres-client.sh "${POSTGRES_CLIENT_MAJOR}"
 
 WORKDIR /opt/dagster/app
 COPY pyproject.toml README.md ./

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from backup_pipeline.catalog import BackupCatalog
+from backup_pipeline.definition_names import DATABASE_TAG, DefinitionNames
 from backup_pipeline.naming import BackupId
 from backup_pipeline.postgres import PostgresTarget
-from backup_pipeline.definition_names import DATABASE_TAG, DefinitionNames
 from backup_pipeline.settings import load_settings
 from backup_pipeline.storage import storage_from_settings
 from tests.conftest import CONFIG_VARS
@@ -230,11 +230,12 @@ def test_two_simultaneous_backups_of_one_database_never_overlap(deployment):
     # Both were waiting at once: the second was queued before the first had finished.
     enqueued = [event_time(instance, r.run_id, dg.DagsterEventType.RUN_ENQUEUED) for r in billing_runs]
     finished = [event_time(instance, r.run_id, dg.DagsterEventType.RUN_SUCCESS) for r in billing_runs]
-    assert max(enqueued) < min(finished)
+    assert max(enqueued) < min(finished), "the two billing backups were never waiting at the same time"
 
-    # No two runs of one database in flight together, from launch to end (the app request included).
-    for key in KEYS:
+    # No two runs of one database in flight together, from launch to end (app: its request and its daily).
+    for key, count in (("app", 2), ("billing", 2), ("crm", 1)):
         runs = wait_for_runs(deployment, [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={DATABASE_TAG: key}))])
+        assert len(runs) == count and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), runs
         windows = sorted(run_window(instance, r.run_id) for r in runs)
         for (_, first_end), (second_start, _) in zip(windows, windows[1:]):
             assert second_start >= first_end, f"{key} backups overlapped: {windows}"
