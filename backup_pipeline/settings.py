@@ -241,7 +241,8 @@ def discord_settings(env) -> DiscordSettings:
         )
     if channel is not None and not channel.isdigit():
         raise ConfigurationError(
-            f"DISCORD_BACKUP_CHANNEL_ID '{channel[:40]}' is not a channel id: it is a number such as 1234567890123456789"
+            f"DISCORD_BACKUP_CHANNEL_ID '{channel[:40]}' is not a channel id: "
+            "it is a number such as 1234567890123456789"
         )
     parsed = urlparse(api_base)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:

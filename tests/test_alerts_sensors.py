@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
 
 from backup_pipeline.alerts.freshness import FRESHNESS_CHECK, AlarmState
 from backup_pipeline.definition_names import QUIET_TAG

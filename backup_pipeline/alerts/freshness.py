@@ -47,7 +47,9 @@ class FreshnessVerdict:
         if self.newest_name is None:
             return "there is no verified backup"
         state = "within" if self.fresh else "older than"
-        return f"newest verified backup {self.newest_name} is {self.age_hours:.1f} h old, {state} {self.limit_hours:g} h"
+        return (
+            f"newest verified backup {self.newest_name} is {self.age_hours:.1f} h old, {state} {self.limit_hours:g} h"
+        )
 
     def metadata(self) -> dict:
         metadata = {"limit_hours": dg.MetadataValue.float(float(self.limit_hours))}
@@ -183,6 +185,8 @@ def build_freshness_sensor(
                 )
             )
             state.reported_fresh, state.reported_at = verdict.fresh, now.isoformat()
-        return dg.SensorResult(asset_events=events, cursor=state.to_cursor(), skip_reason=redact(verdict.description()))
+        return dg.SensorResult(
+            asset_events=events, cursor=state.to_cursor(), skip_reason=redact(verdict.description())
+        )
 
     return backup_freshness_sensor

@@ -14,7 +14,7 @@ from .discord import DiscordClient
 from .messages import RunFacts, failure_text, success_text
 from .runs import failure_error, materialization_metadata, run_facts
 
-RUN_SENSOR_INTERVAL_S = 10
+RUN_SENSOR_INTERVAL_S = 5
 FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
 
 
@@ -104,7 +104,9 @@ def make_discord_on_backup_success_sensor(
         if db is None:
             return  # not a backup: nothing to announce
         if not enabled:
-            return dg.SkipReason("success notices are off (Discord not configured or BACKUP_DISCORD_SUCCESS_NOTICES=false)")
+            return dg.SkipReason(
+                "success notices are off (Discord is not configured, or BACKUP_DISCORD_SUCCESS_NOTICES=false)"
+            )
         if run.tags.get(QUIET_TAG, "").lower() not in ("", "false", "0"):
             return dg.SkipReason(f"run {run.run_id} is tagged {QUIET_TAG}")
         delivered = client.post(redact(backup_success_text(context, settings, db)), log=context.log)

@@ -32,7 +32,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict | None
     status: int
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.time)  # wall clock, comparable with run timestamps
 
     @property
     def content(self) -> str | None:
