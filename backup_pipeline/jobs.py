@@ -5,12 +5,11 @@ import dagster as dg
 from .definition_names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, DATABASE_TAG, STORAGE_RESOURCE_KEY, DefinitionNames
 from .naming import BackupId, BackupName, check_backup_type
 from .postgres import PostgresTarget
-from .restore import restore_to_database
+from .restore import RESTORE_CONFIRMATION, restore_server, restore_to_database
 from .assets.failures import fail_clearly
 from .errors import ConfigurationError
 from .settings import DatabaseSettings
 
-RESTORE_CONFIRMATION = "RESTORE"
 
 def build_backup_jobs(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition) -> list:
     names = DefinitionNames(db)
@@ -80,6 +79,10 @@ class RestoreConfig(dg.Config):
     jobs: int = 1
     # Name of an environment variable holding the URL of the server to restore to; default: the source's server.
     target_url_env: str | None = None
+    # Or the libpq URL of a database on that server, WITHOUT its password (run config is stored in the event
+    # log), and the name of an environment variable of the run's process holding the password.
+    target_url: str | None = None
+    target_password_env: str | None = None
     confirm: str = ""
 
 def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDefinition:
@@ -98,7 +101,9 @@ def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
                 raise ConfigurationError(f"a restore needs confirm: {RESTORE_CONFIRMATION} in its run config")
             catalog = storage.catalog(postgres, db.storage_prefix)
             name = BackupName.parse(config.backup_name, catalog.name_prefix)
-            if config.target_url_env:
+            if config.target_url:
+                server = restore_server(config.target_url, config.target_password_env)
+            elif config.target_url_env:
                 server = PostgresTarget.from_url(os.environ.get(config.target_url_env), config.target_url_env)
             else:
                 server = postgres.target()

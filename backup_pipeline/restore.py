@@ -37,6 +37,8 @@ from .streams import CHUNK_BYTES, HashingReader, human_bytes
 
 Log = Callable[[str], None]
 MAX_RESTORE_JOBS = 64
+# What a restore must be told, word for word, before it creates or replaces a database.
+RESTORE_CONFIRMATION = "RESTORE"
 
 
 @dataclass
@@ -197,6 +199,40 @@ def scratch_database_name(purpose: str) -> str:
     return f"bp_{purpose}_{secrets.token_hex(6)}"
 
 
+def check_restore_target(admin, server: PostgresTarget, target_db: str, replace: bool) -> bool:
+    """Whether `target_db` exists; refuses a new restore over an existing database, or --replace of a missing one."""
+    exists = database_exists(admin, target_db)
+    if exists and not replace:
+        raise ConfigurationError(
+            f"database '{target_db}' already exists on {server.describe()}: choose a new name, or pass "
+            "--replace to restore over it"
+        )
+    if replace and not exists:
+        raise ConfigurationError(f"--replace was given but database '{target_db}' does not exist on {server.describe()}")
+    return exists
+
+
+def restore_server(url: str, password_env: str | None, where: str = "target_url") -> PostgresTarget:
+    """The server a restore goes to, from a URL without password and the name of a variable holding it.
+
+    Run config is stored in the event log, so the password never travels in it.
+    """
+    server = PostgresTarget.from_url(url, where)
+    if server.password is not None:
+        raise ConfigurationError(
+            f"{where} must not hold a password (run config is stored in the event log): put the password in an "
+            "environment variable of the run's process and name that variable in target_password_env"
+        )
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise ConfigurationError(
+                f"{password_env} is not set in the run's environment: it must hold the password for {where}"
+            )
+        server = PostgresTarget(params={**server.params, "password": password}, source_env=where)
+    return server
+
+
 def restore_to_database(
     catalog: BackupCatalog,
     name: BackupName,
@@ -222,14 +258,7 @@ def restore_to_database(
     manifest = checked_manifest(catalog, name)
     admin = server.connect()
     try:
-        exists = database_exists(admin, target_db)
-        if exists and not replace:
-            raise ConfigurationError(
-                f"database '{target_db}' already exists on {server.describe()}: choose a new name, or pass "
-                "--replace to restore over it"
-            )
-        if replace and not exists:
-            raise ConfigurationError(f"--replace was given but database '{target_db}' does not exist on {server.describe()}")
+        exists = check_restore_target(admin, server, target_db, replace)
         work_db = scratch_database_name("restore") if exists else target_db
         create_database(admin, work_db)
         try:

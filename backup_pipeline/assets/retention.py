@@ -57,6 +57,10 @@ def build_retention_asset(db: DatabaseSettings, names: DefinitionNames, partitio
                 "would_delete": dg.MetadataValue.int(len(doomed)),
                 "kept": dg.MetadataValue.int(len(decisions) - len(doomed)),
                 "decisions": dg.MetadataValue.md(table),
+                # The same decisions for programs (`backup-db prune --json`), without the object keys.
+                "decisions_json": dg.MetadataValue.json(
+                    [{k: v for k, v in d.as_dict().items() if k != "keys"} for d in decisions]
+                ),
             }
         )
 

@@ -1,0 +1,157 @@
+"""The `backup-db` console script: arguments, the verb, and the exit code.
+
+Exit codes: 0 done, 1 failed (the failing step's message), 2 bad usage or configuration, 3 timed out
+(the run keeps going). Heavy modules (Dagster, boto3, psycopg) load only in the verbs that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..naming import BACKUP_TYPES
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMED_OUT = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own exit code for bad usage is 2 as well; keep its wording
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"backup-db: error: {message}\n")
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (got {text}); leave it out to wait until done")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="backup-db",
+        description="Back up, list, inspect, verify, restore and prune PostgreSQL backups. Configuration comes "
+        "from the environment (DATABASE_URL, BACKUP_S3_BUCKET, ...); runs are recorded in the Dagster "
+        "instance at DAGSTER_HOME (default ./.dagster_home).",
+        epilog="Exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 timed out (the run keeps going).",
+    )
+    parser.add_argument(
+        "--database", metavar="KEY", help="which configured database (when a config file names several)"
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+
+    def waits(sub, verb_text: str) -> None:
+        sub.add_argument("--no-wait", action="store_true", help=f"start the {verb_text} and return at once")
+        sub.add_argument("--timeout", type=positive_seconds, metavar="S",
+                         help="stop waiting after S seconds (exit 3; the run keeps going)")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    backup = verbs.add_parser("backup", help="take a backup now, verify it, and wait for it")
+    backup.add_argument("--type", default="manual", choices=BACKUP_TYPES, help="kind of backup (default: manual)")
+    backup.add_argument("--quiet", action="store_true", help="no success notice in Discord (failures still alert)")
+    waits(backup, "backup")
+
+    listing = verbs.add_parser("list", help="list complete backups, newest first")
+    listing.add_argument("--type", choices=BACKUP_TYPES, help="only backups of this kind")
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+
+    info = verbs.add_parser("info", help="show a backup's manifest")
+    info.add_argument("name", help="backup name, e.g. app_manual_20260113_150000 (with or without .dump)")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    verify = verbs.add_parser("verify", help="restore a backup into a scratch database and compare row counts again")
+    verify.add_argument("name")
+    waits(verify, "verification")
+
+    restore = verbs.add_parser("restore", help="restore a backup into a new database, or over one with --replace")
+    restore.add_argument("name")
+    restore.add_argument("--target-db", required=True, metavar="DB", help="database to create (or replace)")
+    restore.add_argument("--target-url", metavar="URL",
+                         help="libpq URL of any database on the server to restore to (default: DATABASE_URL's server)")
+    restore.add_argument("--replace", action="store_true",
+                         help="restore over an existing database: restored beside it, swapped in only once it matches")
+    restore.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel pg_restore jobs (default 1)")
+    restore.add_argument("--confirm", metavar="RESTORE", help="must be RESTORE")
+    waits(restore, "restore")
+
+    prune = verbs.add_parser("prune", help="delete backups the retention policy no longer keeps, saying why")
+    prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    prune.add_argument("--force", action="store_true", help="allow deleting more than half of the backups")
+    waits(prune, "prune")
+
+    follow = verbs.add_parser("follow", help="wait for a run started earlier (after --no-wait or a timeout)")
+    follow.add_argument("run_id")
+    follow.add_argument("--timeout", type=positive_seconds, metavar="S", help="stop waiting after S seconds")
+    return parser
+
+
+def run_verb(args) -> int:
+    from .context import CliContext
+
+    ctx = CliContext.load(args.database)
+    if args.verb == "list":
+        from .listing import list_backups
+
+        return list_backups(ctx, args.type, args.json)
+    if args.verb == "info":
+        from .listing import show_backup
+
+        return show_backup(ctx, args.name, args.json)
+    if args.verb == "backup":
+        from .backup import take_backup
+
+        return take_backup(ctx, args)
+    if args.verb == "verify":
+        from .verify import verify_backup
+
+        return verify_backup(ctx, args)
+    if args.verb == "restore":
+        from .restore import restore_backup
+
+        return restore_backup(ctx, args)
+    if args.verb == "prune":
+        from .prune import prune_backups
+
+        return prune_backups(ctx, args)
+    from .runs import WaitOptions, follow_existing
+
+    return follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import BackupError, BackupNotFoundError, ConfigurationError
+    from .outcomes import RunTimedOutError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run_verb(args)
+    except (ConfigurationError, BackupNotFoundError) as error:
+        print(f"backup-db {args.verb}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackupError as error:
+        print(f"backup-db {args.verb} failed: {error}", file=sys.stderr)
+        run_id = getattr(error, "run_id", None)
+        if run_id:
+            print(f"(run {run_id} is in the Dagster UI with its full logs)", file=sys.stderr)
+        return EXIT_FAILED
+    except RunTimedOutError as error:
+        print(f"backup-db {args.verb}: {error}", file=sys.stderr)
+        return EXIT_TIMED_OUT
+    except BrokenPipeError:
+        # The reader went away (`backup-db list | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("\nstopped waiting; a run already started carries on (see the Dagster UI)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""How a followed run can end badly; light, so the entry point maps them to exit codes without Dagster."""
+
+from __future__ import annotations
+
+from ..errors import BackupError
+
+
+class RunFailedError(BackupError):
+    """The run failed: the message is the failing step's own (user-facing, without secrets)."""
+
+    def __init__(self, message: str, run_id: str):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunTimedOutError(Exception):
+    """We stopped waiting; the run itself carries on."""
+
+
+class DaemonGoneError(Exception):
+    """A queued run is not picked up: the daemon that was running when it was queued has stopped."""

@@ -1,0 +1,38 @@
+"""`backup-db prune [--dry-run] [--json] [--force]`: a prune_job run, then each backup's decision and its reason."""
+
+from __future__ import annotations
+
+from ..definition_names import DefinitionNames
+from .context import CliContext
+from .output import print_json
+from .runs import RunSpec, WaitOptions, run_job
+
+
+def prune_backups(ctx: CliContext, args) -> int:
+    ctx.source()  # a missing or malformed DATABASE_URL is a usage error, found before any run
+    names = DefinitionNames(ctx.db)
+    asset_path = names.asset_path("backup_retention")
+    op_name = "__".join(asset_path)
+    config = {"dry_run": args.dry_run, "allow_large_prune": args.force}
+    spec = RunSpec(job_name=names.prune_job, run_config={"ops": {op_name: {"config": config}}})
+    # The run logs one line per backup; the table at the end says the same more readably.
+    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args), show_logs=False)
+    if finished is None:
+        print(f"Prune started as run {run_id}; follow it with `backup-db follow {run_id}`")
+        return 0
+    metadata = finished.materializations.get("/".join(asset_path), {})
+    decisions = metadata.get("decisions_json") or []
+    doomed = [d for d in decisions if d["action"] == "delete"]
+    if args.json:
+        print_json({"dry_run": args.dry_run, "deleted": 0 if args.dry_run else len(doomed),
+                    "would_delete": len(doomed), "kept": len(decisions) - len(doomed), "decisions": decisions,
+                    "run_id": run_id})
+        return 0
+    for decision in decisions:
+        action = decision["action"]
+        label = f"would {action}" if args.dry_run else action
+        print(f"{label:<12}  {decision['name']}: {decision['reason']}")
+    summary = f"would delete {len(doomed)}" if args.dry_run else f"deleted {len(doomed)}"
+    print(f"{summary} of {len(decisions)} backups, kept {len(decisions) - len(doomed)} (run {run_id})"
+          + (" — dry run, nothing was deleted" if args.dry_run else ""))
+    return 0

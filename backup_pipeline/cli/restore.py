@@ -1,0 +1,88 @@
+"""`backup-db restore NAME --target-db DB --confirm RESTORE`: a restore_job run, every input checked first.
+
+A bad input (name, target, confirmation, configuration, server) is refused before a run exists, so it
+changes nothing anywhere. The target server's password never goes into run config: the run gets the
+URL without it, and the password in an environment variable of its own process (which keeps that run
+off the daemon's queue, whose processes cannot receive it).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..definition_names import DefinitionNames
+from ..errors import ConfigurationError
+from ..naming import check_safe_name
+from ..postgres import PostgresTarget, check_database_name
+from ..restore import RESTORE_CONFIRMATION, check_restore_target, checked_manifest
+from .context import CliContext
+from .output import print_json
+from .runs import RunSpec, WaitOptions, run_job
+
+PASSWORD_ENV = "BACKUP_RESTORE_TARGET_PASSWORD"
+
+
+def check_confirmation(confirm: str | None) -> None:
+    if confirm is None:
+        raise ConfigurationError(
+            f"a restore creates or replaces a database: add --confirm {RESTORE_CONFIRMATION} to go ahead"
+        )
+    if confirm != RESTORE_CONFIRMATION:
+        raise ConfigurationError(f"--confirm must be exactly {RESTORE_CONFIRMATION} (got '{confirm[:40]}')")
+
+
+def restore_backup(ctx: CliContext, args) -> int:
+    check_confirmation(args.confirm)
+    check_database_name(args.target_db)
+    if args.jobs < 1:
+        raise ConfigurationError(f"--jobs must be at least 1 (got {args.jobs})")
+    check_safe_name(args.name)
+    source = ctx.source()
+    name = ctx.backup_name(args.name)
+    checked_manifest(ctx.catalog(with_encryption_key=True), name)
+
+    server, password = source, None
+    if args.target_url is not None:
+        server = PostgresTarget.from_url(args.target_url, "--target-url")
+        # libpq would read PGPASSWORD itself, but pg_restore gets the password only through us.
+        password = server.password or os.environ.get("PGPASSWORD") or None
+    admin = server.connect()
+    try:
+        check_restore_target(admin, server, args.target_db, args.replace)
+    finally:
+        admin.close()
+
+    names = DefinitionNames(ctx.db)
+    config = {
+        "backup_name": str(name),
+        "target_db": args.target_db,
+        "replace": args.replace,
+        "jobs": args.jobs,
+        "confirm": RESTORE_CONFIRMATION,
+    }
+    private_env = {}
+    if args.target_url is not None:
+        without_password = PostgresTarget({k: v for k, v in server.params.items() if k != "password"}, "--target-url")
+        config["target_url"] = without_password.conninfo_without_password()
+        if password:
+            config["target_password_env"] = PASSWORD_ENV
+            private_env[PASSWORD_ENV] = password
+    op_name = "restore_backup" if ctx.db.is_default else f"{ctx.db.key}__restore_backup"
+    spec = RunSpec(job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}},
+                   private_env=private_env)
+    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args))
+    if finished is None:
+        print(f"Restore of {name} into {args.target_db} started as run {run_id}; follow it with "
+              f"`backup-db follow {run_id}`")
+        return 0
+    outcome = finished.outputs.get(op_name, {})
+    result = {"name": str(name), "target_db": args.target_db, "server": server.describe(), "replaced": args.replace,
+              "tables": outcome.get("tables"), "rows": outcome.get("rows"), "duration_s": outcome.get("duration_s"),
+              "run_id": run_id}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"Restored {name} into {'existing' if args.replace else 'new'} database {args.target_db} on "
+              f"{server.describe()}: {result['tables']} tables, {result['rows']} rows, matching the backup's "
+              f"manifest (run {run_id})")
+    return 0

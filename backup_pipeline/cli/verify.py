@@ -1,0 +1,34 @@
+"""`backup-db verify NAME`: verification of one stored backup again, as a verify_job run for its partition."""
+
+from __future__ import annotations
+
+from ..definition_names import DefinitionNames
+from .context import CliContext
+from .output import print_json
+from .runs import RunSpec, WaitOptions, run_job
+
+
+def verify_backup(ctx: CliContext, args) -> int:
+    name, _entry = ctx.find(args.name)
+    names = DefinitionNames(ctx.db)
+    backup_id = str(name.id)
+    spec = RunSpec(job_name=names.verify_job, partition_key=backup_id)
+
+    def register_partition(instance) -> None:
+        # A backup made by another instance (or before this DAGSTER_HOME existed) has no partition here yet.
+        if not instance.has_dynamic_partition(names.partitions, backup_id):
+            instance.add_dynamic_partitions(names.partitions, [backup_id])
+
+    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args), before_launch=register_partition)
+    if finished is None:
+        print(f"Verification of {name} started as run {run_id}; follow it with `backup-db follow {run_id}`")
+        return 0
+    verified = finished.materializations.get("/".join(names.asset_path("restore_verification")), {})
+    if args.json:
+        print_json({"name": str(name), "verified": True, "tables": verified.get("tables"),
+                    "rows": verified.get("rows"), "restore_duration_s": verified.get("restore_duration_s"),
+                    "run_id": run_id})
+    else:
+        print(f"Verified {name}: {verified.get('tables')} tables and {verified.get('rows')} rows restored and "
+              f"matched its manifest (run {run_id})")
+    return 0

@@ -1,0 +1,35 @@
+"""Executes one run in process against the instance at DAGSTER_HOME: `python -m backup_pipeline.cli.worker RUN_ID SPEC`.
+
+Started by `backup-db` when no daemon runs; SPEC is the run's public description (job, run config, tags,
+partition) as JSON. Anything secret arrives in the environment, never in SPEC.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    import dagster as dg
+
+    from ..definitions import build_definitions
+    from ..settings import load_settings
+
+    run_id, spec_text = argv if argv is not None else sys.argv[1:]
+    spec = json.loads(spec_text)
+    job = build_definitions(load_settings()).resolve_job_def(spec["job_name"])
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            run_config=spec["run_config"],
+            instance=instance,
+            partition_key=spec["partition_key"],
+            run_id=run_id,
+            tags=spec["tags"],
+            raise_on_error=False,
+        )
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Running `backup-db` as users do (a real subprocess) against a seeded database, moto and a DAGSTER_HOME.
+
+A CliWorld is made once per test module: one seeded source database, one bucket, one Dagster instance
+folder, and the environment the command runs with. It drops every database it (or a restore) created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from tests.support.seed import SEED_SQL
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CLI = Path(sys.executable).with_name("backup-db")
+DAGSTER_HOME_FILE = "dagster.yaml"
+OWN_DATABASE_PREFIXES = ("bpcli_", "bp_restore_", "bp_replaced_", "template", "postgres")
+# Every variable the command reads; none may leak in from the shell running the tests.
+OUR_VARS = re.compile(r"^(DATABASE_URL|BACKUP_.*|AWS_.*|DO_SPACES_.*|DISCORD_.*|DAGSTER_.*|PG[A-Z]+)$")
+
+
+def database_names(admin_url: str) -> set[str]:
+    with psycopg.connect(admin_url) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def row_counts(url: str) -> dict[str, int]:
+    from backup_pipeline.postgres import table_row_counts
+
+    with psycopg.connect(url) as conn:
+        return table_row_counts(conn)
+
+
+def schema_dump(url: str) -> list[str]:
+    """pg_dump --schema-only without comments, blank lines and the per-run \\restrict keys."""
+    from backup_pipeline.postgres import ClientTools
+
+    out = subprocess.run(
+        [ClientTools.locate().path("pg_dump"), "--schema-only", "--no-owner", "--no-acl", f"--dbname={url}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return [
+        line for line in out.splitlines()
+        if line.strip() and not line.startswith("--") and not line.startswith(("\\restrict", "\\unrestrict"))
+    ]
+
+
+@dataclass
+class CliWorld:
+    admin_url: str
+    db_name: str
+    bucket: str
+    s3: object
+    home: Path
+    env: dict[str, str]
+    work_dir: Path
+    created_databases: list[str] = field(default_factory=list)
+
+    @property
+    def db_url(self) -> str:
+        return self.url_of(self.db_name)
+
+    def url_of(self, dbname: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + "/" + dbname
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`backup-db ARGS` in a subprocess; `env` adds to (or, with None values, removes from) the world's."""
+        full_env = dict(self.env)
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
+        return subprocess.run(
+            [str(CLI), *args], env=full_env, cwd=self.work_dir, capture_output=True, text=True, timeout=timeout
+        )
+
+    def run_json(self, *args: str, **kwargs):
+        result = self.run(*args, "--json", **kwargs)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result
+
+    def bucket_keys(self) -> set[str]:
+        keys = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            keys |= {item["Key"] for item in page.get("Contents", [])}
+        return keys
+
+    def database_names(self) -> set[str]:
+        """Databases on the server that this world or a restore could have made or removed.
+
+        The server is shared with other tests running at the same time, so their databases (and their
+        verification scratch databases) are left out; restore's own scratch names are not.
+        """
+        return {name for name in database_names(self.admin_url) if name.startswith(OWN_DATABASE_PREFIXES)}
+
+    def new_database_name(self, purpose: str) -> str:
+        name = f"bpcli_{purpose}_{secrets.token_hex(3)}"
+        self.created_databases.append(name)
+        return name
+
+    def create_database(self, purpose: str, seed_sql: str | None = None) -> str:
+        name = self.new_database_name(purpose)
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if seed_sql:
+            with psycopg.connect(self.url_of(name), autocommit=True) as conn:
+                conn.execute(seed_sql)
+        return name
+
+    def instance(self):
+        import dagster as dg
+
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def drop_databases(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in [self.db_name, *self.created_databases]:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def make_world(admin_url: str, moto_server, tmp_path: Path, seed_sql: str = SEED_SQL) -> CliWorld:
+    db_name = f"bpcli_src_{secrets.token_hex(3)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
+    with psycopg.connect(admin_url.rsplit("/", 1)[0] + "/" + db_name, autocommit=True) as conn:
+        conn.execute(seed_sql)
+    bucket = f"bp-cli-{secrets.token_hex(5)}"
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=bucket)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / DAGSTER_HOME_FILE, home / DAGSTER_HOME_FILE)
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}
+    env.update({
+        "DATABASE_URL": admin_url.rsplit("/", 1)[0] + "/" + db_name,
+        "BACKUP_S3_BUCKET": bucket,
+        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
+        "BACKUP_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DAGSTER_HOME": str(home),
+    })
+    return CliWorld(admin_url=admin_url, db_name=db_name, bucket=bucket, s3=s3, home=home, env=env, work_dir=work_dir)
+
+
+def status_lines(stderr: str) -> list[str]:
+    """The statuses a command printed, in order: ['queued', 'starting', 'running', 'completed']."""
+    return re.findall(r"^\[\d+s\] Status: (\w+)", stderr, flags=re.MULTILINE)
