@@ -123,6 +123,8 @@ class DiscordStub:
                 except ValueError:
                     body = None
                 status, answer = stub._next_response()
+                # Recorded before answering: once the client has its answer, the test can see the request.
+                stub._record(RecordedRequest("POST", self.path, dict(self.headers.items()), body, status))
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -131,7 +133,6 @@ class DiscordStub:
                     self.send_header("Retry-After", str(answer["retry_after"]))
                 self.end_headers()
                 self.wfile.write(data)
-                stub._record(RecordedRequest("POST", self.path, dict(self.headers.items()), body, status))
 
             def log_message(self, *args):  # keep test output clean
                 pass
