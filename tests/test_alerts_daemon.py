@@ -1,11 +1,11 @@
 """The Discord sensors in the real daemon: runs launched through Dagster, alerts delivered to the stand-in.
 
 `dagster-daemon run -w workspace.yaml` runs in its own process group with the test's DAGSTER_HOME; runs are
-queued with `dagster job launch`, as an operator would, so they carry the code location's origin that
-run-status sensors match on. One failed backup and one successful backup: exactly one message each.
+queued the way `backup-db` queues them when a daemon is running (as `dagster job launch` would), so they carry
+the code location's origin that run-status sensors match on. One failed backup and one successful backup:
+exactly one message each.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +16,7 @@ import dagster as dg
 from dagster._core.definitions.run_request import InstigatorType
 
 from backup_pipeline.alerts.freshness import FRESHNESS_CHECK
+from backup_pipeline.cli.launch import RunSpec, submit_to_queue
 from backup_pipeline.naming import BackupId
 from tests.support.alert_env import WEBSERVER_URL, alert_env, password_role  # noqa: F401
 from tests.support.discord_stub import discord_stub  # noqa: F401
@@ -62,18 +63,9 @@ def _by_kind(messages: list[str]) -> dict[str, list[str]]:
     return kinds
 
 
-def _launch(backup_id: str, log) -> subprocess.Popen:
-    return start_process(
-        [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "backup_job",
-         "--tags", json.dumps({"dagster/partition": backup_id})],
-        cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-
-
 def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_path):
     instance = dg.DagsterInstance.get()
     log = tmp_path / "daemon.log"
-    processes = []
     daemon = start_process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=PROJECT_ROOT,
                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
@@ -87,12 +79,9 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
         _wait_until(lambda: _sensor_ticks(instance, "discord_on_run_failure")
                     and _sensor_ticks(instance, "discord_on_backup_success"), WAIT_S, "the sensors' first ticks",
                     daemon, log)
-        launch_log = tmp_path / "launch.log"
         # Re-running a stored backup's partition fails (never overwritten); the new partition succeeds.
-        with launch_log.open("wb") as output:
-            processes = [_launch(existing_id, output), _launch(new_id, output)]
-            for process in processes:
-                assert process.wait(timeout=WAIT_S) == 0, launch_log.read_text()[-3000:]
+        for backup_id in (existing_id, new_id):
+            submit_to_queue(instance, RunSpec(job_name="backup_job", partition_key=backup_id))
 
         _wait_until(lambda: all(_by_kind(alert_env.stub.messages)[k] for k in ("failed", "complete")),
                     WAIT_S, "the failure message and the success notice", daemon, log)
@@ -103,8 +92,6 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
             _wait_until(lambda: _sensor_ticks(instance, sensor)[0].timestamp > at + 0.5, WAIT_S,
                         f"a later tick of {sensor}", daemon, log)
     finally:
-        for process in processes:
-            stop_process(process)
         stop_process(daemon)
 
     runs = {run.tags.get("dagster/partition"): run for run in instance.get_runs(dg.RunsFilter(job_name="backup_job"))
