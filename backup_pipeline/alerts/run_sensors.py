@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 
 from ..definition_names import QUIET_TAG, DefinitionNames
-from ..settings import DEFAULT_WEBSERVER_URL, Settings
+from ..settings import DEFAULT_WEBSERVER_URL, DatabaseSettings, Settings
 from .discord import DiscordClient
 from .messages import RunFacts, failure_text, success_text
 from .runs import failure_error, materialization_metadata, run_facts
@@ -115,7 +115,7 @@ def make_discord_on_backup_success_sensor(
     return discord_on_backup_success
 
 
-def backup_success_text(context: dg.RunStatusSensorContext, settings: Settings, db) -> str:
+def backup_success_text(context: dg.RunStatusSensorContext, settings: Settings, db: DatabaseSettings) -> str:
     names = DefinitionNames(db)
     run = context.dagster_run
     metadata = materialization_metadata(context.instance, run.run_id)
