@@ -213,11 +213,14 @@ class EncryptingReader(_ChunkedReader):
 class DecryptingReader(_ChunkedReader):
     """Reads the encrypted stream from `raw` and yields the plaintext; damage raises VerificationError."""
 
-    def __init__(self, raw, key: EncryptionKey, name: str):
+    def __init__(self, raw, key: EncryptionKey, name: str, key_checked: bool = True):
         super().__init__()
         self._raw = raw
         self._key = key
         self._name = name
+        # With the manifest's key id already matched, a chunk that fails authentication is damage; without it
+        # (decrypting by hand), a first chunk that fails most likely met the wrong key.
+        self._key_checked = key_checked
         self._aead = None
         self._header = b""
         self._chunk_bytes = 0
@@ -253,6 +256,11 @@ class DecryptingReader(_ChunkedReader):
         try:
             plain = self._aead.decrypt(_nonce(self._index), sealed, _associated(self._header, self._index, final))
         except InvalidTag:
+            if self._index == 0 and not self._key_checked:
+                raise VerificationError(
+                    f"{self._name} cannot be decrypted with the key from {self._key.source} (key id "
+                    f"{self._key.key_id}): it was encrypted with another key, or it is damaged"
+                ) from None
             raise self._damaged(
                 f"encrypted chunk {self._index} failed authentication (the object was altered or truncated)"
             ) from None
@@ -267,3 +275,35 @@ def decrypting(reader, record: dict | None, key: EncryptionKey | None, name: str
         return reader
     check_can_decrypt(record, key, name)
     return DecryptingReader(reader, key, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m backup_pipeline.encryption decrypt < backup.dump > plain.dump`, for restoring by hand.
+
+    The key comes from BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_KEY_FILE, never from the command line.
+    """
+    import sys
+
+    from .errors import BackupError
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["decrypt"]:
+        print("usage: python -m backup_pipeline.encryption decrypt < encrypted.dump > plain.dump\n"
+              f"(the key is read from {KEY_ENV} or {KEY_FILE_ENV})", file=sys.stderr)
+        return 2
+    try:
+        key = load_key(os.environ.get(KEY_ENV), os.environ.get(KEY_FILE_ENV))
+        if key is None:
+            raise ConfigurationError(f"set {KEY_ENV} or {KEY_FILE_ENV} to the key the backup was made with")
+        reader = DecryptingReader(sys.stdin.buffer, key, "the input", key_checked=False)
+        while chunk := reader.read(CHUNK_BYTES):
+            sys.stdout.buffer.write(chunk)
+    except BackupError as error:
+        print(f"decrypt: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

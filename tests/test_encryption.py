@@ -245,3 +245,30 @@ def test_malformed_key_is_explained_without_echoing_it():
     with pytest.raises(ConfigurationError, match="BACKUP_ENCRYPTION_KEY is not a usable encryption key") as error:
         load_key("correct horse battery staple", None)
     assert "horse" not in str(error.value) and "openssl rand -base64 32" in str(error.value)
+
+
+def test_an_encrypted_backup_can_be_decrypted_by_hand_for_a_manual_restore(encrypted, tmp_path):
+    """The README's runbook: download, decrypt with the key from the environment, pg_restore --list reads it."""
+    import subprocess
+    import sys
+
+    from tests.support.hardening import real_pg_bin
+
+    body = encrypted["client"].get_object(
+        Bucket=encrypted["bucket"], Key=f"db-backups/{encrypted['dbname']}_{encrypted['id']}.dump")["Body"].read()
+    (tmp_path / "backup.dump").write_bytes(body)
+    key_file = tmp_path / "backup.key"
+    key_file.write_text(KEY)
+    env = {"PATH": os.environ["PATH"], "BACKUP_ENCRYPTION_KEY_FILE": str(key_file)}
+    with open(tmp_path / "backup.dump", "rb") as source, open(tmp_path / "plain.dump", "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "backup_pipeline.encryption", "decrypt"], stdin=source,
+                              stdout=out, stderr=subprocess.PIPE, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run([str(real_pg_bin() / "pg_restore"), "--list", str(tmp_path / "plain.dump")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA app users" in listing
+    wrong = subprocess.run([sys.executable, "-m", "backup_pipeline.encryption", "decrypt"], input=body,
+                           capture_output=True, env={"PATH": os.environ["PATH"], "BACKUP_ENCRYPTION_KEY": OTHER_KEY})
+    assert wrong.returncode == 1
+    assert b"the input cannot be decrypted with the key from BACKUP_ENCRYPTION_KEY (key id " in wrong.stderr
+    assert OTHER_KEY.encode() not in wrong.stderr

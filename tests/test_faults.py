@@ -30,6 +30,7 @@ from backup_pipeline.naming import BackupId
 from backup_pipeline.postgres import ClientTools, PostgresTarget
 from backup_pipeline.settings import load_settings
 from backup_pipeline.storage import storage_from_settings
+from tests.support.discord_stub import DiscordStub
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.hardening import (
     bucket_state,
@@ -50,6 +51,7 @@ from tests.support.processes import free_port, start_process, stop_process, wait
 from tests.support.seed import SEED_COUNTS
 
 PASSWORD = "Fault-Pw-5150"
+BOT_TOKEN = "MTAx.fault-bot-token.5150"
 _seconds_back = itertools.count(1)
 
 
@@ -62,8 +64,9 @@ def backup_id(backup_type: str = "manual", age: timedelta = timedelta(0)) -> str
 class Site:
     """One database with one verified backup in one bucket: what every fault must leave as it was."""
 
-    def __init__(self, admin_url, moto_server, root):
+    def __init__(self, admin_url, moto_server, root, discord):
         self.admin_url = admin_url
+        self.discord = discord
         self.moto = moto_server
         self.client = moto_server.client()
         self.dbname = create_database(admin_url, "bpfault")
@@ -78,11 +81,17 @@ class Site:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "DAGSTER_HOME": str(new_dagster_home(root / "dagster_home")),
+            "DISCORD_BOT_TOKEN": BOT_TOKEN,
+            "DISCORD_BACKUP_CHANNEL_ID": "123456789012345678",
+            "DISCORD_API_BASE_URL": discord.url,
         }
         self.earlier: dict[str, str] = {}
 
     def take_earlier_backup(self):
-        result, self.earlier_id = run_backup(dg.DagsterInstance.get(), backup_id=backup_id())
+        # Discord is down and then rate-limiting while this backup runs (see the first test).
+        self.discord.set_responses([503] * 3 + [(429, 30.0)] * 3)
+        self.earlier_run, self.earlier_id = run_backup(dg.DagsterInstance.get(), backup_id=backup_id())
+        result = self.earlier_run
         assert result.success, failure_message(result)
         self.earlier = bucket_state(self.client, self.bucket)
         assert len(self.earlier) == 3  # dump, manifest, verification marker
@@ -105,13 +114,14 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(pg_admin_url, moto_server, tmp_path_factory):
-    site = Site(pg_admin_url, moto_server, tmp_path_factory.mktemp("faults"))
-    try:
-        with clean_environment(site.env):
-            site.take_earlier_backup()
-            yield site
-    finally:
-        drop_databases(pg_admin_url, [site.dbname])
+    with DiscordStub() as discord:
+        site = Site(pg_admin_url, moto_server, tmp_path_factory.mktemp("faults"), discord)
+        try:
+            with clean_environment(site.env):
+                site.take_earlier_backup()
+                yield site
+        finally:
+            drop_databases(pg_admin_url, [site.dbname])
 
 
 @pytest.fixture
@@ -120,10 +130,43 @@ def env(site, monkeypatch):
     return monkeypatch
 
 
-def _failure_alerts_sent(site, run_ids):
-    """Placeholder until the Discord sensors land: returns the runs that failed (see test_failure_alerts_*)."""
-    instance = dg.DagsterInstance.get()
-    return [r for r in run_ids if instance.get_run_by_id(r).status == dg.DagsterRunStatus.FAILURE]
+def _evaluate_run_sensor(name: str, result):
+    """One evaluation of a Discord run-status sensor for a finished run, as the daemon does it."""
+    event = result.get_run_failure_event() if not result.success else result.get_run_success_event()
+    context = dg.build_run_status_sensor_context(
+        sensor_name=name, dagster_event=event, dagster_instance=dg.DagsterInstance.get(), dagster_run=result.dagster_run
+    )
+    return load_defs().get_sensor_def(name)(context)
+
+
+def assert_failure_alert(site, result, *expected: str) -> None:
+    """The failure sensor posts exactly one message for the run, with its error, and no secret."""
+    site.discord.clear()
+    _evaluate_run_sensor("discord_on_run_failure", result)
+    [message] = site.discord.messages
+    assert result.run_id in message, message
+    for fragment in expected:
+        assert fragment in message, message
+    assert PASSWORD not in message and BOT_TOKEN not in message and "testing" not in message
+
+
+def test_discord_down_or_rate_limiting_leaves_backups_alone(site):
+    """The earlier backup ran while Discord answered 503 and then 429 (retry after 30 s): it is stored and
+    verified all the same, and the notice about it is given up within seconds, logged, never raised."""
+    assert site.earlier_run.success
+    assert len(site.earlier) == 3 and any(k.endswith(".verified.json") for k in site.earlier)
+    started = time.monotonic()
+    _evaluate_run_sensor("discord_on_backup_success", site.earlier_run)  # 503 x3: given up
+    _evaluate_run_sensor("discord_on_backup_success", site.earlier_run)  # 429, retry after 30 s: not waited for
+    assert time.monotonic() - started < 15
+    assert site.discord.messages == []
+    assert [r.status for r in site.discord.requests] == [503, 503, 503, 429]
+    site.discord.clear()
+    _evaluate_run_sensor("discord_on_backup_success", site.earlier_run)  # Discord is back
+    [notice] = site.discord.messages
+    assert site.earlier_id in notice
+    site.discord.clear()
+    site.assert_earlier_backup_untouched()
 
 
 # ------------------------------------------------------------------------------------------------------ storage
@@ -161,7 +204,7 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     instance = dg.DagsterInstance.get()
     proxy.add("UploadPart", "status", status=500, times=1)
     proxy.add("UploadPart", "cut", times=1)
-    proxy.add("UploadPart", "stall", stall_s=1.0, times=1)
+    proxy.add("UploadPart", "stall", stall_s=0.5, times=1)
 
     # Dump and upload only: the upload is what is under test (verification of a stored dump is tested below).
     first_id = backup_id()
@@ -183,6 +226,7 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     # Now S3 keeps failing every part: the run fails, the multipart upload is aborted, nothing is listed.
     proxy.clear()
     proxy.add("UploadPart", "status", status=503)
+    env.setenv("BACKUP_S3_MAX_ATTEMPTS", "2")
     keys_before = site.keys()
 
     result, failed_id = run_backup(instance, backup_id=backup_id())
@@ -191,8 +235,9 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     assert not result.success
     assert f"cannot upload db-backups/{big_database}_{failed_id}.dump to bucket '{site.bucket}'" in message
     assert proxy.endpoint in message and "SlowDown" in message
-    assert proxy.count("UploadPart", "status 503") >= 4  # retried before giving up
+    assert proxy.count("UploadPart", "status 503") >= 2  # retried before giving up
     assert proxy.count("AbortMultipartUpload", "forwarded") == 1
+    assert_failure_alert(site, result, f"cannot upload db-backups/{big_database}_{failed_id}.dump")
     assert open_multipart_uploads(site.client, site.bucket) == []
     assert site.keys() == keys_before  # no dump and no manifest of the failed backup
     names = [str(e.name) for e in BackupCatalog(storage_from_settings(load_settings().storage), "db-backups",
@@ -288,6 +333,7 @@ def test_a_fault_fails_the_backup_clearly_and_leaves_nothing_behind(fault, site,
     assert site.keys() == keys_before  # no dump, no manifest: nothing that could be listed or restored
     assert files_under(staging) == []  # the temporary password file and any staging are gone
     assert not (tmp_path / "old-bin" / "dump-was-attempted").exists()  # the old pg_dump never dumped
+    assert_failure_alert(site, result, f"{site.dbname}_{failed_id}", expected[0])
     site.assert_earlier_backup_untouched()
 
 
@@ -355,6 +401,8 @@ def test_damaged_backups_are_refused_by_verification_and_restore(site, env, pg_a
         )
         assert not restore.success
         assert expected in failure_message(restore), failure_message(restore)
+        assert_failure_alert(site, verify, expected)
+        assert_failure_alert(site, restore, expected, target)
         runs += [verify, restore]
 
     # No verification marker was written, no database was left behind, nothing in storage changed.
@@ -385,6 +433,7 @@ def test_full_disks_fail_clearly_and_leave_no_partial_files(site, env, tmp_path,
         assert "No space left on device" in message and str(small) in message, message
         assert files_under(small) == []  # the staged dump was removed
         assert site.keys() == keys_before
+        assert_failure_alert(site, result, "No space left on device")
         env.delenv("BACKUP_DUMP_FORMAT")
         env.delenv("BACKUP_DUMP_JOBS")
 
@@ -400,6 +449,7 @@ def test_full_disks_fail_clearly_and_leave_no_partial_files(site, env, tmp_path,
         assert not restore.success
         assert f"cannot stage {site.dbname}_{site.earlier_id} for a parallel restore in {small}" in message
         assert "No space left on device" in message and "--jobs 1" in message
+        assert_failure_alert(site, restore, "cannot stage", "bp_restore_disk_full")
         assert files_under(small) == []  # the staged part was removed
         assert "bp_restore_disk_full" not in database_names(pg_admin_url)  # the new database was dropped again
         env.setattr(tempfile, "tempdir", None)
@@ -413,6 +463,7 @@ def test_full_disks_fail_clearly_and_leave_no_partial_files(site, env, tmp_path,
         assert f"could not write {small}/backups/db-backups/{site.dbname}_{failed_id}.dump" in message
         assert "No space left on device" in message
         assert files_under(small / "backups") in ([], ["db-backups"])  # no partial dump, no manifest
+        assert_failure_alert(site, result, "could not write")
     site.assert_earlier_backup_untouched()
 
 
@@ -489,6 +540,7 @@ def test_clock_skew_never_costs_a_backup(site, env):
     assert not refused.success
     assert "retention refused to run" in failure_message(refused)
     assert "would delete 4 of 7 backups, more than half" in failure_message(refused)
+    assert_failure_alert(site, refused, "Retention refused to prune", "would delete 4 of 7 backups")
     assert bucket_state(site.client, site.bucket) == state_before
 
     allowed = prune.execute_in_process(
