@@ -94,12 +94,10 @@ def check_not_too_many(decisions: list[PruneDecision], where: str) -> None:
 
 def apply_prune(catalog: BackupCatalog, decisions: list[PruneDecision]) -> list[PruneDecision]:
     doomed = [d for d in decisions if d.delete]
-    # Manifests and markers go first: should a batch fail midway, what is left is an incomplete upload,
-    # never a listed backup whose dump is gone.
-    keys = [k for d in doomed for k in d.keys if not k.endswith(".dump")] + [
-        k for d in doomed for k in d.keys if k.endswith(".dump")
-    ]
-    catalog.storage.delete_many(keys)
+    # Manifests and markers go first, all of them before any dump: should a batch fail midway, what is left
+    # is an incomplete upload, never a listed backup whose dump is gone.
+    catalog.storage.delete_many([k for d in doomed for k in d.keys if not k.endswith(".dump")])
+    catalog.storage.delete_many([k for d in doomed for k in d.keys if k.endswith(".dump")])
     return doomed
 
 

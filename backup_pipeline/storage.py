@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,8 @@ MAX_PART_BYTES = 5 * 1024**3
 MAX_PARTS = 10_000
 DELETE_BATCH = 1000
 UPLOAD_CONCURRENCY = 4
+# Deleting thousands of objects: DeleteObjects requests (1,000 keys each) in flight at once.
+DELETE_CONCURRENCY = 4
 # A streamed upload holds whole parts in memory (read, queued, in flight): at most this much, and at
 # least two parts, so memory stays flat whatever the size of the dump.
 UPLOAD_MEMORY_BYTES = 64 * 1024 * 1024
@@ -240,22 +243,26 @@ class S3Storage(BackupStorage):
         return StoredObject(key=key, size=int(response["ContentLength"]), last_modified=response.get("LastModified"))
 
     def delete_many(self, keys: Iterable[str]) -> int:
+        """Deletes in batches of 1,000, several batches at once: callers needing an order call it once per step."""
         keys = list(keys)
-        deleted = 0
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start : start + DELETE_BATCH]
-            with self._errors("delete from"):
-                response = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
-                )
-            errors = response.get("Errors", [])
-            if errors:
-                raise BackupError(
-                    f"{len(errors)} objects could not be deleted from {self.describe()}, first {errors[0].get('Key')}: "
-                    f"{errors[0].get('Message') or errors[0].get('Code')}"
-                )
-            deleted += len(batch)
-        return deleted
+        batches = [keys[start : start + DELETE_BATCH] for start in range(0, len(keys), DELETE_BATCH)]
+        if len(batches) <= 1:
+            return sum(self._delete_batch(batch) for batch in batches)
+        with ThreadPoolExecutor(max_workers=DELETE_CONCURRENCY) as pool:
+            return sum(pool.map(self._delete_batch, batches))
+
+    def _delete_batch(self, batch: list[str]) -> int:
+        with self._errors("delete from"):
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+        errors = response.get("Errors", [])
+        if errors:
+            raise BackupError(
+                f"{len(errors)} objects could not be deleted from {self.describe()}, first {errors[0].get('Key')}: "
+                f"{errors[0].get('Message') or errors[0].get('Code')}"
+            )
+        return len(batch)
 
     @contextlib.contextmanager
     def _errors(self, action: str, passthrough: tuple = ()):

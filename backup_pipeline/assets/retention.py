@@ -5,9 +5,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ..definition_names import STORAGE_RESOURCE_KEY, DefinitionNames
+from ..dynamic_partitions import delete_dynamic_partitions
 from ..prune import RetentionPolicy, apply_prune, check_not_too_many, plan_prune
 from ..settings import DatabaseSettings
 from .failures import fail_clearly
+
+LOG_LINES_PER_MESSAGE = 500
+
 
 class PruneConfig(dg.Config):
     dry_run: bool = False
@@ -37,15 +41,16 @@ def build_retention_asset(db: DatabaseSettings, names: DefinitionNames, partitio
             if not config.allow_large_prune:
                 check_not_too_many(decisions, f"{catalog.name_prefix} in {catalog.storage.describe()}")
             doomed = [d for d in decisions if d.delete]
-            for decision in decisions:
-                context.log.info(f"{'delete' if decision.delete else 'keep'} {decision.name}: {decision.reason}")
+            context.log.info(f"{len(doomed)} of {len(decisions)} backups to delete{' (dry run)' if config.dry_run else ''}")
+            # Every decision is logged, many to a message: one event per backup costs minutes at 10,000.
+            lines = [f"{'delete' if d.delete else 'keep'} {d.name}: {d.reason}" for d in decisions]
+            for start in range(0, len(lines), LOG_LINES_PER_MESSAGE):
+                context.log.info("\n".join(lines[start : start + LOG_LINES_PER_MESSAGE]))
             if not config.dry_run:
                 apply_prune(catalog, doomed)
                 existing = set(context.instance.get_dynamic_partitions(names.partitions))
-                for decision in doomed:
-                    backup_id = decision.name[len(catalog.name_prefix) + 1 :]
-                    if backup_id in existing:
-                        context.instance.delete_dynamic_partition(names.partitions, backup_id)
+                gone = [d.name[len(catalog.name_prefix) + 1 :] for d in doomed]
+                delete_dynamic_partitions(context.instance, names.partitions, [k for k in gone if k in existing])
         table = "\n".join(
             ["| backup | action | reason |", "|---|---|---|"]
             + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]
