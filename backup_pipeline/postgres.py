@@ -118,8 +118,12 @@ class PostgresTarget:
 
     @contextlib.contextmanager
     def child_env(self) -> Iterator[dict[str, str]]:
-        """Environment for pg_dump/pg_restore/psql: the password in a temporary PGPASSFILE."""
-        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        """Environment for pg_dump/pg_restore/psql: the password in a temporary PGPASSFILE.
+
+        Only what libpq and the client tools read is passed on (PG* settings, locale, paths), so the other
+        secrets in our environment (S3 keys, Discord token, encryption key, database URLs) stay out of theirs.
+        """
+        env = {k: v for k, v in os.environ.items() if _for_client_tools(k)}
         if self.password is None:
             yield env
             return
@@ -292,6 +296,16 @@ def disconnect_sessions(conn, name: str) -> None:
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
         (name,),
     )
+
+
+_CLIENT_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "KRB5CCNAME",
+    "KRB5_CONFIG", "KRB5_KTNAME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+})
+
+
+def _for_client_tools(name: str) -> bool:
+    return name != "PGPASSWORD" and (name in _CLIENT_ENV or name.startswith(("PG", "LC_")))
 
 
 def _pgpass_escape(value: str) -> str:

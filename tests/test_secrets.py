@@ -1,6 +1,7 @@
 """Secrets stay secret through a whole working day: backup, list, info, verify, restore, prune and a failing
 backup, all through `backup-db`, with a distinctive database password, S3 secret key, Discord bot token and
-encryption key. None of them may appear in any child process's command line (sampled while they run), in
+encryption key. None of them may appear in any child process's command line (sampled while they run; nor in the
+environment of pg_dump and pg_restore, which need none of them), in
 what the commands print, in any file under DAGSTER_HOME (event log, run storage, compute logs, SQLite
 databases included), in asset metadata, in manifests or object metadata, or in a Discord message.
 """
@@ -144,6 +145,7 @@ def test_no_secret_leaks_anywhere_during_a_days_work(
     # The flow really ran: its children were sampled, the restore matches, Discord heard of both runs.
     programs = sampler.programs()
     assert {"pg_dump", "pg_restore", "backup_pipeline.cli.worker"} <= programs, programs
+    assert set(sampler.environments) == {"pg_dump", "pg_restore"}
     with psycopg.connect(database_url(pg_admin_url, restored)) as conn:
         assert table_row_counts(conn) == SEED_COUNTS
     messages = discord.messages
@@ -167,6 +169,8 @@ def test_no_secret_leaks_anywhere_during_a_days_work(
     for what, secret in secret_values.items():
         needle = secret.encode()
         assert not sampler.containing(secret), f"{what} in a command line"
+        for program, environments in sampler.environments.items():
+            assert not [e for e in environments if needle in e], f"{what} in the environment of {program}"
         assert not [p for p in printed if secret in p], f"{what} printed by backup-db"
         assert not [p for p in home_files if needle in p.read_bytes()], f"{what} in a file under DAGSTER_HOME"
         assert not [m for m in asset_metadata if secret in m], f"{what} in asset metadata"

@@ -127,13 +127,16 @@ def pg_dump_processes(dbname: str) -> list[int]:
 
 
 class ProcessSampler:
-    """Records the command line of every process on the machine, sampled every few milliseconds in a thread."""
+    """Records the command line of every process on the machine, sampled every few milliseconds in a thread,
+    and the environment of the programs named in `environment_of`."""
 
-    def __init__(self, every_s: float = 0.02):
+    def __init__(self, every_s: float = 0.02, environment_of: tuple[str, ...] = ("pg_dump", "pg_restore")):
         import threading
 
         self.every_s = every_s
+        self.environment_of = environment_of
         self.seen: set[tuple[str, ...]] = set()
+        self.environments: dict[str, set[bytes]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -147,8 +150,17 @@ class ProcessSampler:
                         raw = handle.read()
                 except OSError:
                     continue
-                if raw:
-                    self.seen.add(tuple(a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")))
+                if not raw:
+                    continue
+                argv = tuple(a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0"))
+                self.seen.add(argv)
+                program = os.path.basename(argv[0])
+                if program in self.environment_of:
+                    try:
+                        with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                            self.environments.setdefault(program, set()).add(handle.read())
+                    except OSError:
+                        pass
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> "ProcessSampler":
