@@ -13,7 +13,7 @@ from datetime import datetime
 from .encryption import EncryptionKey
 from .errors import BackupError, BackupNotFoundError
 from .manifest import Manifest
-from .naming import BackupName, classify_key, join_key
+from .naming import BACKUP_TYPES, BackupName, classify_key, join_key
 from .storage import BackupStorage, StoredObject
 
 
@@ -68,7 +68,10 @@ class BackupCatalog:
 
     def entries(self) -> list[BackupEntry]:
         """Every backup of ours, complete or not, newest first."""
-        return group_objects(self.storage.list(join_key(self.storage_prefix, "")), self.storage_prefix, self.name_prefix)
+        # Only names of our own shape: one listing per backup type, manifests and markers by name only.
+        prefixes = [join_key(self.storage_prefix, f"{self.name_prefix}_{kind}_") for kind in BACKUP_TYPES]
+        objects = self.storage.list_names(prefixes, rollup=".json")
+        return group_objects(objects, self.storage_prefix, self.name_prefix)
 
     def complete(self, backup_type: str | None = None) -> list[BackupEntry]:
         return [e for e in self.entries() if e.complete and (backup_type is None or e.type == backup_type)]
@@ -100,13 +103,15 @@ class BackupCatalog:
 
 
 def group_objects(objects: Iterable[StoredObject], storage_prefix: str, name_prefix: str) -> list[BackupEntry]:
-    entries: dict[str, BackupEntry] = {}
+    entries: dict[BackupName, BackupEntry] = {}
     for obj in objects:
         classified = classify_key(obj.key, storage_prefix, name_prefix)
         if classified is None:
             continue
         name, kind = classified
-        entry = entries.setdefault(str(name), BackupEntry(name=name))
+        entry = entries.get(name)
+        if entry is None:
+            entry = entries[name] = BackupEntry(name=name)
         entry.keys.append(obj.key)
         if kind == "dump":
             entry.dump = obj

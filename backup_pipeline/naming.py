@@ -42,8 +42,11 @@ class BackupId:
                 f"'{_printable(text)}' is not a backup id: expected <type>_<YYYYMMDD_HHMMSS> with type one of "
                 f"{', '.join(BACKUP_TYPES)}, for example manual_20260113_150000"
             )
+        ts = match["ts"]
         try:
-            created = datetime.strptime(match["ts"], TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+            # By hand, not strptime: listing 10,000 backups parses 30,000 of these.
+            created = datetime(int(ts[0:4]), int(ts[4:6]), int(ts[6:8]), int(ts[9:11]), int(ts[11:13]),
+                               int(ts[13:15]), tzinfo=UTC)
         except ValueError:
             raise ConfigurationError(f"'{text}' has an impossible date or time in it") from None
         return cls(created_at=created, type=match["type"])

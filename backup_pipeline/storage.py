@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ MAX_PART_BYTES = 5 * 1024**3
 MAX_PARTS = 10_000
 DELETE_BATCH = 1000
 UPLOAD_CONCURRENCY = 4
+LIST_CONCURRENCY = 4
 # Deleting thousands of objects: DeleteObjects requests (1,000 keys each) in flight at once.
 DELETE_CONCURRENCY = 4
 # A streamed upload holds whole parts in memory (read, queued, in flight): at most this much, and at
@@ -83,6 +84,18 @@ class BackupStorage:
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         raise NotImplementedError
+
+    def list_names(self, prefixes: Sequence[str], rollup: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with one of `prefixes` (which must not overlap), for the catalog.
+
+        Objects whose key ends in `rollup` may come back with size 0 and no date (the catalog only needs
+        their names); a key that continues past `rollup` (`x.json.bak`) may come back cut after it.
+        """
+        folders = {prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else "" for prefix in prefixes}
+        for folder in sorted(folders):
+            for obj in self.list(folder):
+                if obj.key.startswith(tuple(prefixes)):
+                    yield obj
 
     def head(self, key: str) -> StoredObject | None:
         raise NotImplementedError
@@ -230,6 +243,44 @@ class S3Storage(BackupStorage):
                 for item in page.get("Contents", []):
                     yield StoredObject(key=item["Key"], size=int(item["Size"]), last_modified=item.get("LastModified"))
 
+    def list_names(self, prefixes: Sequence[str], rollup: str) -> Iterator[StoredObject]:
+        # One listing per prefix, at once, each page handed over as it arrives; with `rollup` as the delimiter
+        # S3 returns those names as common prefixes, without size or date: for 10,000 backups, two thirds of
+        # the objects cost a name only.
+        import queue
+
+        pages: queue.Queue = queue.Queue()
+
+        def listing(prefix: str) -> None:
+            try:
+                with self._errors("list"):
+                    for page in self.client.get_paginator("list_objects_v2").paginate(
+                        Bucket=self.bucket, Prefix=prefix, Delimiter=rollup
+                    ):
+                        contents, names = page.get("Contents", []), page.get("CommonPrefixes", [])
+                        pages.put(
+                            [StoredObject(key=o["Key"], size=int(o["Size"]), last_modified=o.get("LastModified"))
+                             for o in contents]
+                            + [StoredObject(key=common["Prefix"], size=0) for common in names]
+                        )
+            except BaseException as error:  # handed to the caller's thread
+                pages.put(error)
+            finally:
+                pages.put(None)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(prefixes), LIST_CONCURRENCY))) as pool:
+            for prefix in prefixes:
+                pool.submit(listing, prefix)
+            running = len(prefixes)
+            while running:
+                page = pages.get()
+                if page is None:
+                    running -= 1
+                elif isinstance(page, BaseException):
+                    raise page
+                else:
+                    yield from page
+
     def head(self, key: str) -> StoredObject | None:
         from botocore.exceptions import ClientError
 
@@ -318,9 +369,14 @@ def s3_client(settings: StorageSettings, max_attempts: int | None = None):
     import boto3
     from botocore.config import Config
 
+    import botocore.session
+
     key_id = os.environ.get(settings.access_key_id_env) if settings.access_key_id_env else None
     secret = os.environ.get(settings.secret_access_key_env) if settings.secret_access_key_env else None
-    return boto3.session.Session().client(
+    session = botocore.session.get_session()
+    # botocore parses every listed object's date with dateutil, the larger part of listing 30,000 objects.
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
+    return boto3.session.Session(botocore_session=session).client(
         "s3",
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
@@ -332,6 +388,15 @@ def s3_client(settings: StorageSettings, max_attempts: int | None = None):
             read_timeout=60,
         ),
     )
+
+
+def _parse_timestamp(value):
+    try:
+        return datetime.fromisoformat(value)  # S3 sends ISO 8601 (2026-01-13T15:00:00.000Z)
+    except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
 
 
 def storage_from_settings(settings: StorageSettings, client=None) -> BackupStorage:

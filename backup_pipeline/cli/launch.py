@@ -1,10 +1,8 @@
-"""Starting a run of one of our jobs in the instance: through the daemon's queue, or in a process of our own.
+"""Queuing a run for the daemon: whether one is running for the instance, and submitting as `dagster job launch` does.
 
-With a daemon running for the instance (and a queued run coordinator) the run is queued, so the
-instance's limits apply (one backup per database at a time) and the daemon launches it from its own
-workspace. Without one, the command starts `python -m backup_pipeline.cli.worker`, which executes the run
-in process against the same instance; it runs in its own session, so the run carries on after the
-command stops following it (--no-wait, --timeout, Ctrl-C). Either way the run shows in the UI.
+With a daemon running (and a queued run coordinator) the run is queued, so the instance's limits apply (one
+backup per database at a time) and the daemon launches it from its own workspace. Without one the command
+runs it in a process of its own (worker_process.py). Either way the run shows in the UI.
 
 Secrets never go in run config (Dagster stores it): a run that needs one (a restore target's password)
 gets it as an environment variable of our own process, which is why such a run never goes to the queue.
@@ -12,66 +10,19 @@ gets it as an environment variable of our own process, which is why such a run n
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 
-from .runs import RunSpec
+from .runs import LaunchedRun, RunSpec
 
 CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and pyproject.toml: the daemon finds the code by it
 DEFINITIONS_MODULE = "backup_pipeline.definitions"
 PARTITION_TAG = "dagster/partition"
 # A daemon writes a heartbeat every 30 s and none when it stops, so a heartbeat older than this means gone.
 DAEMON_HEARTBEAT_TOLERANCE_S = 45.0
-WORKER_LOG_FOLDER = "backup_db_runs"
-
-
-@dataclass
-class RunProcess:
-    """Our own process executing a run (when no daemon runs): whether it still runs, and where its output went."""
-
-    pid: int
-    log_path: Path
-    popen: subprocess.Popen | None = None
-
-    def running(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def ending(self) -> str:
-        code = self.popen.returncode if self.popen is not None else None
-        return f"exit code {code}" if code is not None else f"process {self.pid} is gone"
-
-    @classmethod
-    def of_run(cls, instance: dg.DagsterInstance, run_id: str) -> RunProcess | None:
-        """The process a previous `backup-db` started for `run_id`, from the pid it left beside the log."""
-        folder = Path(instance.root_directory) / WORKER_LOG_FOLDER
-        try:
-            pid = int((folder / f"{run_id}.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        return cls(pid=pid, log_path=folder / f"{run_id}.log")
-
-
-@dataclass
-class LaunchedRun:
-    run_id: str
-    via_queue: bool
-    process: RunProcess | None = None
-    submitted_at: float = field(default_factory=time.time)
 
 
 def daemon_is_running(instance: dg.DagsterInstance) -> bool:
@@ -95,12 +46,6 @@ def latest_daemon_heartbeat(instance: dg.DagsterInstance) -> float | None:
 
     heartbeat = instance.get_daemon_heartbeats().get(QueuedRunCoordinatorDaemon.daemon_type())
     return heartbeat.timestamp if heartbeat is not None else None
-
-
-def launch(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
-    if not spec.private_env and daemon_is_running(instance):
-        return submit_to_queue(instance, spec)
-    return start_in_own_process(instance, spec)
 
 
 def submit_to_queue(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
@@ -146,27 +91,6 @@ def submit_to_queue(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
         # The queued run coordinator only records the run as queued; the daemon launches it from its workspace.
         instance.submit_run(run.run_id, workspace=None)
     return LaunchedRun(run_id=run.run_id, via_queue=True)
-
-
-def start_in_own_process(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
-    from dagster._core.utils import make_new_run_id
-
-    run_id = make_new_run_id()
-    log_folder = Path(instance.root_directory) / WORKER_LOG_FOLDER
-    log_folder.mkdir(parents=True, exist_ok=True)
-    log_path = log_folder / f"{run_id}.log"
-    argv = [sys.executable, "-m", "backup_pipeline.cli.worker", run_id, json.dumps(spec.public())]
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            argv,
-            env={**os.environ, **spec.private_env},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not ended by the terminal's Ctrl-C: the run outlives our waiting
-        )
-    (log_folder / f"{run_id}.pid").write_text(str(worker.pid))
-    return LaunchedRun(run_id=run_id, via_queue=False, process=RunProcess(worker.pid, log_path, worker))
 
 
 def wait_until_recorded(instance: dg.DagsterInstance, launched: LaunchedRun, timeout_s: float = 300) -> None:

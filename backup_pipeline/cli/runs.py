@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .context import CliContext
 from .home import prepare_dagster_home
@@ -26,6 +28,14 @@ class RunSpec:
 
 
 @dataclass
+class LaunchedRun:
+    run_id: str
+    via_queue: bool
+    process: object | None = None  # worker_process.RunProcess when we run it ourselves
+    submitted_at: float = field(default_factory=time.time)
+
+
+@dataclass
 class WaitOptions:
     wait: bool = True
     timeout_s: float | None = None
@@ -35,49 +45,64 @@ class WaitOptions:
         return cls(wait=not getattr(args, "no_wait", False), timeout_s=getattr(args, "timeout", None))
 
 
-def run_job(ctx: CliContext, spec, options: WaitOptions, show_logs: bool = True, before_launch=None):
+def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: bool = True, before_launch=None):
     """Starts `spec` as a run and, unless told not to wait, follows it to the end.
 
     Returns (run id, FinishedRun or None when not waiting). `before_launch(instance)` runs first, e.g. to
     register the backup's partition, which must exist before a run for it starts.
     """
-    prepare_dagster_home(note)
-    import dagster as dg
+    from .worker_process import start_worker
 
-    from .follow import follow
-    from .launch import launch, start_in_own_process, wait_until_recorded
-    from .outcomes import DaemonGoneError
+    home = prepare_dagster_home(note)
+    # Our own run process starts loading the code now, while we load Dagster and look for a daemon.
+    standby = start_worker(home, spec)
+    try:
+        import dagster as dg
 
-    progress = Progress()
-    with dg.DagsterInstance.get() as instance:
-        if before_launch is not None:
-            before_launch(instance)
-        launched = _announce(ctx, spec, launch(instance, spec))
-        if not options.wait:
-            wait_until_recorded(instance, launched)
-            return launched.run_id, None
-        try:
-            finished = follow(
-                instance, launched.run_id, progress, ctx.run_url(launched.run_id), timeout_s=options.timeout_s,
-                process=launched.process, show_logs=show_logs,
-                queued_at=launched.submitted_at if launched.via_queue else None,
-            )
-        except DaemonGoneError:
-            # Nobody will dequeue it: take it off the queue and run it ourselves rather than wait forever.
-            instance.run_coordinator.cancel_run(launched.run_id)
-            progress.line(f"the daemon stopped before starting run {launched.run_id}: canceled it; running it here")
-            launched = _announce(ctx, spec, start_in_own_process(instance, spec))
-            finished = follow(
-                instance, launched.run_id, progress, ctx.run_url(launched.run_id), timeout_s=options.timeout_s,
-                process=launched.process, show_logs=show_logs,
-            )
-    return launched.run_id, finished
+        from .follow import follow
+        from .launch import daemon_is_running, submit_to_queue, wait_until_recorded
+        from .outcomes import DaemonGoneError
+
+        progress = Progress()
+        with dg.DagsterInstance.get() as instance:
+            if before_launch is not None:
+                before_launch(instance)
+            if not spec.private_env and daemon_is_running(instance):
+                standby.stand_down()
+                launched = submit_to_queue(instance, spec)
+            else:
+                launched = LaunchedRun(run_id=standby.run_id, via_queue=False, process=standby.go())
+            standby = None
+            _announce(ctx, spec, launched)
+            if not options.wait:
+                wait_until_recorded(instance, launched)
+                return launched.run_id, None
+            try:
+                finished = follow(
+                    instance, launched.run_id, progress, ctx.run_url(launched.run_id), timeout_s=options.timeout_s,
+                    process=launched.process, show_logs=show_logs,
+                    queued_at=launched.submitted_at if launched.via_queue else None,
+                )
+            except DaemonGoneError:
+                # Nobody will dequeue it: take it off the queue and run it ourselves rather than wait forever.
+                instance.run_coordinator.cancel_run(launched.run_id)
+                progress.line(f"the daemon stopped before starting run {launched.run_id}: canceled it; running it here")
+                process = start_worker(home, spec).go()
+                launched = LaunchedRun(run_id=process.run_id, via_queue=False, process=process)
+                _announce(ctx, spec, launched)
+                finished = follow(
+                    instance, launched.run_id, progress, ctx.run_url(launched.run_id), timeout_s=options.timeout_s,
+                    process=launched.process, show_logs=show_logs,
+                )
+        return launched.run_id, finished
+    finally:
+        if standby is not None:  # something failed before the run was started
+            standby.stand_down()
 
 
-def _announce(ctx: CliContext, spec, launched):
+def _announce(ctx: CliContext, spec: RunSpec, launched: LaunchedRun) -> None:
     how = "queued for the daemon" if launched.via_queue else "running in a background process (no daemon is running)"
     note(f"Run {launched.run_id} of {spec.job_name}, {how}: {ctx.run_url(launched.run_id)}")
-    return launched
 
 
 def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions) -> int:
@@ -87,10 +112,10 @@ def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions) -> int:
 
     from ..errors import ConfigurationError
     from .follow import follow
-    from .launch import RunProcess
+    from .worker_process import RunProcess
 
     with dg.DagsterInstance.get() as instance:
-        process = RunProcess.of_run(instance, run_id)
+        process = RunProcess.of_run(Path(instance.root_directory), run_id)
         if instance.get_run_by_id(run_id) is None and process is None:
             raise ConfigurationError(
                 f"there is no run {run_id} in the Dagster instance at {instance.root_directory}: check the id and "

@@ -1,13 +1,16 @@
 """Executes one run in process against the instance at DAGSTER_HOME: `python -m backup_pipeline.cli.worker RUN_ID SPEC`.
 
-Started by `backup-db` when no daemon runs; SPEC is the run's public description (job, run config, tags,
-partition) as JSON. Anything secret arrives in the environment, never in SPEC.
+Started by `backup-db` (worker_process.py); SPEC is the run's public description (job, run config, tags,
+partition) as JSON. It loads the code, then waits for `run` on stdin before executing. Anything secret
+arrives in the environment, never in SPEC.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+GO = "run"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     run_id, spec_text = argv if argv is not None else sys.argv[1:]
     spec = json.loads(spec_text)
     job = build_definitions(load_settings()).resolve_job_def(spec["job_name"])
+    # Loaded while the command looked for a daemon: run only when told to (EOF means a daemon has it).
+    if sys.stdin.readline().strip() != GO:
+        return 0
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             run_config=spec["run_config"],
