@@ -16,8 +16,9 @@ from tests.support.seed import SEED_COUNTS
 
 
 def _database_names(admin_url) -> set[str]:
+    """Scratch databases of ours (bp_*) on the server."""
     with psycopg.connect(admin_url) as conn:
-        return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp\\_%'")}
 
 
 def _metadata(result, asset: str) -> dict:
