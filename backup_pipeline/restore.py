@@ -199,6 +199,14 @@ def scratch_database_name(purpose: str) -> str:
     return f"bp_{purpose}_{secrets.token_hex(6)}"
 
 
+def check_restore_jobs(jobs: int) -> int:
+    if not 1 <= jobs <= MAX_RESTORE_JOBS:
+        raise ConfigurationError(
+            f"jobs (--jobs) must be from 1 to {MAX_RESTORE_JOBS}, got {jobs}: each job is one connection to the server"
+        )
+    return jobs
+
+
 def check_restore_target(admin, server: PostgresTarget, target_db: str, replace: bool) -> bool:
     """Whether `target_db` exists; refuses a new restore over an existing database, or --replace of a missing one."""
     exists = database_exists(admin, target_db)
@@ -250,10 +258,7 @@ def restore_to_database(
     """
     tools = tools or ClientTools.locate()
     check_database_name(target_db)
-    if not 1 <= jobs <= MAX_RESTORE_JOBS:
-        raise ConfigurationError(
-            f"jobs (--jobs) must be from 1 to {MAX_RESTORE_JOBS}, got {jobs}: each job is one connection to the server"
-        )
+    check_restore_jobs(jobs)
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     admin = server.connect()

@@ -25,9 +25,9 @@ def world(pg_admin_url, moto_server, tmp_path_factory):
     name = f"{world.db_name}_{BACKUP_ID}"
     key = f"db-backups/{name}.dump"
     manifest = Manifest(
-        name=name, backup_id=BACKUP_ID, type="manual", database=world.db_name, created_at="2026-01-01T12:00:00+00:00",
-        key=key, size_bytes=len(body), sha256=hashlib.sha256(body).hexdigest(), server_version="15", pg_dump_version="15",
-        tables={"app.users": 3000}, duration_s=0.1, tool_version="test",
+        name=name, backup_id=BACKUP_ID, type="manual", database=world.db_name,
+        created_at="2026-01-01T12:00:00+00:00", key=key, size_bytes=len(body), sha256=hashlib.sha256(body).hexdigest(),
+        server_version="15", pg_dump_version="15", tables={"app.users": 3000}, duration_s=0.1, tool_version="test",
     )
     world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
     world.s3.put_object(Bucket=world.bucket, Key=f"{key}.json", Body=manifest.to_json())
@@ -57,8 +57,9 @@ BAD_INPUTS = [
      {}, 2, ["not a backup name", "'..'"]),
     ("target-with-quote", lambda w: _restore(w, "--target-db", 'new"db', "--confirm", "RESTORE"), {}, 2,
      ["no quotes, spaces or semicolons"]),
-    ("target-with-space-semicolon", lambda w: _restore(w, "--target-db", "x; DROP DATABASE postgres",
-                                                      "--confirm", "RESTORE"), {}, 2, ["no quotes, spaces or semicolons"]),
+    ("target-with-space-semicolon",
+     lambda w: _restore(w, "--target-db", "x; DROP DATABASE postgres", "--confirm", "RESTORE"), {}, 2,
+     ["no quotes, spaces or semicolons"]),
     ("target-too-long", lambda w: _restore(w, "--target-db", "a" * 64, "--confirm", "RESTORE"), {}, 2,
      ["1 to 63 bytes"]),
     ("confirm-wrong", lambda w: _restore(w, "--target-db", "fresh", "--confirm", "yes"), {}, 2,
@@ -66,8 +67,9 @@ BAD_INPUTS = [
     ("confirm-missing", lambda w: _restore(w, "--target-db", "fresh"), {}, 2, ["add --confirm RESTORE"]),
     ("target-exists", lambda w: _restore(w, "--target-db", w.db_name, "--confirm", "RESTORE"), {}, 2,
      ["already exists", "--replace"]),
-    ("replace-missing-target", lambda w: _restore(w, "--target-db", "bpcli_nowhere", "--replace", "--confirm", "RESTORE"),
-     {}, 2, ["does not exist"]),
+    ("replace-missing-target",
+     lambda w: _restore(w, "--target-db", "bpcli_nowhere", "--replace", "--confirm", "RESTORE"), {}, 2,
+     ["does not exist"]),
     ("target-template0", lambda w: _restore(w, "--target-db", "template0", "--confirm", "RESTORE"), {}, 2,
      ["refusing to restore into 'template0'", "system database"]),
     ("target-template1", lambda w: _restore(w, "--target-db", "template1", "--replace", "--confirm", "RESTORE"), {}, 2,
@@ -75,7 +77,7 @@ BAD_INPUTS = [
     ("target-postgres", lambda w: _restore(w, "--target-db", "postgres", "--replace", "--confirm", "RESTORE"), {}, 2,
      ["refusing to restore into 'postgres'"]),
     ("jobs-zero", lambda w: _restore(w, "--target-db", "fresh", "--jobs", "0", "--confirm", "RESTORE"), {}, 2,
-     ["--jobs must be at least 1"]),
+     ["jobs (--jobs) must be from 1 to 64"]),
     ("unknown-type", lambda w: ["backup", "--type", "weekly"], {}, 2, ["invalid choice: 'weekly'", "pre-migration"]),
     ("database-url-missing", lambda w: ["backup"], {"DATABASE_URL": None}, 2, ["DATABASE_URL is not set"]),
     ("database-url-malformed", lambda w: ["backup"], {"DATABASE_URL": "mysql://root@db/app"}, 2,

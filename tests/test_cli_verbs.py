@@ -12,7 +12,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import psycopg
 import pytest
 
 from backup_pipeline.manifest import Manifest
@@ -147,7 +146,8 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     broken_id = "manual_20200101_000000"
     broken = f"{world.db_name}_{broken_id}"
     manifest.name, manifest.backup_id, manifest.type = broken, broken_id, "manual"
-    manifest.key, manifest.size_bytes, manifest.sha256 = f"db-backups/{broken}.dump", len(half), hashlib.sha256(half).hexdigest()
+    manifest.key = f"db-backups/{broken}.dump"
+    manifest.size_bytes, manifest.sha256 = len(half), hashlib.sha256(half).hexdigest()
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key, Body=half)
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key + ".json", Body=manifest.to_json())
     databases = world.database_names()

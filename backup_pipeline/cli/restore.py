@@ -14,7 +14,7 @@ from ..definition_names import DefinitionNames
 from ..errors import ConfigurationError
 from ..naming import check_safe_name
 from ..postgres import PostgresTarget, check_database_name
-from ..restore import RESTORE_CONFIRMATION, check_restore_target, checked_manifest
+from ..restore import RESTORE_CONFIRMATION, check_restore_jobs, check_restore_target, checked_manifest
 from .context import CliContext
 from .output import print_json
 from .runs import RunSpec, WaitOptions, run_job
@@ -34,8 +34,7 @@ def check_confirmation(confirm: str | None) -> None:
 def restore_backup(ctx: CliContext, args) -> int:
     check_confirmation(args.confirm)
     check_database_name(args.target_db)
-    if args.jobs < 1:
-        raise ConfigurationError(f"--jobs must be at least 1 (got {args.jobs})")
+    check_restore_jobs(args.jobs)
     check_safe_name(args.name)
     source = ctx.source()
     name = ctx.backup_name(args.name)
