@@ -197,7 +197,8 @@ def test_bad_run_config_fails_clearly(job, make_config, expected, site, unchange
 # --------------------------------------------------------------------------------------------------- command line
 
 COMMAND_LINE = [
-    (["restore", "{name}", "--target-db", "bad_x", "--jobs", "0", "--confirm", "RESTORE"], "--jobs must be"),
+    (["restore", "{name}", "--target-db", "bad_x", "--jobs", "0", "--confirm", "RESTORE"],
+     "jobs (--jobs) must be from 1 to 64, got 0"),
     (["restore", "{name}", "--target-db", "bad_x", "--jobs", "two", "--confirm", "RESTORE"], "invalid int value: 'two'"),
     (["restore", "{name}", "--target-db", "bad_x", "--target-url", "mysql://root@db/app", "--confirm", "RESTORE"],
      "--target-url is not a PostgreSQL URL"),

@@ -174,14 +174,14 @@ def test_discord_down_or_rate_limiting_leaves_backups_alone(site):
 
 @pytest.fixture(scope="module")
 def big_database(pg_admin_url):
-    """9 MiB of random bytes, 18 MiB as an uncompressed dump: a multipart upload (16 MiB parts) of two parts."""
+    """5 MiB of random bytes, 10 MiB as an uncompressed dump: a multipart upload of two parts (8 MiB parts)."""
     name = create_database(pg_admin_url, "bpfaultbig", seed_sql=None)
     try:
         with psycopg.connect(database_url(pg_admin_url, name), autocommit=True) as conn:
             conn.execute("CREATE TABLE blobs (id int PRIMARY KEY, data bytea)")
             conn.execute("ALTER TABLE blobs ALTER data SET STORAGE EXTERNAL")  # keep it incompressible on disk too
             with conn.cursor().copy("COPY blobs (id, data) FROM STDIN") as copy:
-                for row in range(9 * 16):
+                for row in range(5 * 16):
                     copy.write_row((row, os.urandom(64 * 1024)))
         yield name
     finally:
@@ -221,7 +221,7 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     first_key = f"db-backups/{big_database}_{first_id}.dump"
     stored = site.client.get_object(Bucket=site.bucket, Key=first_key)["Body"].read()
     manifest = Manifest.from_json(site.client.get_object(Bucket=site.bucket, Key=first_key + ".json")["Body"].read())
-    assert len(stored) > 16 * 1024 * 1024 and hashlib.sha256(stored).hexdigest() == manifest.sha256
+    assert len(stored) > 8 * 1024 * 1024 and hashlib.sha256(stored).hexdigest() == manifest.sha256
 
     # Now S3 keeps failing every part: the run fails, the multipart upload is aborted, nothing is listed.
     proxy.clear()
