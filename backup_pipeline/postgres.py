@@ -123,7 +123,7 @@ class PostgresTarget:
         Only what libpq and the client tools read is passed on (PG* settings, locale, paths), so the other
         secrets in our environment (S3 keys, Discord token, encryption key, database URLs) stay out of theirs.
         """
-        env = {k: v for k, v in os.environ.items() if _for_client_tools(k)}
+        env = client_tools_environment()
         if self.password is None:
             yield env
             return
@@ -185,7 +185,8 @@ class ClientTools:
 
     def version(self, tool: str) -> tuple[int, str]:
         output = subprocess.run(
-            [self.path(tool), "--version"], capture_output=True, text=True, timeout=30, check=False
+            [self.path(tool), "--version"], capture_output=True, text=True, timeout=30, check=False,
+            env=client_tools_environment(),
         ).stdout
         match = re.search(r"\(PostgreSQL\)\s+(\d+)(\.\d+)?", output)
         if not match:
@@ -304,8 +305,14 @@ _CLIENT_ENV = frozenset({
 })
 
 
-def _for_client_tools(name: str) -> bool:
-    return name != "PGPASSWORD" and (name in _CLIENT_ENV or name.startswith(("PG", "LC_")))
+def client_tools_environment() -> dict[str, str]:
+    """Our environment without what the client tools have no use for, secrets included (PGPASSWORD too:
+    a password goes in a temporary PGPASSFILE)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "PGPASSWORD" and (name in _CLIENT_ENV or name.startswith(("PG", "LC_")))
+    }
 
 
 def _pgpass_escape(value: str) -> str:
