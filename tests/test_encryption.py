@@ -11,6 +11,8 @@ import dagster as dg
 import psycopg
 import pytest
 
+from backup_pipeline.backup import take_backup
+from backup_pipeline.catalog import BackupCatalog
 from backup_pipeline.encryption import (
     MAGIC,
     DecryptingReader,
@@ -21,7 +23,10 @@ from backup_pipeline.encryption import (
 )
 from backup_pipeline.errors import ConfigurationError, VerificationError
 from backup_pipeline.manifest import Manifest
-from backup_pipeline.postgres import table_row_counts
+from backup_pipeline.naming import BackupId
+from backup_pipeline.postgres import PostgresTarget, table_row_counts
+from backup_pipeline.settings import load_settings
+from backup_pipeline.storage import storage_from_settings
 from tests.support.hardening import (
     bucket_state,
     clean_environment,
@@ -120,13 +125,16 @@ def encrypted(pg_admin_url, moto_server, tmp_path_factory):
     }
     try:
         with clean_environment(env) as patch:
-            plain, plain_id = run_backup(dg.DagsterInstance.get(), "manual", backup_id="manual_20260101_000000")
-            assert plain.success, failure_message(plain)
+            # An older, unencrypted backup (taken directly: its Dagster run is not what is tested here).
+            plain_id = BackupId.parse("manual_20260101_000000")
+            catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", dbname)
+            take_backup(PostgresTarget.from_url(env["DATABASE_URL"]), catalog, plain_id, log=lambda _: None)
+            dg.DagsterInstance.get().add_dynamic_partitions("backups", [str(plain_id)])
             patch.setenv("BACKUP_ENCRYPTION_KEY", KEY)
             result, backup_id = run_backup(dg.DagsterInstance.get(), "manual")
             assert result.success, failure_message(result)  # including its verification: decrypted and restored
             patch.delenv("BACKUP_ENCRYPTION_KEY")
-            yield {"dbname": dbname, "bucket": bucket, "id": backup_id, "plain_id": plain_id, "result": result,
+            yield {"dbname": dbname, "bucket": bucket, "id": backup_id, "plain_id": str(plain_id), "result": result,
                    "client": moto_server.client(), "admin": pg_admin_url}
     finally:
         drop_databases(pg_admin_url, [dbname])
