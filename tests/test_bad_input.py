@@ -9,7 +9,6 @@ The command line's own list (unknown names, unsafe names, bad targets, --confirm
 import os
 
 import dagster as dg
-import psycopg
 import pytest
 
 from backup_pipeline.backup import take_backup

@@ -52,12 +52,14 @@ from tests.support.seed import SEED_COUNTS
 
 PASSWORD = "Fault-Pw-5150"
 BOT_TOKEN = "MTAx.fault-bot-token.5150"
+_STARTED = datetime.now(UTC)
 _seconds_back = itertools.count(1)
 
 
 def backup_id(backup_type: str = "manual", age: timedelta = timedelta(0)) -> str:
-    """A backup id no other run of this module uses (ids have one-second resolution)."""
-    when = datetime.now(UTC) - age - timedelta(seconds=next(_seconds_back))
+    """A backup id no other run of this module uses (ids have one-second resolution): counted back from the
+    module's start, so that time passing between two calls can never make them meet."""
+    when = _STARTED - age - timedelta(seconds=next(_seconds_back))
     return str(BackupId.new(backup_type, when))
 
 
@@ -300,7 +302,7 @@ FAULTS = {
     )[-1],
     "database unreachable": lambda site, env, tmp_path, auth: (
         env.setenv("DATABASE_URL", f"postgresql://backup:{PASSWORD}@127.0.0.1:{free_port()}/{site.dbname}"),
-        [f"cannot connect to PostgreSQL at backup@127.0.0.1:", "Check DATABASE_URL"],
+        ["cannot connect to PostgreSQL at backup@127.0.0.1:", "Check DATABASE_URL"],
     )[-1],
     "pg_dump older than the server": lambda site, env, tmp_path, auth: (
         env.setenv("BACKUP_PG_BIN_DIR", str(_old_pg_dump(tmp_path))),

@@ -8,7 +8,6 @@ databases included), in asset metadata, in manifests or object metadata, or in a
 
 import hashlib
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from tests.support.hardening import (
     create_database,
     database_url,
     drop_databases,
-    new_dagster_home,
 )
 from tests.support.seed import SEED_COUNTS
 

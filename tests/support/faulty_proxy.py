@@ -14,7 +14,7 @@ import socket
 import socketserver
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 STATUS_TEXT = {500: "Internal Server Error", 503: "Service Unavailable", 403: "Forbidden", 429: "Too Many Requests"}
