@@ -7,7 +7,9 @@ returns at once with the run id and `backup-db follow` waits for it; `--quiet` t
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -29,7 +31,7 @@ def daemon(world):
     """`dagster-daemon run` for the world's instance, with the world's configuration; stopped afterwards."""
     log = open(world.home / "daemon.log", "wb")
     process = start_process(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
         env=world.env, cwd=PROJECT_ROOT, stdout=log, stderr=log,
     )
     try:
