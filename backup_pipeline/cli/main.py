@@ -18,12 +18,6 @@ EXIT_USAGE = 2
 EXIT_TIMED_OUT = 3
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own exit code for bad usage is 2 as well; keep its wording
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"backup-db: error: {message}\n")
-
-
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -35,7 +29,8 @@ def positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    # argparse exits with 2 on bad usage, as our own usage errors do.
+    parser = argparse.ArgumentParser(
         prog="backup-db",
         description="Back up, list, inspect, verify, restore and prune PostgreSQL backups. Configuration comes "
         "from the environment (DATABASE_URL, BACKUP_S3_BUCKET, ...); runs are recorded in the Dagster "
@@ -45,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database", metavar="KEY", help="which configured database (when a config file names several)"
     )
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def waits(sub, verb_text: str) -> None:
         sub.add_argument("--no-wait", action="store_true", help=f"start the {verb_text} and return at once")
