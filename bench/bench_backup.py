@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--moto", action="store_true", help="also upload to moto's S3 server (holds objects in RAM)")
     parser.add_argument("--no-verify", action="store_true", help="skip the restore comparison")
+    parser.add_argument("--dagster-job", action="store_true",
+                        help="also run backup_job (dump, upload, verify) through Dagster and record its process's RSS")
     parser.add_argument("--format", default="custom", help="our backup's dump format (custom or directory)")
     parser.add_argument("--jobs", type=int, default=1, help="pg_dump/pg_restore jobs for --format directory")
     parser.add_argument("--compression", help="our backup's compression (gzip:N, ...); default pg_dump's")
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         ("ours_moto", "ours: backup to moto"),
         ("plain_restore", "pg_restore into a fresh database"),
         ("ours_verify", "ours: verify_backup"),
+        ("ours_job", "ours: backup_job through Dagster (dump, upload, verify)"),
     ]}
     rss = {key: Series(label) for key, label in [
         ("pg_dump", "pg_dump alone"),
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         ("ours_moto_py", "ours (moto): backup process"),
         ("ours_moto_tree", "ours (moto): process + pg_dump (sampled sum)"),
         ("verify_py", "ours: verification process"),
+        ("job_py", "ours: Dagster run process (backup_job)"),
+        ("job_tree", "ours: Dagster run process + children (sampled sum)"),
     ]}
     moto = client = None
     if args.moto:
@@ -158,6 +163,26 @@ def main(argv: list[str] | None = None) -> int:
                 measured, out = pipeline("verify", url, f"local:{local_dir}", extra=["--name", local_name])
                 series["ours_verify"].add(out["duration_s"])
                 rss["verify_py"].add(out["peak_rss_mb"])
+            if args.dagster_job:
+                env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_", "AWS_", "DO_SPACES_"))}
+                env.update({"DATABASE_URL": url, "BACKUP_DUMP_FORMAT": args.format, "BACKUP_DUMP_JOBS": str(args.jobs),
+                            "BACKUP_COMPRESSION": args.compression or ""})
+                if client is not None:
+                    env.update({"BACKUP_S3_BUCKET": "bench", "BACKUP_S3_ENDPOINT_URL": moto.endpoint,
+                                "BACKUP_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+                                "AWS_SECRET_ACCESS_KEY": "testing"})
+                else:
+                    env["BACKUP_LOCAL_DIR"] = str(work / f"job-{rep}")
+                measured = run([PYTHON, "-m", "bench.run_job"], env=env)
+                if measured.returncode != 0:
+                    raise SystemExit(f"backup_job failed:\n{measured.stderr.decode(errors='replace')[-3000:]}")
+                out = json.loads(measured.stdout.decode().strip().splitlines()[-1])
+                series["ours_job"].add(out["duration_s"])
+                rss["job_py"].add(out["peak_rss_mb"])
+                rss["job_tree"].add(measured.tree_peak_rss_mb)
+                if client is not None:
+                    empty_bucket(client, "bench")
+                shutil.rmtree(work / f"job-{rep}", ignore_errors=True)
             shutil.rmtree(local_dir, ignore_errors=True)
             dump_file.unlink(missing_ok=True)
             done = ", ".join(f"{s.label} {s.values[-1]:.1f} s" for s in series.values() if len(s.values) == rep)
