@@ -16,12 +16,14 @@ GO = "run"
 def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
+    from ..alerts.in_process import announce_in_process_run
     from ..definitions import build_definitions
     from ..settings import load_settings
 
     run_id, spec_text = argv if argv is not None else sys.argv[1:]
     spec = json.loads(spec_text)
-    job = build_definitions(load_settings()).resolve_job_def(spec["job_name"])
+    defs = build_definitions(load_settings())
+    job = defs.resolve_job_def(spec["job_name"])
     # Loaded while the command looked for a daemon: run only when told to (EOF means a daemon has it).
     if sys.stdin.readline().strip() != GO:
         return 0
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             tags=spec["tags"],
             raise_on_error=False,
         )
+        announce_in_process_run(defs, instance, result)
     return 0 if result.success else 1
 
 
