@@ -16,11 +16,11 @@ from .resources import postgres_resource, storage_resource
 from .settings import DatabaseSettings, Settings, load_settings
 
 
-def database_definitions(db: DatabaseSettings) -> dg.Definitions:
+def database_definitions(db: DatabaseSettings, storage_kind: str = "s3") -> dg.Definitions:
     names = DefinitionNames(db)
     partitions = dg.DynamicPartitionsDefinition(name=names.partitions)
     return dg.Definitions(
-        assets=build_database_assets(db, partitions),
+        assets=build_database_assets(db, partitions, storage_kind),
         jobs=build_backup_jobs(db, partitions),
         schedules=[build_daily_schedule(db, partitions)],
         sensors=[build_request_sensor(db, partitions)],
@@ -28,10 +28,14 @@ def database_definitions(db: DatabaseSettings) -> dg.Definitions:
     )
 
 
+def storage_kind(settings: Settings) -> str:
+    return "s3" if settings.storage.uses_s3 else "file"
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions.merge(
-        *(database_definitions(db) for db in settings.databases),
+        *(database_definitions(db, storage_kind(settings)) for db in settings.databases),
         dg.Definitions(resources={STORAGE_RESOURCE_KEY: storage_resource(settings.storage)}),
         alert_definitions(settings),
     )

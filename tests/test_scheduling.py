@@ -84,3 +84,12 @@ def test_run_without_database_url_fails_saying_what_to_set(clean_env, dagster_ho
     assert not result.success
     assert "DATABASE_URL is not set" in failure_message(result)
     assert not (tmp_path / "backups" / "db-backups").exists() or not any((tmp_path / "backups").rglob("*.dump"))
+
+
+def test_storage_assets_are_labelled_with_the_storage_in_use(local_env, clean_env):
+    graph = load_defs().resolve_asset_graph()
+    assert graph.get(dg.AssetKey("offsite_backup")).kinds == {"file"}
+    clean_env.setenv("BACKUP_S3_BUCKET", "team-backups")
+    graph = load_defs().resolve_asset_graph()
+    assert graph.get(dg.AssetKey("offsite_backup")).kinds == {"s3"}
+    assert graph.get(dg.AssetKey("backup_retention")).kinds == {"s3"}

@@ -10,10 +10,14 @@ from .backup import build_backup_asset
 from .retention import build_retention_asset
 from .verification import build_verification_asset
 
-def build_database_assets(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition) -> list:
+
+def build_database_assets(
+    db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition, storage_kind: str = "s3"
+) -> list:
+    """storage_kind labels the storage-side assets in the UI: "s3" for a bucket, "file" for a local folder."""
     names = DefinitionNames(db)
     return [
-        build_backup_asset(db, names, partitions),
+        build_backup_asset(db, names, partitions, storage_kind),
         build_verification_asset(db, names, partitions),
-        build_retention_asset(db, names, partitions),
+        build_retention_asset(db, names, partitions, storage_kind),
     ]

@@ -11,7 +11,9 @@ from ..naming import BackupId
 from ..settings import DatabaseSettings
 from .failures import fail_clearly
 
-def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition):
+def build_backup_asset(
+    db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition, storage_kind: str = "s3"
+):
     dump_key = dg.AssetKey(names.asset_path("database_dump"))
     offsite_key = dg.AssetKey(names.asset_path("offsite_backup"))
 
@@ -37,7 +39,7 @@ def build_backup_asset(db: DatabaseSettings, names: DefinitionNames, partitions:
                     "written last beside it."
                 ),
                 group_name=names.group,
-                kinds={"s3"},
+                kinds={storage_kind},
             ),
         ],
         check_specs=[

@@ -17,14 +17,16 @@ class PruneConfig(dg.Config):
     dry_run: bool = False
     allow_large_prune: bool = False
 
-def build_retention_asset(db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition):
+def build_retention_asset(
+    db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition, storage_kind: str = "s3"
+):
     policy = RetentionPolicy(retention_days=db.retention_days, keep_last=db.keep_last)
 
     @dg.asset(
         key=names.asset_path("backup_retention"),
         deps=[dg.AssetKey(names.asset_path("restore_verification"))],
         group_name=names.group,
-        kinds={"s3"},
+        kinds={storage_kind},
         description=(
             f"Deletes backups older than {db.retention_days} days, keeping every pre-migration backup, the newest "
             f"{db.keep_last} verified ones and anything timestamped in the future; removes incomplete uploads "
