@@ -24,9 +24,8 @@ from tests.support.hardening import (
     clean_environment,
     create_database,
     database_names,
-    database_url,
     drop_databases,
-    new_dagster_home,
+    s3_backup_env,
 )
 from tests.support.pipeline import failure_message, load_defs, run_backup
 
@@ -41,15 +40,7 @@ def site(pg_admin_url, moto_server, tmp_path_factory):
     bucket = f"bp-bad-{os.urandom(4).hex()}"
     client = moto_server.client()
     client.create_bucket(Bucket=bucket)
-    env = {
-        "DATABASE_URL": database_url(pg_admin_url, dbname),
-        "BACKUP_S3_BUCKET": bucket,
-        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
-        "BACKUP_S3_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "DAGSTER_HOME": str(new_dagster_home(root / "dagster_home")),
-    }
+    env = s3_backup_env(pg_admin_url, dbname, moto_server, bucket, root)
     try:
         with clean_environment(env):
             catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", dbname)

@@ -33,7 +33,7 @@ from tests.support.hardening import (
     create_database,
     database_url,
     drop_databases,
-    new_dagster_home,
+    s3_backup_env,
 )
 from tests.support.pipeline import failure_message, load_defs, run_backup
 from tests.support.seed import SEED_COUNTS
@@ -114,15 +114,7 @@ def encrypted(pg_admin_url, moto_server, tmp_path_factory):
     dbname = create_database(pg_admin_url, "bpenc")
     bucket = f"bp-enc-{os.urandom(4).hex()}"
     moto_server.client().create_bucket(Bucket=bucket)
-    env = {
-        "DATABASE_URL": database_url(pg_admin_url, dbname),
-        "BACKUP_S3_BUCKET": bucket,
-        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
-        "BACKUP_S3_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "DAGSTER_HOME": str(new_dagster_home(root / "dagster_home")),
-    }
+    env = s3_backup_env(pg_admin_url, dbname, moto_server, bucket, root)
     try:
         with clean_environment(env) as patch:
             # An older, unencrypted backup (taken directly: its Dagster run is not what is tested here).

@@ -94,6 +94,19 @@ def new_dagster_home(folder: Path) -> Path:
     return folder
 
 
+def s3_backup_env(admin_url: str, dbname: str, moto_server, bucket: str, root: Path) -> dict[str, str]:
+    """The environment for backing up `dbname` into `bucket` on moto, with its own DAGSTER_HOME under `root`."""
+    return {
+        "DATABASE_URL": database_url(admin_url, dbname),
+        "BACKUP_S3_BUCKET": bucket,
+        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
+        "BACKUP_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DAGSTER_HOME": str(new_dagster_home(root / "dagster_home")),
+    }
+
+
 @contextlib.contextmanager
 def tiny_tmpfs(path: Path, size: str = "64k"):
     """A tmpfs of `size` mounted at `path` (root only); skips the test where mounting is not allowed."""
