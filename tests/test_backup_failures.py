@@ -1,12 +1,10 @@
 """Backups that cannot run fail before doing harm, with a message that names the problem and no password."""
 
-import os
-import stat
-
 import dagster as dg
 import psycopg
 import pytest
 
+from tests.support.hardening import client_tools_folder
 from tests.support.pipeline import failure_message, run_backup
 
 PASSWORD = "Pw-for-failure-tests-93"
@@ -27,18 +25,12 @@ def password_url(seeded_db, pg_admin_url):
 
 
 def _old_pg_dump(folder):
-    folder.mkdir()
-    real = "/usr/lib/postgresql/15/bin" if os.path.isdir("/usr/lib/postgresql/15/bin") else "/usr/bin"
-    script = folder / "pg_dump"
-    script.write_text(
-        "#!/bin/sh\n"
+    """A pg_dump that claims to be 9.6 and leaves a mark if anyone makes it dump."""
+    return client_tools_folder(
+        folder,
         'if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 9.6.24"; exit 0; fi\n'
-        f'touch "{folder}/dump-was-attempted"\nexec {real}/pg_dump "$@"\n'
+        f'touch "{folder}/dump-was-attempted"\nexec "$REAL/pg_dump" "$@"',
     )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    for tool in ("pg_restore", "psql"):
-        (folder / tool).symlink_to(f"{real}/{tool}")
-    return folder
 
 
 def _no_backup_objects(storage_dir):

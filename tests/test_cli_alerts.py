@@ -1,12 +1,12 @@
 """`backup-db` without a daemon still tells Discord: one notice for a backup, one alert for a failure."""
 
-import stat
 import time
 
 import pytest
 
 from tests.support.cli import make_world
 from tests.support.discord_stub import discord_stub  # noqa: F401
+from tests.support.hardening import client_tools_folder
 
 
 @pytest.fixture
@@ -19,18 +19,11 @@ def world(pg_admin_url, moto_server, tmp_path, discord_stub):  # noqa: F811
 
 def _failing_pg_dump(folder):
     """A pg_dump that reports the real version and then fails the way a dump fails mid-way."""
-    folder.mkdir()
-    real = "/usr/lib/postgresql/15/bin"
-    script = folder / "pg_dump"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = "--version" ]; then exec {real}/pg_dump --version; fi\n'
-        'echo "pg_dump: error: query failed: server closed the connection unexpectedly" >&2\nexit 1\n'
+    return client_tools_folder(
+        folder,
+        'if [ "$1" = "--version" ]; then exec "$REAL/pg_dump" --version; fi\n'
+        'echo "pg_dump: error: query failed: server closed the connection unexpectedly" >&2\nexit 1',
     )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    for tool in ("pg_restore", "psql"):
-        (folder / tool).symlink_to(f"{real}/{tool}")
-    return folder
 
 
 def test_backup_without_daemon_posts_one_success_notice(world, discord_stub):  # noqa: F811
