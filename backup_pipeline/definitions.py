@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .alerts import alert_definitions
-from .assets import build_database_assets
-from .automation import build_daily_schedule, build_request_sensor
-from .definition_names import STORAGE_RESOURCE_KEY, DefinitionNames
-from .jobs import build_backup_jobs
-from .resources import postgres_resource, storage_resource
-from .settings import DatabaseSettings, Settings, load_settings
+from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
+from backup_pipeline.defs.alerts import alert_definitions
+from backup_pipeline.defs.assets import build_database_assets
+from backup_pipeline.defs.automation import build_daily_schedule, build_request_sensor
+from backup_pipeline.defs.jobs import build_backup_jobs
+from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.resources import postgres_resource, storage_resource
 
 
 def database_definitions(db: DatabaseSettings, storage_kind: str = "s3") -> dg.Definitions:

@@ -4,7 +4,7 @@ Each repetition runs, one after the other on the same database:
   1. `pg_dump -Fc > /dev/null` alone: the floor;
   2. the original workflows' way: `pg_dump -Fc --no-owner --no-acl -f FILE`, then boto3 `upload_file`
      to moto (with --moto);
-  3. our backup through backup_pipeline.backup.take_backup (what the database_dump/offsite_backup asset
+  3. our backup through backup_pipeline.core.backup.take_backup (what the database_dump/offsite_backup asset
      runs), in a process of its own, into a local folder and, with --moto, into moto's S3 server;
   4. plain `pg_restore` of that file into a fresh database, and our verification (verify_backup: stream from
      storage through sha256 into pg_restore, count every table's rows, drop the scratch database).
@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--moto", action="store_true", help="also upload to moto's S3 server (holds objects in RAM)")
     parser.add_argument("--no-verify", action="store_true", help="skip the restore comparison")
-    parser.add_argument("--dagster-job", action="store_true",
-                        help="also run backup_job (dump, upload, verify) through Dagster and record its process's RSS")
+    parser.add_argument(
+        "--dagster-job",
+        action="store_true",
+        help="also run backup_job (dump, upload, verify) through Dagster and record its process's RSS",
+    )
     parser.add_argument("--format", default="custom", help="our backup's dump format (custom or directory)")
     parser.add_argument("--jobs", type=int, default=1, help="pg_dump/pg_restore jobs for --format directory")
     parser.add_argument("--compression", help="our backup's compression (gzip:N, ...); default pg_dump's")
@@ -81,28 +84,34 @@ def main(argv: list[str] | None = None) -> int:
         ours_extra += ["--compression", args.compression]
     restore_jobs = ["--jobs", str(args.jobs)] if args.format == "directory" else []
     fresh_db = f"{args.dbname}_restore"
-    series = {key: Series(label) for key, label in [
-        ("floor", "pg_dump -Fc > /dev/null"),
-        ("orig_dump", "original: pg_dump -f file"),
-        ("orig_upload", "original: upload_file to moto"),
-        ("orig_total", "original: dump + upload to moto"),
-        ("ours_local", "ours: backup to local folder"),
-        ("ours_moto", "ours: backup to moto"),
-        ("plain_restore", "pg_restore into a fresh database"),
-        ("ours_verify", "ours: verify_backup"),
-        ("ours_job", "ours: backup_job through Dagster (dump, upload, verify)"),
-    ]}
-    rss = {key: Series(label) for key, label in [
-        ("pg_dump", "pg_dump alone"),
-        ("ours_local_py", "ours (local): backup process"),
-        ("ours_local_child", "ours (local): its pg_dump"),
-        ("ours_local_tree", "ours (local): process + pg_dump (sampled sum)"),
-        ("ours_moto_py", "ours (moto): backup process"),
-        ("ours_moto_tree", "ours (moto): process + pg_dump (sampled sum)"),
-        ("verify_py", "ours: verification process"),
-        ("job_py", "ours: Dagster run process (backup_job)"),
-        ("job_tree", "ours: Dagster run process + children (sampled sum)"),
-    ]}
+    series = {
+        key: Series(label)
+        for key, label in [
+            ("floor", "pg_dump -Fc > /dev/null"),
+            ("orig_dump", "original: pg_dump -f file"),
+            ("orig_upload", "original: upload_file to moto"),
+            ("orig_total", "original: dump + upload to moto"),
+            ("ours_local", "ours: backup to local folder"),
+            ("ours_moto", "ours: backup to moto"),
+            ("plain_restore", "pg_restore into a fresh database"),
+            ("ours_verify", "ours: verify_backup"),
+            ("ours_job", "ours: backup_job through Dagster (dump, upload, verify)"),
+        ]
+    }
+    rss = {
+        key: Series(label)
+        for key, label in [
+            ("pg_dump", "pg_dump alone"),
+            ("ours_local_py", "ours (local): backup process"),
+            ("ours_local_child", "ours (local): its pg_dump"),
+            ("ours_local_tree", "ours (local): process + pg_dump (sampled sum)"),
+            ("ours_moto_py", "ours (moto): backup process"),
+            ("ours_moto_tree", "ours (moto): process + pg_dump (sampled sum)"),
+            ("verify_py", "ours: verification process"),
+            ("job_py", "ours: Dagster run process (backup_job)"),
+            ("job_tree", "ours: Dagster run process + children (sampled sum)"),
+        ]
+    }
     moto = client = None
     if args.moto:
         from tests.support.moto import MotoServer
@@ -151,10 +160,29 @@ def main(argv: list[str] | None = None) -> int:
                 if args.format == "directory":  # compare like with like: plain parallel restore of a directory
                     plain_source = work / "original.dir"
                     shutil.rmtree(plain_source, ignore_errors=True)
-                    subprocess.run(["pg_dump", "-Fd", f"--jobs={args.jobs}", "--no-owner", "--no-acl",
-                                    f"--dbname={url}", f"--file={plain_source}"], check=True)
-                restore = run(["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", *restore_jobs,
-                               f"--dbname={database_url(args.admin_url, fresh_db)}", str(plain_source)])
+                    subprocess.run(
+                        [
+                            "pg_dump",
+                            "-Fd",
+                            f"--jobs={args.jobs}",
+                            "--no-owner",
+                            "--no-acl",
+                            f"--dbname={url}",
+                            f"--file={plain_source}",
+                        ],
+                        check=True,
+                    )
+                restore = run(
+                    [
+                        "pg_restore",
+                        "--no-owner",
+                        "--no-acl",
+                        "--exit-on-error",
+                        *restore_jobs,
+                        f"--dbname={database_url(args.admin_url, fresh_db)}",
+                        str(plain_source),
+                    ]
+                )
                 if restore.returncode != 0:
                     raise SystemExit(f"pg_restore failed: {restore.stderr.decode(errors='replace')[-2000:]}")
                 series["plain_restore"].add(restore.seconds)
@@ -165,12 +193,24 @@ def main(argv: list[str] | None = None) -> int:
                 rss["verify_py"].add(out["peak_rss_mb"])
             if args.dagster_job:
                 env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_", "AWS_", "DO_SPACES_"))}
-                env.update({"DATABASE_URL": url, "BACKUP_DUMP_FORMAT": args.format, "BACKUP_DUMP_JOBS": str(args.jobs),
-                            "BACKUP_COMPRESSION": args.compression or ""})
+                env.update(
+                    {
+                        "DATABASE_URL": url,
+                        "BACKUP_DUMP_FORMAT": args.format,
+                        "BACKUP_DUMP_JOBS": str(args.jobs),
+                        "BACKUP_COMPRESSION": args.compression or "",
+                    }
+                )
                 if client is not None:
-                    env.update({"BACKUP_S3_BUCKET": "bench", "BACKUP_S3_ENDPOINT_URL": moto.endpoint,
-                                "BACKUP_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                                "AWS_SECRET_ACCESS_KEY": "testing"})
+                    env.update(
+                        {
+                            "BACKUP_S3_BUCKET": "bench",
+                            "BACKUP_S3_ENDPOINT_URL": moto.endpoint,
+                            "BACKUP_S3_REGION": "us-east-1",
+                            "AWS_ACCESS_KEY_ID": "testing",
+                            "AWS_SECRET_ACCESS_KEY": "testing",
+                        }
+                    )
                 else:
                     env["BACKUP_LOCAL_DIR"] = str(work / f"job-{rep}")
                 measured = run([PYTHON, "-m", "bench.run_job"], env=env)
@@ -194,24 +234,39 @@ def main(argv: list[str] | None = None) -> int:
 
     report(series, rss, args, db_size, size_bytes)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "database": args.dbname, "database_size_bytes": db_size, "dump_size_bytes": size_bytes,
-            "times_s": {k: s.values for k, s in series.items()}, "rss_mb": {k: s.values for k, s in rss.items()},
-        }, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "database": args.dbname,
+                    "database_size_bytes": db_size,
+                    "dump_size_bytes": size_bytes,
+                    "times_s": {k: s.values for k, s in series.items()},
+                    "rss_mb": {k: s.values for k, s in rss.items()},
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
 def report(series: dict, rss: dict, args, db_size: int, dump_size: int) -> None:
-    print(f"\n{args.dbname}: {db_size / 1024**2:.0f} MB on disk, our dump {dump_size / 1024**2:.0f} MB "
-          f"({db_size / max(dump_size, 1):.2f}:1); format {args.format}, jobs {args.jobs}, "
-          f"compression {args.compression or 'default'}\n")
+    print(
+        f"\n{args.dbname}: {db_size / 1024**2:.0f} MB on disk, our dump {dump_size / 1024**2:.0f} MB "
+        f"({db_size / max(dump_size, 1):.2f}:1); format {args.format}, jobs {args.jobs}, "
+        f"compression {args.compression or 'default'}\n"
+    )
     print("| measure | median | spread (min-max) | runs |\n|---|---|---|---|")
     for s in series.values():
         if s.values:
             print(s.row())
     print("\n| ratio (per repetition, median) | median | spread | runs |\n|---|---|---|---|")
-    pairs = [("ours_local", "floor"), ("ours_moto", "floor"), ("orig_total", "floor"), ("ours_moto", "orig_total"),
-             ("ours_verify", "plain_restore")]
+    pairs = [
+        ("ours_local", "floor"),
+        ("ours_moto", "floor"),
+        ("orig_total", "floor"),
+        ("ours_moto", "orig_total"),
+        ("ours_verify", "plain_restore"),
+    ]
     for top, bottom in pairs:
         if series[top].values and series[bottom].values:
             print(paired_ratios(series[top], series[bottom]).row(unit="x"))

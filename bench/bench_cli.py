@@ -1,14 +1,14 @@
 """`backup-db` timed end to end, as users run it (a fresh process each time, wall clock).
 
-  1. `backup-db list` (and `list --json`) over 10,000 complete, verified backups (30,000 objects: dump,
-     manifest, verification marker) plus incomplete uploads and another database's backups, in moto's S3
-     server. The objects are created through moto's own API in the server's process (tiny bodies: a
-     listing never reads them), so filling takes a second instead of minutes of PUTs.
-  2. `backup-db backup` of a ~50 MB database that looks like an application's (bench.generate_data) into
-     moto's S3 server, with a fresh Dagster instance and no daemon: the command starts the run, which
-     dumps, uploads, and verifies by a real restore; the clock stops when the command exits.
+1. `backup-db list` (and `list --json`) over 10,000 complete, verified backups (30,000 objects: dump,
+   manifest, verification marker) plus incomplete uploads and another database's backups, in moto's S3
+   server. The objects are created through moto's own API in the server's process (tiny bodies: a
+   listing never reads them), so filling takes a second instead of minutes of PUTs.
+2. `backup-db backup` of a ~50 MB database that looks like an application's (bench.generate_data) into
+   moto's S3 server, with a fresh Dagster instance and no daemon: the command starts the run, which
+   dumps, uploads, and verifies by a real restore; the clock stops when the command exits.
 
-    .venv/bin/python -m bench.bench_cli [--backups 10000] [--size 50MB] [--repeat 3] [--keep-db]
+  .venv/bin/python -m bench.bench_cli [--backups 10000] [--size 50MB] [--repeat 3] [--keep-db]
 """
 
 from __future__ import annotations
@@ -71,8 +71,14 @@ def _free_port() -> int:
 
 def _base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "BACKUP_S3_REGION": "us-east-1",
-                "DAGSTER_HOME": str(home)})
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "BACKUP_S3_REGION": "us-east-1",
+            "DAGSTER_HOME": str(home),
+        }
+    )
     return env
 
 
@@ -85,15 +91,24 @@ def bench_list(backups: int, repeat: int, work: Path) -> dict:
     from tests.support.processes import start_process, stop_process
 
     port = _free_port()
-    server = start_process([sys.executable, "-m", "bench.bench_cli", "serve-moto", str(port), str(backups)],
-                           cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    server = start_process(
+        [sys.executable, "-m", "bench.bench_cli", "serve-moto", str(port), str(backups)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         started = time.monotonic()
         assert server.stdout.readline().strip() == b"ready", "moto did not start"
         print(f"moto filled with {backups} backups ({3 * backups + 550} objects) in {time.monotonic() - started:.1f} s")
         env = _base_env(work / "dagster_home_list")
-        env.update({"DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{NAME_PREFIX}", "BACKUP_S3_BUCKET": BUCKET,
-                    "BACKUP_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
+        env.update(
+            {
+                "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{NAME_PREFIX}",
+                "BACKUP_S3_BUCKET": BUCKET,
+                "BACKUP_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            }
+        )
         results = {}
         for args in (["list"], ["list", "--json"]):
             label = "backup-db " + " ".join(args)
@@ -136,8 +151,13 @@ def bench_backup(size: str, repeat: int, work: Path, admin_url: str, keep_db: bo
             bucket = f"bench-cli-backup-{i}"
             moto.client().create_bucket(Bucket=bucket)
             env = _base_env(home)
-            env.update({"DATABASE_URL": database_url(admin_url, dbname), "BACKUP_S3_BUCKET": bucket,
-                        "BACKUP_S3_ENDPOINT_URL": moto.endpoint})
+            env.update(
+                {
+                    "DATABASE_URL": database_url(admin_url, dbname),
+                    "BACKUP_S3_BUCKET": bucket,
+                    "BACKUP_S3_ENDPOINT_URL": moto.endpoint,
+                }
+            )
             t0 = time.monotonic()
             done = subprocess.run([CLI, "backup", "--json"], env=env, cwd=work, capture_output=True, text=True)
             wall.add(time.monotonic() - t0)

@@ -27,11 +27,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def backup_ids(count: int, now: datetime) -> list[str]:
-    from backup_pipeline.naming import BackupId
+    from backup_pipeline.core.names import BackupId
 
     oldest = now - timedelta(days=40)
-    return [str(BackupId(created_at=(oldest - timedelta(hours=i)).replace(microsecond=0), type="daily"))
-            for i in range(count)]
+    return [
+        str(BackupId(created_at=(oldest - timedelta(hours=i)).replace(microsecond=0), type="daily"))
+        for i in range(count)
+    ]
 
 
 def fill_bucket(client, bucket: str, ids: list[str]) -> None:
@@ -54,15 +56,20 @@ def count_objects(client, bucket: str) -> int:
 def prune_with_job(endpoint: str, bucket: str, ids: list[str]) -> float:
     import dagster as dg
 
+    from backup_pipeline.core.config import load_settings
     from backup_pipeline.definitions import build_definitions
-    from backup_pipeline.settings import load_settings
 
     home = Path(tempfile.mkdtemp(prefix="bench-prune-home-"))
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {
-        "DAGSTER_HOME": str(home), "DATABASE_URL": "postgresql://bench@127.0.0.1:5432/bench",
-        "BACKUP_NAME_PREFIX": PREFIX, "BACKUP_S3_BUCKET": bucket, "BACKUP_S3_ENDPOINT_URL": endpoint,
-        "BACKUP_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "DAGSTER_HOME": str(home),
+        "DATABASE_URL": "postgresql://bench@127.0.0.1:5432/bench",
+        "BACKUP_NAME_PREFIX": PREFIX,
+        "BACKUP_S3_BUCKET": bucket,
+        "BACKUP_S3_ENDPOINT_URL": endpoint,
+        "BACKUP_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "BACKUP_KEEP_LAST": "0",
     }
     saved = {k: os.environ.get(k) for k in env}
@@ -92,9 +99,9 @@ def prune_with_job(endpoint: str, bucket: str, ids: list[str]) -> float:
 
 
 def prune_storage_only(client, endpoint: str, bucket: str) -> float:
-    from backup_pipeline.catalog import BackupCatalog
-    from backup_pipeline.prune import RetentionPolicy, apply_prune, plan_prune
-    from backup_pipeline.storage import S3Storage
+    from backup_pipeline.core.catalog import BackupCatalog
+    from backup_pipeline.core.prune import RetentionPolicy, apply_prune, plan_prune
+    from backup_pipeline.core.storage import S3Storage
 
     catalog = BackupCatalog(S3Storage(client, bucket, endpoint), "db-backups", PREFIX)
     started = time.monotonic()

@@ -70,9 +70,13 @@ EVENT_KINDS = ["page_view", "click", "search", "add_to_cart", "checkout", "login
 COUNTRIES = ["DE", "FR", "US", "GB", "NL", "SE", "PL", "ES", "IT", "JP", "BR", "IN", "CA", "AU"]
 CURRENCIES = ["EUR", "USD", "GBP", "JPY", "SEK"]
 MIMES = ["image/png", "image/jpeg", "application/pdf", "application/octet-stream"]
-AGENTS = [f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Safari/537.36"
-          for os_ in ("X11; Linux x86_64", "Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 14_2")
-          for v in (118, 119, 120, 121) for b in (5993, 6045, 6099) for p in (70, 88, 110)]
+AGENTS = [
+    f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Safari/537.36"
+    for os_ in ("X11; Linux x86_64", "Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 14_2")
+    for v in (118, 119, 120, 121)
+    for b in (5993, 6045, 6099)
+    for p in (70, 88, 110)
+]
 EPOCH = 1_600_000_000
 
 
@@ -123,17 +127,24 @@ class Generator:
         while size < target:
             for cid in self._ids("customers", 200):
                 name = self.vocab.text(2).title()
-                profile = json.dumps({
-                    "plan": self.rng.choice(["free", "pro", "team", "enterprise"]),
-                    "newsletter": self.rng.random() < 0.4,
-                    "score": round(self.rng.random() * 100, 3),
-                    "tags": self.vocab.text(self.rng.randint(0, 5)).split(),
-                    "address": {"street": self.vocab.text(2).title(), "number": self.rng.randint(1, 400),
-                                "zip": f"{self.rng.randint(1000, 99999)}"},
-                })
-                line = (f"{cid}\t{name.replace(' ', '.').lower()}{cid}@example.com\t{name}\t"
-                        f"{self.rng.choice(COUNTRIES)}\t{self.rng.randint(-50000, 500000) / 100:.2f}\t{self._ts()}\t"
-                        f"{profile}\n")
+                profile = json.dumps(
+                    {
+                        "plan": self.rng.choice(["free", "pro", "team", "enterprise"]),
+                        "newsletter": self.rng.random() < 0.4,
+                        "score": round(self.rng.random() * 100, 3),
+                        "tags": self.vocab.text(self.rng.randint(0, 5)).split(),
+                        "address": {
+                            "street": self.vocab.text(2).title(),
+                            "number": self.rng.randint(1, 400),
+                            "zip": f"{self.rng.randint(1000, 99999)}",
+                        },
+                    }
+                )
+                line = (
+                    f"{cid}\t{name.replace(' ', '.').lower()}{cid}@example.com\t{name}\t"
+                    f"{self.rng.choice(COUNTRIES)}\t{self.rng.randint(-50000, 500000) / 100:.2f}\t{self._ts()}\t"
+                    f"{profile}\n"
+                )
                 out.write(line)
                 size += len(line)
         return out.getvalue().encode()
@@ -142,14 +153,21 @@ class Generator:
         out, size = io.StringIO(), 0
         while size < target:
             for oid in self._ids("orders", 200):
-                lines = [{"sku": f"SKU-{self.rng.randint(1, 40000):06d}", "qty": self.rng.randint(1, 9),
-                          "price": round(self.rng.lognormvariate(3, 1), 2),
-                          "name": self.vocab.text(self.rng.randint(1, 4))}
-                         for _ in range(self.rng.randint(1, 8))]
+                lines = [
+                    {
+                        "sku": f"SKU-{self.rng.randint(1, 40000):06d}",
+                        "qty": self.rng.randint(1, 9),
+                        "price": round(self.rng.lognormvariate(3, 1), 2),
+                        "name": self.vocab.text(self.rng.randint(1, 4)),
+                    }
+                    for _ in range(self.rng.randint(1, 8))
+                ]
                 total = sum(item["qty"] * item["price"] for item in lines)
                 shipped = self._ts() if self.rng.random() < 0.7 else "\\N"
-                line = (f"{oid}\t{self._customer_id()}\t{self.rng.choice(STATUSES)}\t{total:.2f}\t"
-                        f"{self.rng.choice(CURRENCIES)}\t{self._ts()}\t{shipped}\t{json.dumps(lines)}\n")
+                line = (
+                    f"{oid}\t{self._customer_id()}\t{self.rng.choice(STATUSES)}\t{total:.2f}\t"
+                    f"{self.rng.choice(CURRENCIES)}\t{self._ts()}\t{shipped}\t{json.dumps(lines)}\n"
+                )
                 out.write(line)
                 size += len(line)
         return out.getvalue().encode()
@@ -158,14 +176,19 @@ class Generator:
         out, size = io.StringIO(), 0
         while size < target:
             for eid in self._ids("events", 500):
-                payload = {"path": "/" + "/".join(self.vocab.text(self.rng.randint(1, 3)).split()),
-                           "ms": self.rng.randint(3, 4000), "session": f"{self.rng.getrandbits(64):016x}",
-                           "ip": f"10.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"}
+                payload = {
+                    "path": "/" + "/".join(self.vocab.text(self.rng.randint(1, 3)).split()),
+                    "ms": self.rng.randint(3, 4000),
+                    "session": f"{self.rng.getrandbits(64):016x}",
+                    "ip": f"10.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}",
+                }
                 if self.rng.random() < 0.3:
                     payload["query"] = self.vocab.text(self.rng.randint(1, 6))
                 customer = self._customer_id() if self.rng.random() < 0.8 else "\\N"
-                line = (f"{eid}\t{self._ts()}\t{self.rng.choice(EVENT_KINDS)}\t{customer}\t"
-                        f"{self.rng.choice(AGENTS)}\t{json.dumps(payload)}\n")
+                line = (
+                    f"{eid}\t{self._ts()}\t{self.rng.choice(EVENT_KINDS)}\t{customer}\t"
+                    f"{self.rng.choice(AGENTS)}\t{json.dumps(payload)}\n"
+                )
                 out.write(line)
                 size += len(line)
         return out.getvalue().encode()
@@ -176,8 +199,10 @@ class Generator:
             for did in self._ids("documents", 50):
                 words = min(6000, max(5, int(self.rng.lognormvariate(5.0, 1.2))))
                 tags = "{" + ",".join(self.vocab.text(self.rng.randint(0, 4)).split()) + "}"
-                line = (f"{did}\t{self._customer_id()}\t{self.vocab.text(self.rng.randint(3, 10))}\t"
-                        f"{self.vocab.text(words)}\t{tags}\t{self._ts()}\t{self._ts()}\n")
+                line = (
+                    f"{did}\t{self._customer_id()}\t{self.vocab.text(self.rng.randint(3, 10))}\t"
+                    f"{self.vocab.text(words)}\t{tags}\t{self._ts()}\t{self._ts()}\n"
+                )
                 out.write(line)
                 size += len(line)
         return out.getvalue().encode()
@@ -187,8 +212,10 @@ class Generator:
         while size < target:
             for aid in self._ids("attachments", 20):
                 content = self.rng.randbytes(int(min(200_000, self.rng.lognormvariate(9.0, 1.0))))
-                line = (f"{aid}\t{self.rng.randrange(1, max(2, self.next_id['documents']))}\t{self.rng.choice(MIMES)}\t"
-                        f"\\\\x{content.hex()}\t{self.rng.getrandbits(128):032x}\n").encode()
+                line = (
+                    f"{aid}\t{self.rng.randrange(1, max(2, self.next_id['documents']))}\t{self.rng.choice(MIMES)}\t"
+                    f"\\\\x{content.hex()}\t{self.rng.getrandbits(128):032x}\n"
+                ).encode()
                 out.write(line)
                 size += len(content)
         return out.getvalue()
@@ -223,8 +250,9 @@ def build(admin_url: str, dbname: str, size: int, seed: int = 1, log=print) -> d
             for table, share in SHARES.items():
                 schema = "content" if table in ("documents", "attachments") else "shop"
                 block = getattr(gen, table)(int(round_bytes * share))
-                with conn.cursor().copy(sql.SQL("COPY {}.{} FROM STDIN").format(
-                        sql.Identifier(schema), sql.Identifier(table))) as copy:
+                with conn.cursor().copy(
+                    sql.SQL("COPY {}.{} FROM STDIN").format(sql.Identifier(schema), sql.Identifier(table))
+                ) as copy:
                     copy.write(block)
             on_disk = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             log(f"  {on_disk / 1024**2:.0f} MB of {size / 1024**2:.0f} MB")
@@ -263,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"built {result['database']}: {result['size_bytes'] / 1024**2:.0f} MB on disk in {result['build_s']} s")
     if not args.skip_ratio:
         sizes = compression_ratios(result["url"])
-        print(f"dump, uncompressed: {sizes['uncompressed'] / 1024**2:.0f} MB; with pg_dump's default gzip: "
-              f"{sizes['gzip_default'] / 1024**2:.0f} MB")
-        print(f"compression ratio (uncompressed dump / gzip dump): {sizes['uncompressed'] / sizes['gzip_default']:.2f}:1")
+        print(
+            f"dump, uncompressed: {sizes['uncompressed'] / 1024**2:.0f} MB; with pg_dump's default gzip: "
+            f"{sizes['gzip_default'] / 1024**2:.0f} MB"
+        )
+        print(
+            f"compression ratio (uncompressed dump / gzip dump): {sizes['uncompressed'] / sizes['gzip_default']:.2f}:1"
+        )
         print(f"database size on disk / gzip dump: {result['size_bytes'] / sizes['gzip_default']:.2f}:1")
     print(f"DATABASE_URL={result['url']}")
     return 0

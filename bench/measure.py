@@ -138,6 +138,6 @@ def ratio(numerator: Series, denominator: Series) -> float:
 def paired_ratios(numerator: Series, denominator: Series) -> Series:
     """Per-repetition ratios (the two ran next to each other), whose median is steadier under load."""
     series = Series(f"{numerator.label} / {denominator.label}")
-    for top, bottom in zip(numerator.values, denominator.values):
+    for top, bottom in zip(numerator.values, denominator.values, strict=True):
         series.add(top / bottom)
     return series

@@ -29,9 +29,9 @@ def main() -> int:
     try:
         import dagster as dg
 
+        from backup_pipeline.core.config import load_settings
+        from backup_pipeline.core.names import BackupId
         from backup_pipeline.definitions import build_definitions
-        from backup_pipeline.naming import BackupId
-        from backup_pipeline.settings import load_settings
 
         defs = build_definitions(load_settings())
         backup_id = str(BackupId.new("manual"))
@@ -45,7 +45,11 @@ def main() -> int:
         if not result.success:
             print(json.dumps({"error": "backup_job failed"}))
             return 1
-        print(json.dumps({"backup_id": backup_id, "duration_s": round(seconds, 3), "peak_rss_mb": round(own_peak_rss_mb(), 1)}))
+        print(
+            json.dumps(
+                {"backup_id": backup_id, "duration_s": round(seconds, 3), "peak_rss_mb": round(own_peak_rss_mb(), 1)}
+            )
+        )
         return 0
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -19,15 +19,20 @@ from bench.measure import own_peak_rss_mb
 
 
 def storage_for(spec: str, endpoint: str | None):
-    from backup_pipeline.storage import LocalStorage, S3Storage
+    from backup_pipeline.core.storage import LocalStorage, S3Storage
 
     if spec.startswith("local:"):
         return LocalStorage(spec.removeprefix("local:"))
     if spec.startswith("s3://"):
         import boto3
 
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         return S3Storage(client, spec.removeprefix("s3://"), endpoint)
     raise SystemExit(f"--storage must be local:<folder> or s3://<bucket>, got {spec}")
 
@@ -44,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compression")
     args = parser.parse_args(argv)
 
-    from backup_pipeline.backup import take_backup
-    from backup_pipeline.catalog import BackupCatalog
-    from backup_pipeline.dump_options import DumpOptions
-    from backup_pipeline.naming import BackupId, BackupName
-    from backup_pipeline.postgres import ClientTools, PostgresTarget
-    from backup_pipeline.verify import verify_backup
+    from backup_pipeline.core.backup import take_backup
+    from backup_pipeline.core.catalog import BackupCatalog
+    from backup_pipeline.core.dump_options import DumpOptions
+    from backup_pipeline.core.names import BackupId, BackupName
+    from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+    from backup_pipeline.core.verify import verify_backup
 
     target = PostgresTarget.from_url(args.url)
     catalog = BackupCatalog(storage_for(args.storage, args.endpoint), "db-backups", target.dbname)

@@ -15,9 +15,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.run_request import InstigatorType
 
-from backup_pipeline.alerts.freshness import FRESHNESS_CHECK
 from backup_pipeline.cli.launch import RunSpec, submit_to_queue
-from backup_pipeline.naming import BackupId
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.defs.alerts.freshness import FRESHNESS_CHECK
 from tests.support.alert_env import WEBSERVER_URL, alert_env, password_role  # noqa: F401
 from tests.support.discord_stub import discord_stub  # noqa: F401
 from tests.support.pipeline import failure_message, run_backup
@@ -66,8 +66,13 @@ def _by_kind(messages: list[str]) -> dict[str, list[str]]:
 def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_path):
     instance = dg.DagsterInstance.get()
     log = tmp_path / "daemon.log"
-    daemon = start_process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=PROJECT_ROOT,
-                           stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    daemon = start_process(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     try:
         # While the daemon loads: a backup in process (no code location origin, so no alert for it).
         existing, existing_id = run_backup(instance, "manual")
@@ -76,26 +81,46 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
         instance.add_dynamic_partitions("backups", [new_id])
 
         # Run-status sensors start from the newest event they see on their first tick: launch after it.
-        _wait_until(lambda: _sensor_ticks(instance, "discord_on_run_failure")
-                    and _sensor_ticks(instance, "discord_on_backup_success"), WAIT_S, "the sensors' first ticks",
-                    daemon, log)
+        _wait_until(
+            lambda: (
+                _sensor_ticks(instance, "discord_on_run_failure")
+                and _sensor_ticks(instance, "discord_on_backup_success")
+            ),
+            WAIT_S,
+            "the sensors' first ticks",
+            daemon,
+            log,
+        )
         # Re-running a stored backup's partition fails (never overwritten); the new partition succeeds.
         for backup_id in (existing_id, new_id):
             submit_to_queue(instance, RunSpec(job_name="backup_job", partition_key=backup_id))
 
-        _wait_until(lambda: all(_by_kind(alert_env.stub.messages)[k] for k in ("failed", "complete")),
-                    WAIT_S, "the failure message and the success notice", daemon, log)
+        _wait_until(
+            lambda: all(_by_kind(alert_env.stub.messages)[k] for k in ("failed", "complete")),
+            WAIT_S,
+            "the failure message and the success notice",
+            daemon,
+            log,
+        )
         # No second message for either run: wait until each sensor has ticked again after posting, then count.
         posted = {"discord_on_run_failure": "backup failed", "discord_on_backup_success": "backup complete"}
         for sensor, words in posted.items():
             at = next(r.at for r in alert_env.stub.requests if words in (r.content or ""))
-            _wait_until(lambda: _sensor_ticks(instance, sensor)[0].timestamp > at + 0.5, WAIT_S,
-                        f"a later tick of {sensor}", daemon, log)
+            _wait_until(
+                lambda sensor=sensor, at=at: _sensor_ticks(instance, sensor)[0].timestamp > at + 0.5,
+                WAIT_S,
+                f"a later tick of {sensor}",
+                daemon,
+                log,
+            )
     finally:
         stop_process(daemon)
 
-    runs = {run.tags.get("dagster/partition"): run for run in instance.get_runs(dg.RunsFilter(job_name="backup_job"))
-            if run.run_id != existing.run_id}
+    runs = {
+        run.tags.get("dagster/partition"): run
+        for run in instance.get_runs(dg.RunsFilter(job_name="backup_job"))
+        if run.run_id != existing.run_id
+    }
     failed, succeeded = runs[existing_id], runs[new_id]
     assert (failed.status, succeeded.status) == (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS)
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from backup_pipeline.alerts.discord import MAX_MESSAGE_CHARS, DiscordClient
-from backup_pipeline.alerts.messages import Redactor
-from backup_pipeline.errors import ConfigurationError
-from backup_pipeline.settings import load_settings
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.defs.alerts.discord import MAX_MESSAGE_CHARS, DiscordClient
+from backup_pipeline.defs.alerts.messages import Redactor
 from tests.support.discord_stub import WEBHOOK_PATH, discord_stub  # noqa: F401
 
 
@@ -31,8 +31,11 @@ def test_webhook_mode_posts_to_the_webhook_and_keeps_within_2000_characters(disc
 
 
 def test_bot_mode_posts_to_the_channel_with_the_token(discord_stub):
-    env = {"DISCORD_BOT_TOKEN": "MTIz.bot.token-value", "DISCORD_BACKUP_CHANNEL_ID": "42",
-           "DISCORD_API_BASE_URL": discord_stub.url + "/"}
+    env = {
+        "DISCORD_BOT_TOKEN": "MTIz.bot.token-value",
+        "DISCORD_BACKUP_CHANNEL_ID": "42",
+        "DISCORD_API_BASE_URL": discord_stub.url + "/",
+    }
 
     assert _client(env).post("hello") is True
 
@@ -45,7 +48,7 @@ def test_bot_mode_posts_to_the_channel_with_the_token(discord_stub):
 def test_rate_limits_are_honoured_a_bounded_number_of_times(discord_stub, caplog):
     env = {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url}
     discord_stub.set_responses([(429, 0.2), (429, 0.2), (429, 0.2), (429, 0.2)])
-    caplog.set_level(logging.INFO, logger="backup_pipeline.alerts")
+    caplog.set_level(logging.INFO, logger="backup_pipeline.defs.alerts")
 
     started = time.monotonic()
     assert _client(env).post("hello") is False
@@ -75,8 +78,12 @@ def test_half_done_discord_configuration_is_named_clearly(env, complaint):
 
 
 def test_settings_hold_variable_names_never_secret_values():
-    env = {"DISCORD_WEBHOOK_URL": "https://discord.test/api/webhooks/1/very-secret", "DISCORD_BOT_TOKEN": "tok3n-xyz",
-           "DISCORD_BACKUP_CHANNEL_ID": "42", "BACKUP_DISCORD_SUCCESS_NOTICES": "no"}
+    env = {
+        "DISCORD_WEBHOOK_URL": "https://discord.test/api/webhooks/1/very-secret",
+        "DISCORD_BOT_TOKEN": "tok3n-xyz",
+        "DISCORD_BACKUP_CHANNEL_ID": "42",
+        "BACKUP_DISCORD_SUCCESS_NOTICES": "no",
+    }
     discord = load_settings(env).discord
     assert discord.configured and discord.success_notices is False
     assert "very-secret" not in repr(discord) and "tok3n-xyz" not in repr(discord)

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from backup_pipeline.alerts.freshness import FRESHNESS_CHECK, AlarmState
-from backup_pipeline.definition_names import QUIET_TAG
-from backup_pipeline.naming import BackupId
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.defs.alerts.freshness import FRESHNESS_CHECK, AlarmState
+from backup_pipeline.defs.names import QUIET_TAG
 from tests.support.alert_env import CHANNEL_ID, WEBSERVER_URL, alert_env, password_role  # noqa: F401
 from tests.support.discord_stub import discord_stub  # noqa: F401
 from tests.support.pipeline import failure_message, load_defs, run_backup

@@ -6,11 +6,11 @@ import dagster as dg
 import psycopg
 import pytest
 
-from backup_pipeline.catalog import BackupCatalog
-from backup_pipeline.manifest import Manifest
-from backup_pipeline.postgres import table_row_counts
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import storage_from_settings
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.postgres import table_row_counts
+from backup_pipeline.core.storage import storage_from_settings
 from tests.support.pipeline import failure_message, load_defs, run_backup
 from tests.support.seed import SEED_COUNTS
 
@@ -96,8 +96,10 @@ def test_damaged_object_fails_verification(how, s3_env, moto_server, pg_admin_ur
     _damage(moto_server.client(), s3_env["BACKUP_S3_BUCKET"], key, how)
     databases_before = _database_names(pg_admin_url)
 
-    verify = load_defs().resolve_job_def("verify_job").execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False
+    verify = (
+        load_defs()
+        .resolve_job_def("verify_job")
+        .execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
     )
 
     assert not verify.success
@@ -118,8 +120,10 @@ def test_verification_catches_rows_that_differ_from_manifest(s3_env, moto_server
     manifest.tables["app.users"] += 1
     client.put_object(Bucket=s3_env["BACKUP_S3_BUCKET"], Key=key, Body=manifest.to_json())
 
-    verify = load_defs().resolve_job_def("verify_job").execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False
+    verify = (
+        load_defs()
+        .resolve_job_def("verify_job")
+        .execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
     )
 
     assert not verify.success

@@ -11,14 +11,14 @@ import os
 import dagster as dg
 import pytest
 
-from backup_pipeline.backup import take_backup
-from backup_pipeline.catalog import BackupCatalog
 from backup_pipeline.cli.main import main
-from backup_pipeline.errors import ConfigurationError
-from backup_pipeline.naming import BackupId
-from backup_pipeline.postgres import PostgresTarget
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import storage_from_settings
+from backup_pipeline.core.backup import take_backup
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.storage import storage_from_settings
 from tests.support.hardening import (
     bucket_state,
     clean_environment,
@@ -47,8 +47,15 @@ def site(pg_admin_url, moto_server, tmp_path_factory):
             backup_id = BackupId.new("manual")
             take_backup(PostgresTarget.from_url(env["DATABASE_URL"]), catalog, backup_id, log=lambda _: None)
             dg.DagsterInstance.get().add_dynamic_partitions("backups", [str(backup_id)])
-            yield {"dbname": dbname, "bucket": bucket, "client": client, "name": f"{dbname}_{backup_id}",
-                   "id": str(backup_id), "admin": pg_admin_url, "root": root}
+            yield {
+                "dbname": dbname,
+                "bucket": bucket,
+                "client": client,
+                "name": f"{dbname}_{backup_id}",
+                "id": str(backup_id),
+                "admin": pg_admin_url,
+                "root": root,
+            }
     finally:
         drop_databases(pg_admin_url, [dbname])
 
@@ -74,18 +81,30 @@ CONFIGURATION = [
     ({"BACKUP_RETENTION_DAYS": "0"}, "BACKUP_RETENTION_DAYS must be at least 1, got 0"),
     ({"BACKUP_FRESHNESS_HOURS": "soon"}, "BACKUP_FRESHNESS_HOURS must be a number, got 'soon'"),
     ({"BACKUP_S3_PREFIX": "db-backups/../other"}, "BACKUP_S3_PREFIX 'db-backups/../other' must be a plain key prefix"),
-    ({"BACKUP_S3_BUCKET": "", "DO_SPACES_BUCKET": "Team_Backups"}, "DO_SPACES_BUCKET 'Team_Backups' is not a valid bucket"),
+    (
+        {"BACKUP_S3_BUCKET": "", "DO_SPACES_BUCKET": "Team_Backups"},
+        "DO_SPACES_BUCKET 'Team_Backups' is not a valid bucket",
+    ),
     ({"BACKUP_S3_REGION": "", "DO_SPACES_REGION": "fra 1"}, "DO_SPACES_REGION 'fra 1' is not a region name"),
-    ({"BACKUP_S3_ENDPOINT_URL": "ftp://files.example.com"}, "BACKUP_S3_ENDPOINT_URL 'ftp://files.example.com' is not a URL"),
+    (
+        {"BACKUP_S3_ENDPOINT_URL": "ftp://files.example.com"},
+        "BACKUP_S3_ENDPOINT_URL 'ftp://files.example.com' is not a URL",
+    ),
     ({"DAGSTER_WEBSERVER_URL": "localhost:3000"}, "DAGSTER_WEBSERVER_URL 'localhost:3000' is not a URL"),
-    ({"BACKUP_ENCRYPTION_KEY_FILE": "/nonexistent/backup.key"}, "BACKUP_ENCRYPTION_KEY_FILE '/nonexistent/backup.key' is not a file"),
+    (
+        {"BACKUP_ENCRYPTION_KEY_FILE": "/nonexistent/backup.key"},
+        "BACKUP_ENCRYPTION_KEY_FILE '/nonexistent/backup.key' is not a file",
+    ),
     ({"BACKUP_ENCRYPTION_KEY": KEY_TEXT, "BACKUP_ENCRYPTION_KEY_FILE": "/etc/hostname"}, "set only one of them"),
     ({"BACKUP_SCHEDULE_CRON": "0 6 * *"}, "BACKUP_SCHEDULE_CRON '0 6 * *' is not a cron expression"),
 ]
 
 
-@pytest.mark.parametrize("values, expected", CONFIGURATION, ids=[next(iter(v)) if len(v) == 1 else "+".join(
-    k for k in v if v[k]) for v, _ in CONFIGURATION])
+@pytest.mark.parametrize(
+    "values, expected",
+    CONFIGURATION,
+    ids=[next(iter(v)) if len(v) == 1 else "+".join(k for k in v if v[k]) for v, _ in CONFIGURATION],
+)
 def test_bad_configuration_is_refused_before_anything_runs(values, expected, site, unchanged, monkeypatch, capsys):
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -129,41 +148,85 @@ def _restore_config(**config):
 
 
 RUN_CONFIG = [
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", confirm="restore"),
-     "a restore needs confirm: RESTORE in its run config"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", jobs=0),
-     "jobs (--jobs) must be from 1 to 64, got 0"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", jobs=500),
-     "jobs (--jobs) must be from 1 to 64, got 500"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="template1"),
-     "refusing to restore into 'template1': it is a system database"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db='x"; DROP DATABASE postgres; --'),
-     "may hold only letters, digits"),
-    ("restore_job", lambda s: _restore_config(backup_name="../../etc/passwd", target_db="bad_x"),
-     "is not a backup name: a name has no '/'"),
-    ("restore_job", lambda s: _restore_config(backup_name="billing_manual_20260113_150000", target_db="bad_x"),
-     "'billing_manual_20260113_150000' is not a backup of this database"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["dbname"] + "_manual_20261340_250000", target_db="bad_x"),
-     "has an impossible date or time in it"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", target_url_env="NO_SUCH_URL"),
-     "NO_SUCH_URL is not set"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="bad_never_made", replace=True),
-     "--replace was given but database 'bad_never_made' does not exist"),
-    ("restore_job", lambda s: _restore_config(backup_name=s["name"], target_db="bad_x",
-                                              target_url="postgresql://u:hunter22@127.0.0.1/postgres"),
-     "target_url must not hold a password"),
-    ("restore_job", lambda s: {"ops": {"restore_backup": {"config": {"backup_name": s["name"], "target_database": "x"}}}},
-     'Received unexpected config entry "target_database"'),
-    ("request_backup", lambda s: {"ops": {"backup_request": {"config": {"backup_type": "weekly"}}}},
-     "unknown backup type 'weekly': use one of daily, pre-migration, manual"),
-    ("prune_job", lambda s: {"ops": {"backup_retention": {"config": {"dry_run": "yes"}}}},
-     'Invalid scalar at path root:ops:backup_retention:config:dry_run. Value "yes"'),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", confirm="restore"),
+        "a restore needs confirm: RESTORE in its run config",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", jobs=0),
+        "jobs (--jobs) must be from 1 to 64, got 0",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", jobs=500),
+        "jobs (--jobs) must be from 1 to 64, got 500",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="template1"),
+        "refusing to restore into 'template1': it is a system database",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db='x"; DROP DATABASE postgres; --'),
+        "may hold only letters, digits",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name="../../etc/passwd", target_db="bad_x"),
+        "is not a backup name: a name has no '/'",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name="billing_manual_20260113_150000", target_db="bad_x"),
+        "'billing_manual_20260113_150000' is not a backup of this database",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["dbname"] + "_manual_20261340_250000", target_db="bad_x"),
+        "has an impossible date or time in it",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", target_url_env="NO_SUCH_URL"),
+        "NO_SUCH_URL is not set",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="bad_never_made", replace=True),
+        "--replace was given but database 'bad_never_made' does not exist",
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(
+            backup_name=s["name"], target_db="bad_x", target_url="postgresql://u:hunter22@127.0.0.1/postgres"
+        ),
+        "target_url must not hold a password",
+    ),
+    (
+        "restore_job",
+        lambda s: {"ops": {"restore_backup": {"config": {"backup_name": s["name"], "target_database": "x"}}}},
+        'Received unexpected config entry "target_database"',
+    ),
+    (
+        "request_backup",
+        lambda s: {"ops": {"backup_request": {"config": {"backup_type": "weekly"}}}},
+        "unknown backup type 'weekly': use one of daily, pre-migration, manual",
+    ),
+    (
+        "prune_job",
+        lambda s: {"ops": {"backup_retention": {"config": {"dry_run": "yes"}}}},
+        'Invalid scalar at path root:ops:backup_retention:config:dry_run. Value "yes"',
+    ),
     ("backup_job", lambda s: "latest", "'latest' is not a backup id: expected <type>_<YYYYMMDD_HHMMSS>"),
 ]
 
 
-@pytest.mark.parametrize("job, make_config, expected", RUN_CONFIG, ids=[
-    f"{job}:{expected[:40]}" for job, _, expected in RUN_CONFIG])
+@pytest.mark.parametrize(
+    "job, make_config, expected", RUN_CONFIG, ids=[f"{job}:{expected[:40]}" for job, _, expected in RUN_CONFIG]
+)
 def test_bad_run_config_fails_clearly(job, make_config, expected, site, unchanged):
     instance = dg.DagsterInstance.get()
     config = make_config(site)
@@ -187,11 +250,18 @@ def test_bad_run_config_fails_clearly(job, make_config, expected, site, unchange
 # --------------------------------------------------------------------------------------------------- command line
 
 COMMAND_LINE = [
-    (["restore", "{name}", "--target-db", "bad_x", "--jobs", "0", "--confirm", "RESTORE"],
-     "jobs (--jobs) must be from 1 to 64, got 0"),
-    (["restore", "{name}", "--target-db", "bad_x", "--jobs", "two", "--confirm", "RESTORE"], "invalid int value: 'two'"),
-    (["restore", "{name}", "--target-db", "bad_x", "--target-url", "mysql://root@db/app", "--confirm", "RESTORE"],
-     "--target-url is not a PostgreSQL URL"),
+    (
+        ["restore", "{name}", "--target-db", "bad_x", "--jobs", "0", "--confirm", "RESTORE"],
+        "jobs (--jobs) must be from 1 to 64, got 0",
+    ),
+    (
+        ["restore", "{name}", "--target-db", "bad_x", "--jobs", "two", "--confirm", "RESTORE"],
+        "invalid int value: 'two'",
+    ),
+    (
+        ["restore", "{name}", "--target-db", "bad_x", "--target-url", "mysql://root@db/app", "--confirm", "RESTORE"],
+        "--target-url is not a PostgreSQL URL",
+    ),
     (["backup", "--timeout", "soon"], "'soon' is not a number of seconds"),
     (["backup", "--timeout", "-5"], "must be more than 0 seconds"),
     (["list", "--type", "weekly"], "invalid choice: 'weekly'"),
@@ -202,7 +272,9 @@ COMMAND_LINE = [
 ]
 
 
-@pytest.mark.parametrize("argv, expected", COMMAND_LINE, ids=[" ".join(a[:3]) + f" ({e[:20]})" for a, e in COMMAND_LINE])
+@pytest.mark.parametrize(
+    "argv, expected", COMMAND_LINE, ids=[" ".join(a[:3]) + f" ({e[:20]})" for a, e in COMMAND_LINE]
+)
 def test_bad_command_line_exits_2_with_a_clear_message(argv, expected, site, unchanged, capsys):
     argv = [a.format(**site) for a in argv]
     runs_before = len(dg.DagsterInstance.get().get_run_records())

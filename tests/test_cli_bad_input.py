@@ -11,7 +11,7 @@ import hashlib
 import pytest
 
 from backup_pipeline.cli.main import main
-from backup_pipeline.manifest import Manifest
+from backup_pipeline.core.manifest import Manifest
 from tests.support.cli import make_world
 
 BACKUP_ID = "manual_20260101_120000"
@@ -25,9 +25,19 @@ def world(pg_admin_url, moto_server, tmp_path_factory):
     name = f"{world.db_name}_{BACKUP_ID}"
     key = f"db-backups/{name}.dump"
     manifest = Manifest(
-        name=name, backup_id=BACKUP_ID, type="manual", database=world.db_name,
-        created_at="2026-01-01T12:00:00+00:00", key=key, size_bytes=len(body), sha256=hashlib.sha256(body).hexdigest(),
-        server_version="15", pg_dump_version="15", tables={"app.users": 3000}, duration_s=0.1, tool_version="test",
+        name=name,
+        backup_id=BACKUP_ID,
+        type="manual",
+        database=world.db_name,
+        created_at="2026-01-01T12:00:00+00:00",
+        key=key,
+        size_bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        server_version="15",
+        pg_dump_version="15",
+        tables={"app.users": 3000},
+        duration_s=0.1,
+        tool_version="test",
     )
     world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
     world.s3.put_object(Bucket=world.bucket, Key=f"{key}.json", Body=manifest.to_json())
@@ -50,50 +60,129 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:9/app"  # the discard port: nothi
 
 # (id, argv (a function of the world), extra environment, expected exit code, words the message must contain)
 BAD_INPUTS = [
-    ("unknown-backup", lambda w: ["info", f"{w.db_name}_manual_20200101_000000"], {}, 2,
-     ["there is no backup named", "backup-db list"]),
+    (
+        "unknown-backup",
+        lambda w: ["info", f"{w.db_name}_manual_20200101_000000"],
+        {},
+        2,
+        ["there is no backup named", "backup-db list"],
+    ),
     ("name-with-slash", lambda w: ["info", f"../{w.backup_name}"], {}, 2, ["not a backup name", "'/'"]),
-    ("name-with-dotdot", lambda w: ["restore", f"{w.backup_name}..", "--target-db", "fresh", "--confirm", "RESTORE"],
-     {}, 2, ["not a backup name", "'..'"]),
-    ("target-with-quote", lambda w: _restore(w, "--target-db", 'new"db', "--confirm", "RESTORE"), {}, 2,
-     ["no quotes, spaces or semicolons"]),
-    ("target-with-space-semicolon",
-     lambda w: _restore(w, "--target-db", "x; DROP DATABASE postgres", "--confirm", "RESTORE"), {}, 2,
-     ["no quotes, spaces or semicolons"]),
-    ("target-too-long", lambda w: _restore(w, "--target-db", "a" * 64, "--confirm", "RESTORE"), {}, 2,
-     ["1 to 63 bytes"]),
-    ("confirm-wrong", lambda w: _restore(w, "--target-db", "fresh", "--confirm", "yes"), {}, 2,
-     ["--confirm must be exactly RESTORE"]),
+    (
+        "name-with-dotdot",
+        lambda w: ["restore", f"{w.backup_name}..", "--target-db", "fresh", "--confirm", "RESTORE"],
+        {},
+        2,
+        ["not a backup name", "'..'"],
+    ),
+    (
+        "target-with-quote",
+        lambda w: _restore(w, "--target-db", 'new"db', "--confirm", "RESTORE"),
+        {},
+        2,
+        ["no quotes, spaces or semicolons"],
+    ),
+    (
+        "target-with-space-semicolon",
+        lambda w: _restore(w, "--target-db", "x; DROP DATABASE postgres", "--confirm", "RESTORE"),
+        {},
+        2,
+        ["no quotes, spaces or semicolons"],
+    ),
+    (
+        "target-too-long",
+        lambda w: _restore(w, "--target-db", "a" * 64, "--confirm", "RESTORE"),
+        {},
+        2,
+        ["1 to 63 bytes"],
+    ),
+    (
+        "confirm-wrong",
+        lambda w: _restore(w, "--target-db", "fresh", "--confirm", "yes"),
+        {},
+        2,
+        ["--confirm must be exactly RESTORE"],
+    ),
     ("confirm-missing", lambda w: _restore(w, "--target-db", "fresh"), {}, 2, ["add --confirm RESTORE"]),
-    ("target-exists", lambda w: _restore(w, "--target-db", w.db_name, "--confirm", "RESTORE"), {}, 2,
-     ["already exists", "--replace"]),
-    ("replace-missing-target",
-     lambda w: _restore(w, "--target-db", "bpcli_nowhere", "--replace", "--confirm", "RESTORE"), {}, 2,
-     ["does not exist"]),
-    ("target-template0", lambda w: _restore(w, "--target-db", "template0", "--confirm", "RESTORE"), {}, 2,
-     ["refusing to restore into 'template0'", "system database"]),
-    ("target-template1", lambda w: _restore(w, "--target-db", "template1", "--replace", "--confirm", "RESTORE"), {}, 2,
-     ["refusing to restore into 'template1'"]),
-    ("target-postgres", lambda w: _restore(w, "--target-db", "postgres", "--replace", "--confirm", "RESTORE"), {}, 2,
-     ["refusing to restore into 'postgres'"]),
-    ("jobs-zero", lambda w: _restore(w, "--target-db", "fresh", "--jobs", "0", "--confirm", "RESTORE"), {}, 2,
-     ["jobs (--jobs) must be from 1 to 64"]),
+    (
+        "target-exists",
+        lambda w: _restore(w, "--target-db", w.db_name, "--confirm", "RESTORE"),
+        {},
+        2,
+        ["already exists", "--replace"],
+    ),
+    (
+        "replace-missing-target",
+        lambda w: _restore(w, "--target-db", "bpcli_nowhere", "--replace", "--confirm", "RESTORE"),
+        {},
+        2,
+        ["does not exist"],
+    ),
+    (
+        "target-template0",
+        lambda w: _restore(w, "--target-db", "template0", "--confirm", "RESTORE"),
+        {},
+        2,
+        ["refusing to restore into 'template0'", "system database"],
+    ),
+    (
+        "target-template1",
+        lambda w: _restore(w, "--target-db", "template1", "--replace", "--confirm", "RESTORE"),
+        {},
+        2,
+        ["refusing to restore into 'template1'"],
+    ),
+    (
+        "target-postgres",
+        lambda w: _restore(w, "--target-db", "postgres", "--replace", "--confirm", "RESTORE"),
+        {},
+        2,
+        ["refusing to restore into 'postgres'"],
+    ),
+    (
+        "jobs-zero",
+        lambda w: _restore(w, "--target-db", "fresh", "--jobs", "0", "--confirm", "RESTORE"),
+        {},
+        2,
+        ["jobs (--jobs) must be from 1 to 64"],
+    ),
     ("unknown-type", lambda w: ["backup", "--type", "weekly"], {}, 2, ["invalid choice: 'weekly'", "pre-migration"]),
     ("database-url-missing", lambda w: ["backup"], {"DATABASE_URL": None}, 2, ["DATABASE_URL is not set"]),
-    ("database-url-malformed", lambda w: ["backup"], {"DATABASE_URL": "mysql://root@db/app"}, 2,
-     ["DATABASE_URL is not a PostgreSQL URL"]),
-    ("server-unreachable", lambda w: ["backup"], {"DATABASE_URL": UNREACHABLE, "BACKUP_NAME_PREFIX": None}, 1,
-     ["cannot connect to PostgreSQL at postgres@127.0.0.1:9/app"]),
-    ("restore-server-unreachable", lambda w: _restore(w, "--target-db", "fresh", "--target-url", UNREACHABLE,
-                                                      "--confirm", "RESTORE"), {}, 1, ["cannot connect to PostgreSQL"]),
+    (
+        "database-url-malformed",
+        lambda w: ["backup"],
+        {"DATABASE_URL": "mysql://root@db/app"},
+        2,
+        ["DATABASE_URL is not a PostgreSQL URL"],
+    ),
+    (
+        "server-unreachable",
+        lambda w: ["backup"],
+        {"DATABASE_URL": UNREACHABLE, "BACKUP_NAME_PREFIX": None},
+        1,
+        ["cannot connect to PostgreSQL at postgres@127.0.0.1:9/app"],
+    ),
+    (
+        "restore-server-unreachable",
+        lambda w: _restore(w, "--target-db", "fresh", "--target-url", UNREACHABLE, "--confirm", "RESTORE"),
+        {},
+        1,
+        ["cannot connect to PostgreSQL"],
+    ),
     ("timeout-zero", lambda w: ["backup", "--timeout", "0"], {}, 2, ["must be more than 0 seconds"]),
-    ("bucket-missing", lambda w: ["backup"], {"BACKUP_S3_BUCKET": "bp-cli-no-such-bucket"}, 1,
-     ["bucket 'bp-cli-no-such-bucket' does not exist"]),
+    (
+        "bucket-missing",
+        lambda w: ["backup"],
+        {"BACKUP_S3_BUCKET": "bp-cli-no-such-bucket"},
+        1,
+        ["bucket 'bp-cli-no-such-bucket' does not exist"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("argv", "env", "code", "words"), [case[1:] for case in BAD_INPUTS],
-                         ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("argv", "env", "code", "words"), [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS]
+)
 def test_bad_input_is_refused_and_changes_nothing(world, argv, env, code, words):
     before = _snapshot(world)
     result = world.run(*argv(world), env=env, timeout=60)

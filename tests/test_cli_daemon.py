@@ -32,7 +32,10 @@ def daemon(world):
     log = open(world.home / "daemon.log", "wb")
     process = start_process(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        env=world.env, cwd=PROJECT_ROOT, stdout=log, stderr=log,
+        env=world.env,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 90

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from backup_pipeline.manifest import Manifest
-from backup_pipeline.naming import TIMESTAMP_FORMAT
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from tests.support.cli import make_world, row_counts, schema_dump, status_lines
 from tests.support.seed import SEED_COUNTS
 
@@ -93,8 +93,9 @@ def test_list_shows_complete_backups_without_importing_dagster(world, backup):
         "heavy = sorted(m for m in sys.modules if m == 'dagster' or m.startswith(('dagster.', 'dagster_')))\n"
         "assert not heavy, heavy\n"
     )
-    checked = subprocess.run([sys.executable, "-c", probe], env=world.env, cwd=world.work_dir,
-                             capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [sys.executable, "-c", probe], env=world.env, cwd=world.work_dir, capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stderr
 
 
@@ -117,8 +118,20 @@ def test_restore_into_new_database_matches_the_source(world, backup):
     # A password in --target-url reaches the run through its process environment, never its run config.
     url = world.admin_url.replace("postgres@", f"postgres:{SECRET_PASSWORD}@", 1)
     assert SECRET_PASSWORD in url
-    result = world.run("restore", data["name"], "--target-db", target, "--target-url", url, "--jobs", "2",
-                       "--confirm", "RESTORE", "--json", timeout=180)
+    result = world.run(
+        "restore",
+        data["name"],
+        "--target-db",
+        target,
+        "--target-url",
+        url,
+        "--jobs",
+        "2",
+        "--confirm",
+        "RESTORE",
+        "--json",
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["tables"] == len(SEED_COUNTS) and outcome["rows"] == sum(SEED_COUNTS.values())
@@ -158,11 +171,13 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
         assert row_counts(world.url_of(target)) == {"public.keepme": 3}  # untouched
         assert world.database_names() == databases  # and the half-restored copy is gone
     finally:
-        world.s3.delete_objects(Bucket=world.bucket, Delete={"Objects": [{"Key": manifest.key},
-                                                                          {"Key": manifest.key + ".json"}]})
+        world.s3.delete_objects(
+            Bucket=world.bucket, Delete={"Objects": [{"Key": manifest.key}, {"Key": manifest.key + ".json"}]}
+        )
 
-    replaced = world.run("restore", data["name"], "--target-db", target, "--replace", "--confirm", "RESTORE",
-                         timeout=180)
+    replaced = world.run(
+        "restore", data["name"], "--target-db", target, "--replace", "--confirm", "RESTORE", timeout=180
+    )
     assert replaced.returncode == 0, replaced.stderr
     assert row_counts(world.url_of(target)) == SEED_COUNTS
     assert world.database_names() == databases
@@ -196,8 +211,11 @@ def test_prune_says_what_it_deletes_and_why(world, backup):
     }
     for backup_id in ids.values():
         for suffix in (".dump", ".dump.json", ".dump.verified.json"):
-            world.s3.copy_object(Bucket=world.bucket, Key=f"db-backups/pruneapp_{backup_id}{suffix}",
-                                 CopySource={"Bucket": world.bucket, "Key": data["key"] + suffix[5:]})
+            world.s3.copy_object(
+                Bucket=world.bucket,
+                Key=f"db-backups/pruneapp_{backup_id}{suffix}",
+                CopySource={"Bucket": world.bucket, "Key": data["key"] + suffix[5:]},
+            )
     stale_upload = "db-backups/pruneapp_daily_20200105_000000.dump"
     world.s3.put_object(Bucket=world.bucket, Key=stale_upload, Body=b"PGDMP partial")
     env = {"BACKUP_NAME_PREFIX": "pruneapp", "BACKUP_KEEP_LAST": "1"}

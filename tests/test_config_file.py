@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backup_pipeline.definition_names import DefinitionNames
-from backup_pipeline.errors import ConfigurationError
-from backup_pipeline.settings import load_settings
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.defs.names import DefinitionNames
 
 
 def settings_from(tmp_path, text: str, **env):
@@ -29,7 +29,9 @@ def test_database_url_alone_means_one_database_with_plain_names():
     assert db.url_env == "DATABASE_URL" and db.is_default
     names = DefinitionNames(db)
     assert (names.backup_job, names.partitions, names.asset_path("database_dump")) == (
-        "backup_job", "backups", ["database_dump"],
+        "backup_job",
+        "backups",
+        ["database_dump"],
     )
 
 
@@ -56,10 +58,24 @@ databases:
         BACKUP_NAME_PREFIX="ignored",  # one prefix cannot name several databases
     )
     app, billing = settings.databases
-    assert (app.key, app.url_env, app.name_prefix, app.schedule_cron) == ("app", "APP_DATABASE_URL", "app-prod", "30 5 * * *")
-    assert (app.retention_days, app.keep_last, app.storage_prefix, app.freshness_hours) == (60, 5, "db-backups/app", 30.0)
+    assert (app.key, app.url_env, app.name_prefix, app.schedule_cron) == (
+        "app",
+        "APP_DATABASE_URL",
+        "app-prod",
+        "30 5 * * *",
+    )
+    assert (app.retention_days, app.keep_last, app.storage_prefix, app.freshness_hours) == (
+        60,
+        5,
+        "db-backups/app",
+        30.0,
+    )
     assert (billing.name_prefix, billing.retention_days, billing.keep_last) == (None, 14, 5)
-    assert (billing.schedule_cron, billing.storage_prefix, billing.verify_url_env) == ("0 6 * * *", "db-backups", "SCRATCH_SERVER_URL")
+    assert (billing.schedule_cron, billing.storage_prefix, billing.verify_url_env) == (
+        "0 6 * * *",
+        "db-backups",
+        "SCRATCH_SERVER_URL",
+    )
     assert settings.database("billing") is billing
 
 
@@ -130,7 +146,10 @@ def test_two_databases_writing_the_same_object_names_are_refused(tmp_path):
         ("databases: []\n", "line 1: 'databases' must be a list with at least one entry"),
         ("defaults:\n  retention_days: 7\n", "line 1: no 'databases:' list"),
         ("database:\n  - key: app\n", "line 1: unknown section 'database' (did you mean 'databases'?)"),
-        ("databases:\n  - key: app\n    key: other\n    url_env: U\n", "line 3: 'key' is given twice (first on line 2)"),
+        (
+            "databases:\n  - key: app\n    key: other\n    url_env: U\n",
+            "line 3: 'key' is given twice (first on line 2)",
+        ),
     ],
 )
 def test_malformed_files_say_where_and_what(tmp_path, text, expected):

@@ -5,16 +5,20 @@ import stat
 
 import pytest
 
-from backup_pipeline.errors import ConfigurationError
-from backup_pipeline.postgres import PostgresTarget
-from backup_pipeline.settings import load_settings
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.postgres import PostgresTarget
 
 
 def test_do_spaces_names_of_the_original_workflows_are_accepted():
-    settings = load_settings({
-        "DO_SPACES_BUCKET": "team-backups", "DO_SPACES_REGION": "fra1",
-        "DO_SPACES_KEY": "k", "DO_SPACES_SECRET": "s",
-    })
+    settings = load_settings(
+        {
+            "DO_SPACES_BUCKET": "team-backups",
+            "DO_SPACES_REGION": "fra1",
+            "DO_SPACES_KEY": "k",
+            "DO_SPACES_SECRET": "s",
+        }
+    )
     storage = settings.storage
     assert storage.bucket == "team-backups"
     assert storage.endpoint_url == "https://fra1.digitaloceanspaces.com"

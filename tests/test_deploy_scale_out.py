@@ -11,12 +11,12 @@ import dagster as dg
 import psycopg
 import pytest
 
-from backup_pipeline.catalog import BackupCatalog
-from backup_pipeline.definition_names import DATABASE_TAG, DefinitionNames
-from backup_pipeline.naming import BackupId
-from backup_pipeline.postgres import PostgresTarget
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import storage_from_settings
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.defs.names import DATABASE_TAG, DefinitionNames
 from tests.conftest import CONFIG_VARS
 from tests.support.deployment import PROJECT_ROOT, Deployment, base_env, dagster_pg_env, fresh_database
 from tests.support.pipeline import load_defs
@@ -105,7 +105,9 @@ def deployment(pg_admin_url, tmp_path_factory):
                 repository_location_name="backup_pipeline",
                 tags={"dagster/partition": billing_premigration, "backup/type": "pre-migration"},
             )
-            daily_runs.update({key: launch_schedule_tick(client, instance, defs, key, six_utc) for key in ("app", "crm")})
+            daily_runs.update(
+                {key: launch_schedule_tick(client, instance, defs, key, six_utc) for key in ("app", "crm")}
+            )
             yield {
                 "instance": instance,
                 "defs": defs,
@@ -237,5 +239,5 @@ def test_two_simultaneous_backups_of_one_database_never_overlap(deployment):
         runs = wait_for_runs(deployment, [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={DATABASE_TAG: key}))])
         assert len(runs) == count and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), runs
         windows = sorted(run_window(instance, r.run_id) for r in runs)
-        for (_, first_end), (second_start, _) in zip(windows, windows[1:]):
+        for (_, first_end), (second_start, _) in zip(windows, windows[1:], strict=False):
             assert second_start >= first_end, f"{key} backups overlapped: {windows}"

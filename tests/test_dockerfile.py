@@ -122,7 +122,10 @@ def test_python_install_step_builds_the_package_from_exactly_the_copied_files(tm
     # With build isolation, as `pip install .` in the image: the build backend pyproject.toml names.
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), "."],
-        cwd=context, capture_output=True, text=True, timeout=240,
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert build.returncode == 0, build.stdout + build.stderr
     [wheel] = (tmp_path / "dist").glob("backup_pipeline-*.whl")
@@ -136,8 +139,8 @@ def test_python_install_step_builds_the_package_from_exactly_the_copied_files(tm
 
 def dockerignore_excludes() -> set[str]:
     """COPY sources .dockerignore leaves out (its patterns: '*' then '!' re-includes)."""
-    lines = [l.strip() for l in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()]
-    patterns = [l for l in lines if l and not l.startswith("#")]
+    lines = [line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in lines if line and not line.startswith("#")]
     included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     excluded = set()
     for sources, _ in copies():
@@ -216,7 +219,7 @@ def test_compose_file_runs_the_image_commands_with_the_variables_they_read():
 
 
 def test_example_databases_file_is_valid():
-    from backup_pipeline.settings import load_settings
+    from backup_pipeline.core.config import load_settings
 
     settings = load_settings({"BACKUP_CONFIG_FILE": str(PROJECT_ROOT / "deploy" / "backups.example.yaml")})
     assert [db.key for db in settings.databases] == ["app", "billing", "crm"]

@@ -9,16 +9,16 @@ import dagster as dg
 import psycopg
 import pytest
 
-from backup_pipeline.backup import take_backup
-from backup_pipeline.catalog import BackupCatalog
-from backup_pipeline.dump_options import Compression, DumpOptions
-from backup_pipeline.errors import ConfigurationError
-from backup_pipeline.manifest import Manifest
-from backup_pipeline.naming import BackupId, BackupName
-from backup_pipeline.postgres import ClientTools, PostgresTarget
-from backup_pipeline.restore import restore_to_database
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import (
+from backup_pipeline.core.backup import take_backup
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.dump_options import Compression, DumpOptions
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import BackupId, BackupName
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+from backup_pipeline.core.restore import restore_to_database
+from backup_pipeline.core.storage import (
     MAX_PART_BYTES,
     MAX_PARTS,
     LocalStorage,
@@ -27,7 +27,7 @@ from backup_pipeline.storage import (
     storage_from_settings,
     upload_concurrency_for,
 )
-from backup_pipeline.verify import verify_backup
+from backup_pipeline.core.verify import verify_backup
 from tests.support.pipeline import failure_message, run_backup
 from tests.support.seed import SEED_COUNTS
 
@@ -39,8 +39,9 @@ def _content_digest(url: str) -> dict[str, str]:
     """md5 of every table's rows in key order: equal digests mean equal contents, not just equal counts."""
     with psycopg.connect(url) as conn:
         return {
-            table: conn.execute(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t")
-            .fetchone()[0]
+            table: conn.execute(
+                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+            ).fetchone()[0]
             for table in SEED_COUNTS
         }
 
@@ -106,8 +107,12 @@ def test_bad_dump_options_are_refused_naming_the_variable(env, named):
 
 @pytest.mark.parametrize(
     ("text", "on_15", "on_16"),
-    [("gzip:9", "--compress=9", "--compress=gzip:9"), ("1", "--compress=1", "--compress=gzip:1"),
-     ("none", "--compress=0", "--compress=none"), ("zstd:3", None, "--compress=zstd:3")],
+    [
+        ("gzip:9", "--compress=9", "--compress=gzip:9"),
+        ("1", "--compress=1", "--compress=gzip:1"),
+        ("none", "--compress=0", "--compress=none"),
+        ("zstd:3", None, "--compress=zstd:3"),
+    ],
 )
 def test_compression_is_spelled_the_way_each_pg_dump_understands(text, on_15, on_16):
     options = DumpOptions(compression=text)
@@ -136,8 +141,12 @@ def test_gzip_levels_are_applied_recorded_and_each_backup_verifies(seeded_db, tm
         header = subprocess.run(["pg_restore", "--list", str(dump_path)], capture_output=True, text=True, check=True)
         assert f"Compression: {0 if level == 'none' else level.split(':')[1]}" in header.stdout
         sizes[level] = manifest.size_bytes
-        outcome = verify_backup(catalog, BackupName(catalog.name_prefix, backup_id), PostgresTarget.from_url(pg_admin_url),
-                                log=lambda _: None)
+        outcome = verify_backup(
+            catalog,
+            BackupName(catalog.name_prefix, backup_id),
+            PostgresTarget.from_url(pg_admin_url),
+            log=lambda _: None,
+        )
         assert outcome.tables == SEED_COUNTS
     assert sizes["none"] > sizes["gzip:1"] >= sizes["gzip:9"]
 
@@ -182,8 +191,9 @@ def test_directory_format_backs_up_in_parallel_verifies_and_restores(s3_env, pg_
 
     target_db = make_database(seed_sql=None).rsplit("/", 1)[1] + "_restored"
     try:
-        outcome = restore_to_database(catalog, name, PostgresTarget.from_url(pg_admin_url), target_db, jobs=2,
-                                      log=lambda _: None)
+        outcome = restore_to_database(
+            catalog, name, PostgresTarget.from_url(pg_admin_url), target_db, jobs=2, log=lambda _: None
+        )
         assert outcome.tables == SEED_COUNTS
         restored_url = pg_admin_url.rsplit("/", 1)[0] + "/" + target_db
         assert _content_digest(restored_url) == _content_digest(s3_env["DATABASE_URL"])
@@ -201,8 +211,13 @@ def test_a_dump_bigger_than_a_part_streams_to_s3_in_full_sized_parts(make_databa
     )
     client = moto_server.client()
     catalog = _catalog(S3Storage(client, s3_bucket, moto_server.endpoint), url)
-    manifest = take_backup(PostgresTarget.from_url(url), catalog, BackupId.new("manual"),
-                           options=DumpOptions(compression="none"), log=lambda _: None).manifest
+    manifest = take_backup(
+        PostgresTarget.from_url(url),
+        catalog,
+        BackupId.new("manual"),
+        options=DumpOptions(compression="none"),
+        log=lambda _: None,
+    ).manifest
 
     assert manifest.size_bytes > 24 * MiB
     # Parts are never bigger than the part size, so this count means every part but the last is full

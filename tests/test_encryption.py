@@ -11,9 +11,10 @@ import dagster as dg
 import psycopg
 import pytest
 
-from backup_pipeline.backup import take_backup
-from backup_pipeline.catalog import BackupCatalog
-from backup_pipeline.encryption import (
+from backup_pipeline.core.backup import take_backup
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.encryption import (
     MAGIC,
     DecryptingReader,
     EncryptingReader,
@@ -21,12 +22,11 @@ from backup_pipeline.encryption import (
     load_key,
     parse_key,
 )
-from backup_pipeline.errors import ConfigurationError, VerificationError
-from backup_pipeline.manifest import Manifest
-from backup_pipeline.naming import BackupId
-from backup_pipeline.postgres import PostgresTarget, table_row_counts
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import storage_from_settings
+from backup_pipeline.core.errors import ConfigurationError, VerificationError
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.postgres import PostgresTarget, table_row_counts
+from backup_pipeline.core.storage import storage_from_settings
 from tests.support.hardening import (
     bucket_state,
     clean_environment,
@@ -126,24 +126,42 @@ def encrypted(pg_admin_url, moto_server, tmp_path_factory):
             result, backup_id = run_backup(dg.DagsterInstance.get(), "manual")
             assert result.success, failure_message(result)  # including its verification: decrypted and restored
             patch.delenv("BACKUP_ENCRYPTION_KEY")
-            yield {"dbname": dbname, "bucket": bucket, "id": backup_id, "plain_id": str(plain_id), "result": result,
-                   "client": moto_server.client(), "admin": pg_admin_url}
+            yield {
+                "dbname": dbname,
+                "bucket": bucket,
+                "id": backup_id,
+                "plain_id": str(plain_id),
+                "result": result,
+                "client": moto_server.client(),
+                "admin": pg_admin_url,
+            }
     finally:
         drop_databases(pg_admin_url, [dbname])
 
 
 def _restore(backup_name: str, target: str, jobs: int = 1):
-    return load_defs().resolve_job_def("restore_job").execute_in_process(
-        instance=dg.DagsterInstance.get(),
-        raise_on_error=False,
-        run_config={"ops": {"restore_backup": {"config": {
-            "backup_name": backup_name, "target_db": target, "jobs": jobs, "confirm": "RESTORE"}}}},
+    return (
+        load_defs()
+        .resolve_job_def("restore_job")
+        .execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            raise_on_error=False,
+            run_config={
+                "ops": {
+                    "restore_backup": {
+                        "config": {"backup_name": backup_name, "target_db": target, "jobs": jobs, "confirm": "RESTORE"}
+                    }
+                }
+            },
+        )
     )
 
 
 def _verify(backup_id: str):
-    return load_defs().resolve_job_def("verify_job").execute_in_process(
-        instance=dg.DagsterInstance.get(), partition_key=backup_id, raise_on_error=False
+    return (
+        load_defs()
+        .resolve_job_def("verify_job")
+        .execute_in_process(instance=dg.DagsterInstance.get(), partition_key=backup_id, raise_on_error=False)
     )
 
 
@@ -157,7 +175,9 @@ def test_encrypted_backup_is_ciphertext_with_a_manifest_that_names_the_key_but_h
     assert stored.startswith(MAGIC) and b"PGDMP" not in stored[:64]
     assert manifest.sha256 == hashlib.sha256(stored).hexdigest() and manifest.size_bytes == len(stored)
     assert manifest.encryption == {
-        "algorithm": "AES-256-GCM", "format": "backup_pipeline-chunked-v1", "chunk_bytes": 1024 * 1024,
+        "algorithm": "AES-256-GCM",
+        "format": "backup_pipeline-chunked-v1",
+        "chunk_bytes": 1024 * 1024,
         "key_id": KEY_OBJ.key_id,
     }
     raw = base64.b64decode(KEY)
@@ -254,21 +274,38 @@ def test_an_encrypted_backup_can_be_decrypted_by_hand_for_a_manual_restore(encry
 
     from tests.support.hardening import real_pg_bin
 
-    body = encrypted["client"].get_object(
-        Bucket=encrypted["bucket"], Key=f"db-backups/{encrypted['dbname']}_{encrypted['id']}.dump")["Body"].read()
+    body = (
+        encrypted["client"]
+        .get_object(Bucket=encrypted["bucket"], Key=f"db-backups/{encrypted['dbname']}_{encrypted['id']}.dump")["Body"]
+        .read()
+    )
     (tmp_path / "backup.dump").write_bytes(body)
     key_file = tmp_path / "backup.key"
     key_file.write_text(KEY)
     env = {"PATH": os.environ["PATH"], "BACKUP_ENCRYPTION_KEY_FILE": str(key_file)}
     with open(tmp_path / "backup.dump", "rb") as source, open(tmp_path / "plain.dump", "wb") as out:
-        done = subprocess.run([sys.executable, "-m", "backup_pipeline.encryption", "decrypt"], stdin=source,
-                              stdout=out, stderr=subprocess.PIPE, env=env, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "backup_pipeline.core.encryption", "decrypt"],
+            stdin=source,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=False,
+        )
     assert done.returncode == 0, done.stderr
-    listing = subprocess.run([str(real_pg_bin() / "pg_restore"), "--list", str(tmp_path / "plain.dump")],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [str(real_pg_bin() / "pg_restore"), "--list", str(tmp_path / "plain.dump")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "TABLE DATA app users" in listing
-    wrong = subprocess.run([sys.executable, "-m", "backup_pipeline.encryption", "decrypt"], input=body,
-                           capture_output=True, env={"PATH": os.environ["PATH"], "BACKUP_ENCRYPTION_KEY": OTHER_KEY})
+    wrong = subprocess.run(
+        [sys.executable, "-m", "backup_pipeline.core.encryption", "decrypt"],
+        input=body,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], "BACKUP_ENCRYPTION_KEY": OTHER_KEY},
+    )
     assert wrong.returncode == 1
     assert b"the input cannot be decrypted with the key from BACKUP_ENCRYPTION_KEY (key id " in wrong.stderr
     assert OTHER_KEY.encode() not in wrong.stderr

@@ -22,14 +22,14 @@ import dagster as dg
 import psycopg
 import pytest
 
-from backup_pipeline.backup import take_backup
-from backup_pipeline.catalog import BackupCatalog
-from backup_pipeline.errors import BackupError
-from backup_pipeline.manifest import Manifest
-from backup_pipeline.naming import BackupId
-from backup_pipeline.postgres import ClientTools, PostgresTarget
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import storage_from_settings
+from backup_pipeline.core.backup import take_backup
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+from backup_pipeline.core.storage import storage_from_settings
 from tests.support.discord_stub import DiscordStub
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.hardening import (
@@ -211,9 +211,15 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     # Dump and upload only: the upload is what is under test (verification of a stored dump is tested below).
     first_id = backup_id()
     instance.add_dynamic_partitions("backups", [first_id])
-    result = load_defs().resolve_job_def("backup_job").execute_in_process(
-        instance=instance, partition_key=first_id, raise_on_error=False,
-        asset_selection=[dg.AssetKey("database_dump"), dg.AssetKey("offsite_backup")],
+    result = (
+        load_defs()
+        .resolve_job_def("backup_job")
+        .execute_in_process(
+            instance=instance,
+            partition_key=first_id,
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey("database_dump"), dg.AssetKey("offsite_backup")],
+        )
     )
 
     assert result.success, failure_message(result)
@@ -242,12 +248,15 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     assert_failure_alert(site, result, f"cannot upload db-backups/{big_database}_{failed_id}.dump")
     assert open_multipart_uploads(site.client, site.bucket) == []
     assert site.keys() == keys_before  # no dump and no manifest of the failed backup
-    names = [str(e.name) for e in BackupCatalog(storage_from_settings(load_settings().storage), "db-backups",
-                                                 big_database).complete()]
+    names = [
+        str(e.name)
+        for e in BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", big_database).complete()
+    ]
     assert names == [f"{big_database}_{first_id}"]
-    assert hashlib.sha256(
-        site.client.get_object(Bucket=site.bucket, Key=first_key)["Body"].read()
-    ).hexdigest() == manifest.sha256
+    assert (
+        hashlib.sha256(site.client.get_object(Bucket=site.bucket, Key=first_key)["Body"].read()).hexdigest()
+        == manifest.sha256
+    )
     site.assert_earlier_backup_untouched()
 
 
@@ -310,7 +319,9 @@ FAULTS = {
     )[-1],
     "pg_dump killed mid-dump": lambda site, env, tmp_path, auth: (
         env.setenv("BACKUP_PG_BIN_DIR", str(_pg_dump_killed_mid_dump(tmp_path))),
-        env.setenv("DATABASE_URL", database_url(site.admin_url, site.dbname).replace("postgres@", f"postgres:{PASSWORD}@")),
+        env.setenv(
+            "DATABASE_URL", database_url(site.admin_url, site.dbname).replace("postgres@", f"postgres:{PASSWORD}@")
+        ),
         ["pg_dump failed: pg_dump was killed by signal 9"],
     )[-1],
 }
@@ -398,8 +409,13 @@ def test_damaged_backups_are_refused_by_verification_and_restore(site, env, pg_a
         restore = defs.resolve_job_def("restore_job").execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"ops": {"restore_backup": {"config": {
-                "backup_name": names[damage], "target_db": target, "confirm": "RESTORE"}}}},
+            run_config={
+                "ops": {
+                    "restore_backup": {
+                        "config": {"backup_name": names[damage], "target_db": target, "confirm": "RESTORE"}
+                    }
+                }
+            },
         )
         assert not restore.success
         assert expected in failure_message(restore), failure_message(restore)
@@ -412,8 +428,9 @@ def test_damaged_backups_are_refused_by_verification_and_restore(site, env, pg_a
     assert not databases_made_by(runs) & database_names(pg_admin_url)
     listed = {str(e.name) for e in site.catalog().complete()}
     assert names["missing manifest"] not in listed
-    site.client.delete_objects(Bucket=site.bucket, Delete={"Objects": [
-        {"Key": k} for k in site.keys() if any(n in k for n in names.values())]})
+    site.client.delete_objects(
+        Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in site if any(n in k for n in names.values())]}
+    )
     site.assert_earlier_backup_untouched()
 
 
@@ -440,12 +457,25 @@ def test_full_disks_fail_clearly_and_leave_no_partial_files(site, env, tmp_path,
         env.delenv("BACKUP_DUMP_JOBS")
 
         env.setattr(tempfile, "tempdir", str(small))
-        restore = load_defs().resolve_job_def("restore_job").execute_in_process(
-            instance=dg.DagsterInstance.get(),
-            raise_on_error=False,
-            run_config={"ops": {"restore_backup": {"config": {
-                "backup_name": f"{site.dbname}_{site.earlier_id}", "target_db": "bp_restore_disk_full", "jobs": 2,
-                "confirm": "RESTORE"}}}},
+        restore = (
+            load_defs()
+            .resolve_job_def("restore_job")
+            .execute_in_process(
+                instance=dg.DagsterInstance.get(),
+                raise_on_error=False,
+                run_config={
+                    "ops": {
+                        "restore_backup": {
+                            "config": {
+                                "backup_name": f"{site.dbname}_{site.earlier_id}",
+                                "target_db": "bp_restore_disk_full",
+                                "jobs": 2,
+                                "confirm": "RESTORE",
+                            }
+                        }
+                    }
+                },
+            )
         )
         message = failure_message(restore)
         assert not restore.success
@@ -546,7 +576,8 @@ def test_clock_skew_never_costs_a_backup(site, env):
     assert bucket_state(site.client, site.bucket) == state_before
 
     allowed = prune.execute_in_process(
-        instance=dg.DagsterInstance.get(), raise_on_error=False,
+        instance=dg.DagsterInstance.get(),
+        raise_on_error=False,
         run_config={"ops": {"backup_retention": {"config": {"allow_large_prune": True}}}},
     )
     assert allowed.success, failure_message(allowed)
@@ -554,6 +585,7 @@ def test_clock_skew_never_costs_a_backup(site, env):
     assert set(future) <= listed and not set(old) & listed
     metadata = allowed.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
     assert metadata["decisions"].value.count("timestamp is in the future") == 2
-    site.client.delete_objects(Bucket=site.bucket, Delete={"Objects": [
-        {"Key": k} for k in site.keys() if any(n in k for n in future)]})
+    site.client.delete_objects(
+        Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in site if any(n in k for n in future)]}
+    )
     site.assert_earlier_backup_untouched()

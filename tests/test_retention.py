@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from backup_pipeline.naming import TIMESTAMP_FORMAT
+from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from tests.support.pipeline import failure_message, load_defs
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -51,7 +51,11 @@ def populated_bucket(s3_env, clean_env, moto_server):
     kept += _put_backup(client, bucket, "db-backups", _id("daily", 90 * day), name_prefix="billing")
     kept += _put_backup(client, bucket, "db-backups", _id("daily", 90 * day), name_prefix="app_x")
     kept += _put_backup(client, bucket, "other-prefix", _id("daily", 90 * day))
-    for key in ("db-backups/notes.txt", "db-backups/app_daily_garbage.dump", "db-backups/app_weekly_20200101_000000.dump"):
+    for key in (
+        "db-backups/notes.txt",
+        "db-backups/app_daily_garbage.dump",
+        "db-backups/app_weekly_20200101_000000.dump",
+    ):
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
         kept.append(key)
     return client, bucket, set(kept), set(deleted)
@@ -63,9 +67,14 @@ def _keys(client, bucket):
 
 
 def _prune(instance, dry_run: bool):
-    return load_defs().resolve_job_def("prune_job").execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"ops": {"backup_retention": {"config": {"dry_run": dry_run}}}},
+    return (
+        load_defs()
+        .resolve_job_def("prune_job")
+        .execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": {"backup_retention": {"config": {"dry_run": dry_run}}}},
+        )
     )
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from backup_pipeline.definition_names import BACKUP_ID_TAG
+from backup_pipeline.defs.names import BACKUP_ID_TAG
 from tests.conftest import CONFIG_VARS, PROJECT_ROOT
 from tests.support.pipeline import load_defs
 
@@ -32,9 +32,11 @@ def test_schedule_at_0600_utc_requests_a_new_daily_partition(local_env):
         instance=instance, partition_key=run_request.partition_key
     )
     assert result.success
-    assert (PROJECT_ROOT / local_env["BACKUP_LOCAL_DIR"]).joinpath(
-        "db-backups", f"{local_env['DATABASE_URL'].rsplit('/', 1)[1]}_daily_20260113_060000.dump.json"
-    ).exists()
+    assert (
+        (PROJECT_ROOT / local_env["BACKUP_LOCAL_DIR"])
+        .joinpath("db-backups", f"{local_env['DATABASE_URL'].rsplit('/', 1)[1]}_daily_20260113_060000.dump.json")
+        .exists()
+    )
 
 
 def test_schedule_cron_is_configurable(local_env, clean_env):
@@ -69,7 +71,11 @@ def test_definitions_load_with_nothing_configured(tmp_path):
     env["DAGSTER_HOME"] = str(tmp_path)
     validate = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert validate.returncode == 0, validate.stderr[-2000:]
     assert "Validation successful" in validate.stdout + validate.stderr

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from backup_pipeline.cli.main import main
-from backup_pipeline.postgres import table_row_counts
+from backup_pipeline.core.postgres import table_row_counts
 from tests.support.discord_stub import DiscordStub
 from tests.support.hardening import (
     ProcessSampler,
@@ -48,16 +48,24 @@ def role_url(pg_admin_url, secret_values):
     role = f"bp_secret_{secrets.token_hex(4)}"
     dbname = create_database(pg_admin_url, "bpsecret")
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(secret_values["database password"])))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(secret_values["database password"])
+            )
+        )
         conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(role)))
     host = pg_admin_url.split("@", 1)[1].rsplit("/", 1)[0]
     try:
         yield f"postgresql://{role}:{secret_values['database password']}@{host}/{dbname}", dbname
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            owned = [r[0] for r in conn.execute(
-                "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = %s", (role,))]
+            owned = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = %s",
+                    (role,),
+                )
+            ]
         drop_databases(pg_admin_url, [dbname, *owned])
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -21,19 +21,25 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from backup_pipeline.catalog import BackupCatalog
-from backup_pipeline.naming import BackupId, BackupName
-from backup_pipeline.postgres import PostgresTarget
-from backup_pipeline.settings import load_settings
-from backup_pipeline.storage import storage_from_settings
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.names import BackupId, BackupName
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.storage import storage_from_settings
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 BACKUP_ASSETS = ["database_dump", "offsite_backup", "restore_verification", "backup_retention"]
 # The machine is shared with other test runs: waits are generous, and only for things a user would wait for.
@@ -51,7 +57,9 @@ def dagster_ui(s3_env, tmp_path):
     with log_path.open("wb") as log:
         process = start_process(
             [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/server_info", process, timeout=120)
@@ -82,7 +90,10 @@ def page(tmp_path):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install chromium`, as .ci/run does)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 800},
         )
         try:
@@ -134,7 +145,8 @@ def stored_backup(env: dict, backup_id: str):
     settings = load_settings(env)
     db = settings.databases[0]
     catalog = BackupCatalog(
-        storage_from_settings(settings.storage), db.storage_prefix,
+        storage_from_settings(settings.storage),
+        db.storage_prefix,
         db.name_prefix or PostgresTarget.from_url(env["DATABASE_URL"], "DATABASE_URL").dbname,
     )
     name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(backup_id))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..definition_names import BACKUP_TYPE_TAG, QUIET_TAG, DefinitionNames
-from ..errors import BackupError
-from ..naming import BackupId, BackupName, check_backup_type
-from ..streams import human_bytes
-from .context import CliContext
-from .output import print_json
-from .runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.names import BackupId, BackupName, check_backup_type
+from backup_pipeline.core.streams import human_bytes
+from backup_pipeline.defs.names import BACKUP_TYPE_TAG, QUIET_TAG, DefinitionNames
 
 REQUESTED_BY_TAG = "backup/requested_by"
 

@@ -9,11 +9,11 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ..catalog import BackupCatalog, BackupEntry
-from ..naming import BackupName, check_name_prefix, check_safe_name
-from ..postgres import PostgresTarget
-from ..settings import DatabaseSettings, Settings, load_settings
-from ..storage import BackupStorage, storage_from_settings
+from backup_pipeline.core.catalog import BackupCatalog, BackupEntry
+from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
+from backup_pipeline.core.names import BackupName, check_name_prefix, check_safe_name
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.storage import BackupStorage, storage_from_settings
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CliContext:
         if with_encryption_key not in self._catalogs:
             key = None
             if with_encryption_key:
-                from ..encryption import load_key
+                from backup_pipeline.core.encryption import load_key
 
                 storage = self.settings.storage
                 key_value = os.environ.get(storage.encryption_key_env) if storage.encryption_key_env else None

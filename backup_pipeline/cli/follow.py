@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from .outcomes import DaemonGoneError, RunFailedError, RunTimedOutError
-from .output import Progress
+from backup_pipeline.cli.outcomes import DaemonGoneError, RunFailedError, RunTimedOutError
+from backup_pipeline.cli.output import Progress
 
 POLL_S = 0.5
 QUEUED_NOTE_AFTER_S = 30.0
@@ -145,7 +145,7 @@ def follow(
 
 
 def _check_daemon_alive(instance, queued_at: float) -> None:
-    from .launch import DAEMON_HEARTBEAT_TOLERANCE_S, latest_daemon_heartbeat
+    from backup_pipeline.cli.launch import DAEMON_HEARTBEAT_TOLERANCE_S, latest_daemon_heartbeat
 
     if time.time() - queued_at < DAEMON_HEARTBEAT_TOLERANCE_S:
         return

@@ -16,7 +16,7 @@ import time
 
 import dagster as dg
 
-from .runs import LaunchedRun, RunSpec
+from backup_pipeline.cli.runs import LaunchedRun, RunSpec
 
 CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and pyproject.toml: the daemon finds the code by it
 DEFINITIONS_MODULE = "backup_pipeline.definitions"
@@ -95,7 +95,7 @@ def submit_to_queue(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
 
 def wait_until_recorded(instance: dg.DagsterInstance, launched: LaunchedRun, timeout_s: float = 300) -> None:
     """Returns once the run is in the instance (our own process records it once it has loaded the code)."""
-    from ..errors import BackupError
+    from backup_pipeline.core.errors import BackupError
 
     deadline = time.monotonic() + timeout_s
     while instance.get_run_by_id(launched.run_id) is None:

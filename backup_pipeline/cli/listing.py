@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from ..naming import check_backup_type
-from .context import CliContext
-from .output import backups_table, manifest_text, print_json
+from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.output import backups_table, manifest_text, print_json
+from backup_pipeline.core.names import check_backup_type
 
 
 def list_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int:
@@ -36,8 +36,14 @@ def show_backup(ctx: CliContext, name_text: str, as_json: bool) -> int:
         except ValueError:
             verification = None  # the marker's presence is what counts; its details are a courtesy
     if as_json:
-        print_json({**asdict(manifest), "verified": entry.verified, "verification": verification,
-                    "uri": ctx.storage.uri(manifest.key)})
+        print_json(
+            {
+                **asdict(manifest),
+                "verified": entry.verified,
+                "verification": verification,
+                "uri": ctx.storage.uri(manifest.key),
+            }
+        )
     else:
         print(manifest_text(manifest, entry, verification, ctx.storage.describe()))
     return 0

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from ..naming import BACKUP_TYPES
+from backup_pipeline.core.names import BACKUP_TYPES
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def waits(sub, verb_text: str) -> None:
         sub.add_argument("--no-wait", action="store_true", help=f"start the {verb_text} and return at once")
-        sub.add_argument("--timeout", type=positive_seconds, metavar="S",
-                         help="stop waiting after S seconds (exit 3; the run keeps going)")
+        sub.add_argument(
+            "--timeout",
+            type=positive_seconds,
+            metavar="S",
+            help="stop waiting after S seconds (exit 3; the run keeps going)",
+        )
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     backup = verbs.add_parser("backup", help="take a backup now, verify it, and wait for it")
@@ -68,10 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     restore = verbs.add_parser("restore", help="restore a backup into a new database, or over one with --replace")
     restore.add_argument("name")
     restore.add_argument("--target-db", required=True, metavar="DB", help="database to create (or replace)")
-    restore.add_argument("--target-url", metavar="URL",
-                         help="libpq URL of any database on the server to restore to (default: DATABASE_URL's server)")
-    restore.add_argument("--replace", action="store_true",
-                         help="restore over an existing database: restored beside it, swapped in only once it matches")
+    restore.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="libpq URL of any database on the server to restore to (default: DATABASE_URL's server)",
+    )
+    restore.add_argument(
+        "--replace",
+        action="store_true",
+        help="restore over an existing database: restored beside it, swapped in only once it matches",
+    )
     restore.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel pg_restore jobs (default 1)")
     restore.add_argument("--confirm", metavar="RESTORE", help="must be RESTORE")
     waits(restore, "restore")
@@ -88,41 +98,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_verb(args) -> int:
-    from .context import CliContext
+    from backup_pipeline.cli.context import CliContext
 
     ctx = CliContext.load(args.database)
     if args.verb == "list":
-        from .listing import list_backups
+        from backup_pipeline.cli.listing import list_backups
 
         return list_backups(ctx, args.type, args.json)
     if args.verb == "info":
-        from .listing import show_backup
+        from backup_pipeline.cli.listing import show_backup
 
         return show_backup(ctx, args.name, args.json)
     if args.verb == "backup":
-        from .backup import take_backup
+        from backup_pipeline.cli.backup import take_backup
 
         return take_backup(ctx, args)
     if args.verb == "verify":
-        from .verify import verify_backup
+        from backup_pipeline.cli.verify import verify_backup
 
         return verify_backup(ctx, args)
     if args.verb == "restore":
-        from .restore import restore_backup
+        from backup_pipeline.cli.restore import restore_backup
 
         return restore_backup(ctx, args)
     if args.verb == "prune":
-        from .prune import prune_backups
+        from backup_pipeline.cli.prune import prune_backups
 
         return prune_backups(ctx, args)
-    from .runs import WaitOptions, follow_existing
+    from backup_pipeline.cli.runs import WaitOptions, follow_existing
 
     return follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import BackupError, BackupNotFoundError, ConfigurationError
-    from .outcomes import RunTimedOutError
+    from backup_pipeline.cli.outcomes import RunTimedOutError
+    from backup_pipeline.core.errors import BackupError, BackupNotFoundError, ConfigurationError
 
     args = build_parser().parse_args(argv)
     try:

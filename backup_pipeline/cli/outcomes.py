@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import BackupError
+from backup_pipeline.core.errors import BackupError
 
 
 class RunFailedError(BackupError):

@@ -10,9 +10,9 @@ import sys
 import time
 from datetime import datetime
 
-from ..catalog import BackupEntry
-from ..manifest import Manifest
-from ..streams import human_bytes
+from backup_pipeline.core.catalog import BackupEntry
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.streams import human_bytes
 
 
 def print_json(value) -> None:
@@ -45,8 +45,10 @@ def when(moment: datetime) -> str:
 
 def backups_table(entries: list[BackupEntry]) -> str:
     """The original script's table (Filename, Size, Created; newest first; a Total line), plus Verified."""
-    rows = [(f"{e.name}.dump", human_bytes(e.size_bytes), when(e.created_at), "yes" if e.verified else "no")
-            for e in entries]
+    rows = [
+        (f"{e.name}.dump", human_bytes(e.size_bytes), when(e.created_at), "yes" if e.verified else "no")
+        for e in entries
+    ]
     header = ("Filename", "Size", "Created", "Verified")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
     lines = [_row(row, widths) for row in [header, *rows]]
@@ -60,8 +62,10 @@ def backups_table(entries: list[BackupEntry]) -> str:
 
 def _row(cells, widths) -> str:
     # Sizes (the second column) align right, like the original script's table.
-    padded = (cell.rjust(width) if i == 1 else cell.ljust(width)
-              for i, (cell, width) in enumerate(zip(cells, widths, strict=True)))
+    padded = (
+        cell.rjust(width) if i == 1 else cell.ljust(width)
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+    )
     return "  ".join(padded).rstrip()
 
 

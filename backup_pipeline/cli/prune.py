@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..definition_names import DefinitionNames
-from .context import CliContext
-from .output import print_json
-from .runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.defs.names import DefinitionNames
 
 
 def prune_backups(ctx: CliContext, args) -> int:
@@ -24,15 +24,24 @@ def prune_backups(ctx: CliContext, args) -> int:
     decisions = metadata.get("decisions_json") or []
     doomed = [d for d in decisions if d["action"] == "delete"]
     if args.json:
-        print_json({"dry_run": args.dry_run, "deleted": 0 if args.dry_run else len(doomed),
-                    "would_delete": len(doomed), "kept": len(decisions) - len(doomed), "decisions": decisions,
-                    "run_id": run_id})
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "deleted": 0 if args.dry_run else len(doomed),
+                "would_delete": len(doomed),
+                "kept": len(decisions) - len(doomed),
+                "decisions": decisions,
+                "run_id": run_id,
+            }
+        )
         return 0
     for decision in decisions:
         action = decision["action"]
         label = f"would {action}" if args.dry_run else action
         print(f"{label:<12}  {decision['name']}: {decision['reason']}")
     summary = f"would delete {len(doomed)}" if args.dry_run else f"deleted {len(doomed)}"
-    print(f"{summary} of {len(decisions)} backups, kept {len(decisions) - len(doomed)} (run {run_id})"
-          + (" — dry run, nothing was deleted" if args.dry_run else ""))
+    print(
+        f"{summary} of {len(decisions)} backups, kept {len(decisions) - len(doomed)} (run {run_id})"
+        + (" — dry run, nothing was deleted" if args.dry_run else "")
+    )
     return 0

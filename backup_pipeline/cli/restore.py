@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import os
 
-from ..definition_names import DefinitionNames
-from ..errors import ConfigurationError
-from ..naming import check_safe_name
-from ..postgres import PostgresTarget, check_database_name
-from ..restore import RESTORE_CONFIRMATION, check_restore_jobs, check_restore_target, checked_manifest
-from .context import CliContext
-from .output import print_json
-from .runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.names import check_safe_name
+from backup_pipeline.core.postgres import PostgresTarget, check_database_name
+from backup_pipeline.core.restore import (
+    RESTORE_CONFIRMATION,
+    check_restore_jobs,
+    check_restore_target,
+    checked_manifest,
+)
+from backup_pipeline.defs.names import DefinitionNames
 
 PASSWORD_ENV = "BACKUP_RESTORE_TARGET_PASSWORD"
 
@@ -67,21 +72,33 @@ def restore_backup(ctx: CliContext, args) -> int:
             config["target_password_env"] = PASSWORD_ENV
             private_env[PASSWORD_ENV] = password
     op_name = "restore_backup" if ctx.db.is_default else f"{ctx.db.key}__restore_backup"
-    spec = RunSpec(job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}},
-                   private_env=private_env)
+    spec = RunSpec(
+        job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}}, private_env=private_env
+    )
     run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args))
     if finished is None:
-        print(f"Restore of {name} into {args.target_db} started as run {run_id}; follow it with "
-              f"`backup-db follow {run_id}`")
+        print(
+            f"Restore of {name} into {args.target_db} started as run {run_id}; follow it with "
+            f"`backup-db follow {run_id}`"
+        )
         return 0
     outcome = finished.outputs.get(op_name, {})
-    result = {"name": str(name), "target_db": args.target_db, "server": server.describe(), "replaced": args.replace,
-              "tables": outcome.get("tables"), "rows": outcome.get("rows"), "duration_s": outcome.get("duration_s"),
-              "run_id": run_id}
+    result = {
+        "name": str(name),
+        "target_db": args.target_db,
+        "server": server.describe(),
+        "replaced": args.replace,
+        "tables": outcome.get("tables"),
+        "rows": outcome.get("rows"),
+        "duration_s": outcome.get("duration_s"),
+        "run_id": run_id,
+    }
     if args.json:
         print_json(result)
     else:
-        print(f"Restored {name} into {'existing' if args.replace else 'new'} database {args.target_db} on "
-              f"{server.describe()}: {result['tables']} tables, {result['rows']} rows, matching the backup's "
-              f"manifest (run {run_id})")
+        print(
+            f"Restored {name} into {'existing' if args.replace else 'new'} database {args.target_db} on "
+            f"{server.describe()}: {result['tables']} tables, {result['rows']} rows, matching the backup's "
+            f"manifest (run {run_id})"
+        )
     return 0

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .context import CliContext
-from .home import prepare_dagster_home
-from .output import Progress, note
+from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.home import prepare_dagster_home
+from backup_pipeline.cli.output import Progress, note
 
 
 @dataclass
@@ -23,8 +23,12 @@ class RunSpec:
     private_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def public(self) -> dict:
-        return {"job_name": self.job_name, "run_config": self.run_config, "tags": self.tags,
-                "partition_key": self.partition_key}
+        return {
+            "job_name": self.job_name,
+            "run_config": self.run_config,
+            "tags": self.tags,
+            "partition_key": self.partition_key,
+        }
 
 
 @dataclass
@@ -51,7 +55,7 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
     Returns (run id, FinishedRun or None when not waiting). `before_launch(instance)` runs first, e.g. to
     register the backup's partition, which must exist before a run for it starts.
     """
-    from .worker_process import start_worker
+    from backup_pipeline.cli.worker_process import start_worker
 
     home = prepare_dagster_home(note)
     # Our own run process starts loading the code now, while we load Dagster and look for a daemon.
@@ -59,9 +63,9 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
     try:
         import dagster as dg
 
-        from .follow import follow
-        from .launch import daemon_is_running, submit_to_queue, wait_until_recorded
-        from .outcomes import DaemonGoneError
+        from backup_pipeline.cli.follow import follow
+        from backup_pipeline.cli.launch import daemon_is_running, submit_to_queue, wait_until_recorded
+        from backup_pipeline.cli.outcomes import DaemonGoneError
 
         progress = Progress()
         with dg.DagsterInstance.get() as instance:
@@ -79,8 +83,13 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
                 return launched.run_id, None
             try:
                 finished = follow(
-                    instance, launched.run_id, progress, ctx.run_url(launched.run_id), timeout_s=options.timeout_s,
-                    process=launched.process, show_logs=show_logs,
+                    instance,
+                    launched.run_id,
+                    progress,
+                    ctx.run_url(launched.run_id),
+                    timeout_s=options.timeout_s,
+                    process=launched.process,
+                    show_logs=show_logs,
                     queued_at=launched.submitted_at if launched.via_queue else None,
                 )
             except DaemonGoneError:
@@ -91,8 +100,13 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
                 launched = LaunchedRun(run_id=process.run_id, via_queue=False, process=process)
                 _announce(ctx, spec, launched)
                 finished = follow(
-                    instance, launched.run_id, progress, ctx.run_url(launched.run_id), timeout_s=options.timeout_s,
-                    process=launched.process, show_logs=show_logs,
+                    instance,
+                    launched.run_id,
+                    progress,
+                    ctx.run_url(launched.run_id),
+                    timeout_s=options.timeout_s,
+                    process=launched.process,
+                    show_logs=show_logs,
                 )
         return launched.run_id, finished
     finally:
@@ -110,9 +124,9 @@ def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions) -> int:
     prepare_dagster_home(note)
     import dagster as dg
 
-    from ..errors import ConfigurationError
-    from .follow import follow
-    from .worker_process import RunProcess
+    from backup_pipeline.cli.follow import follow
+    from backup_pipeline.cli.worker_process import RunProcess
+    from backup_pipeline.core.errors import ConfigurationError
 
     with dg.DagsterInstance.get() as instance:
         process = RunProcess.of_run(Path(instance.root_directory), run_id)

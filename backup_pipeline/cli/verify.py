@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..definition_names import DefinitionNames
-from .context import CliContext
-from .output import print_json
-from .runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.defs.names import DefinitionNames
 
 
 def verify_backup(ctx: CliContext, args) -> int:
@@ -25,10 +25,19 @@ def verify_backup(ctx: CliContext, args) -> int:
         return 0
     verified = finished.materializations.get("/".join(names.asset_path("restore_verification")), {})
     if args.json:
-        print_json({"name": str(name), "verified": True, "tables": verified.get("tables"),
-                    "rows": verified.get("rows"), "restore_duration_s": verified.get("restore_duration_s"),
-                    "run_id": run_id})
+        print_json(
+            {
+                "name": str(name),
+                "verified": True,
+                "tables": verified.get("tables"),
+                "rows": verified.get("rows"),
+                "restore_duration_s": verified.get("restore_duration_s"),
+                "run_id": run_id,
+            }
+        )
     else:
-        print(f"Verified {name}: {verified.get('tables')} tables and {verified.get('rows')} rows restored and "
-              f"matched its manifest (run {run_id})")
+        print(
+            f"Verified {name}: {verified.get('tables')} tables and {verified.get('rows')} rows restored and "
+            f"matched its manifest (run {run_id})"
+        )
     return 0

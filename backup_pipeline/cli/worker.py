@@ -16,9 +16,9 @@ GO = "run"
 def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
-    from ..alerts.in_process import announce_in_process_run
-    from ..definitions import build_definitions
-    from ..settings import load_settings
+    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.definitions import build_definitions
+    from backup_pipeline.defs.alerts.in_process import announce_in_process_run
 
     run_id, spec_text = argv if argv is not None else sys.argv[1:]
     spec = json.loads(spec_text)

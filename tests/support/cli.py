@@ -35,7 +35,7 @@ def database_names(admin_url: str) -> set[str]:
 
 
 def row_counts(url: str) -> dict[str, int]:
-    from backup_pipeline.postgres import table_row_counts
+    from backup_pipeline.core.postgres import table_row_counts
 
     with psycopg.connect(url) as conn:
         return table_row_counts(conn)
@@ -43,14 +43,17 @@ def row_counts(url: str) -> dict[str, int]:
 
 def schema_dump(url: str) -> list[str]:
     """pg_dump --schema-only without comments, blank lines and the per-run \\restrict keys."""
-    from backup_pipeline.postgres import ClientTools
+    from backup_pipeline.core.postgres import ClientTools
 
     out = subprocess.run(
         [ClientTools.locate().path("pg_dump"), "--schema-only", "--no-owner", "--no-acl", f"--dbname={url}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [
-        line for line in out.splitlines()
+        line
+        for line in out.splitlines()
         if line.strip() and not line.startswith("--") and not line.startswith(("\\restrict", "\\unrestrict"))
     ]
 
@@ -144,15 +147,17 @@ def make_world(admin_url: str, moto_server, tmp_path: Path, seed_sql: str = SEED
     work_dir = tmp_path / "work"
     work_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}
-    env.update({
-        "DATABASE_URL": admin_url.rsplit("/", 1)[0] + "/" + db_name,
-        "BACKUP_S3_BUCKET": bucket,
-        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
-        "BACKUP_S3_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "DAGSTER_HOME": str(home),
-    })
+    env.update(
+        {
+            "DATABASE_URL": admin_url.rsplit("/", 1)[0] + "/" + db_name,
+            "BACKUP_S3_BUCKET": bucket,
+            "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
+            "BACKUP_S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "DAGSTER_HOME": str(home),
+        }
+    )
     return CliWorld(admin_url=admin_url, db_name=db_name, bucket=bucket, s3=s3, home=home, env=env, work_dir=work_dir)
 
 

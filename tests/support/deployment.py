@@ -134,7 +134,9 @@ class Deployment:
             "BACKUP_CODE_SERVER_PORT": str(self.code_port),
         }
         self._start("daemon", on_loopback(documented["dagster-daemon"], 0, workspace), service_env)
-        self._start("webserver", on_loopback(documented["dagster-webserver"], self.webserver_port, workspace), service_env)
+        self._start(
+            "webserver", on_loopback(documented["dagster-webserver"], self.webserver_port, workspace), service_env
+        )
         wait_for_http(f"http://127.0.0.1:{self.webserver_port}/server_info", self.processes["webserver"], timeout=90)
 
     def _start(self, name: str, argv: list[str], env: dict[str, str]) -> None:

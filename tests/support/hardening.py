@@ -176,7 +176,7 @@ class ProcessSampler:
                         pass
             self._stop.wait(self.every_s)
 
-    def __enter__(self) -> "ProcessSampler":
+    def __enter__(self) -> ProcessSampler:
         self._thread.start()
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.names import BackupId
 from backup_pipeline.definitions import build_definitions
-from backup_pipeline.naming import BackupId
-from backup_pipeline.settings import load_settings
 
 
 def load_defs() -> dg.Definitions:
@@ -14,8 +14,14 @@ def load_defs() -> dg.Definitions:
     return build_definitions(load_settings())
 
 
-def run_backup(instance: dg.DagsterInstance, backup_type: str = "manual", backup_id: str | None = None,
-               defs: dg.Definitions | None = None, job_name: str = "backup_job", partitions: str = "backups"):
+def run_backup(
+    instance: dg.DagsterInstance,
+    backup_type: str = "manual",
+    backup_id: str | None = None,
+    defs: dg.Definitions | None = None,
+    job_name: str = "backup_job",
+    partitions: str = "backups",
+):
     """Registers a backup partition and runs backup_job for it in process; returns (result, backup id)."""
     defs = defs or load_defs()
     backup_id = backup_id or str(BackupId.new(backup_type))

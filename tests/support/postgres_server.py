@@ -46,16 +46,28 @@ class ThrowawayCluster:
         if self._as_user:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run([initdb, "-D", f"{self.dir}/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        self._run([pg_ctl, "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-w", "-o",
-                   f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"])
+        self._run(
+            [
+                pg_ctl,
+                "-D",
+                f"{self.dir}/data",
+                "-l",
+                f"{self.dir}/log",
+                "-w",
+                "-o",
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+                "start",
+            ]
+        )
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, argv):
         subprocess.run([*self._as_user, *argv], check=True, capture_output=True)
 
     def stop(self):
-        subprocess.run([*self._as_user, self.pg_ctl, "-D", f"{self.dir}/data", "-m", "fast", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*self._as_user, self.pg_ctl, "-D", f"{self.dir}/data", "-m", "fast", "-w", "stop"], capture_output=True
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -63,7 +75,7 @@ def admin_url() -> tuple[str, ThrowawayCluster | None]:
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         if not can_connect(configured):
-            raise RuntimeError(f"TEST_DATABASE_URL is set but the server does not answer")
+            raise RuntimeError("TEST_DATABASE_URL is set but the server does not answer")
         return configured, None
     if can_connect(LOCAL_URL):
         return LOCAL_URL, None

@@ -1,0 +1,110 @@
+"""Taking one backup: pg_dump streamed through sha256 into storage, the manifest written last."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from backup_pipeline import __version__
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.dump import DumpOptions, Log, start_dump
+from backup_pipeline.core.encryption import EncryptingReader
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import BackupId, BackupName
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, advisory_lock
+from backup_pipeline.core.streams import HashingReader, human_bytes
+
+
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    uri: str
+
+
+def take_backup(
+    target: PostgresTarget,
+    catalog: BackupCatalog,
+    backup_id: BackupId,
+    tools: ClientTools | None = None,
+    options: DumpOptions | None = None,
+    log: Log = print,
+) -> BackupResult:
+    tools = tools or ClientTools.locate()
+    options = options or DumpOptions()
+    name = BackupName(prefix=catalog.name_prefix, id=backup_id)
+    catalog.storage.check_access()
+    # Two runs for one backup id (a relaunched partition, two `backup-db backup` in the same second) must never
+    # both dump into one name: the first holds a lock in the database until its manifest is written.
+    with advisory_lock(target, f"backup_pipeline {name}") as obtained:
+        if not obtained:
+            raise BackupError(
+                f"another run is writing {name} right now: a backup is never written twice. Wait for that run "
+                "(it shows in the Dagster UI), or start a new backup"
+            )
+        return _store_new_backup(target, catalog, name, tools, options, log)
+
+
+def _store_new_backup(
+    target: PostgresTarget, catalog: BackupCatalog, name: BackupName, tools: ClientTools, options: DumpOptions, log: Log
+) -> BackupResult:
+    storage = catalog.storage
+    backup_id = name.id
+    dump_key = name.dump_key(catalog.storage_prefix)
+    manifest_key = name.manifest_key(catalog.storage_prefix)
+    if storage.head(manifest_key) is not None or storage.head(dump_key) is not None:
+        raise BackupError(f"{name} already exists in {storage.describe()}: a backup is never overwritten")
+
+    started = time.monotonic()
+    with start_dump(target, tools, options, log) as dump:
+        # Encrypted (when a key is configured) before upload; size and sha256 describe the stored bytes.
+        source = dump.stdout if catalog.encryption is None else EncryptingReader(dump.stdout, catalog.encryption)
+        reader = HashingReader(
+            source,
+            on_progress=lambda n: log(f"dumped and uploaded {human_bytes(n)} ({n} bytes) so far"),
+        )
+        try:
+            storage.upload_stream(dump_key, reader, expected_bytes=dump.database_size_bytes)
+        except BaseException:
+            dump.kill()
+            _remove_partial(storage, dump_key)
+            raise
+        try:
+            tables = dump.finish()
+        except BaseException:
+            _remove_partial(storage, dump_key)
+            raise
+    duration = time.monotonic() - started
+    manifest = Manifest(
+        name=str(name),
+        backup_id=str(backup_id),
+        type=backup_id.type,
+        database=target.dbname,
+        created_at=backup_id.created_at.isoformat(),
+        key=dump_key,
+        size_bytes=reader.bytes_read,
+        sha256=reader.sha256,
+        server_version=dump.server_version,
+        pg_dump_version=dump.pg_dump_version,
+        tables=tables,
+        duration_s=round(duration, 3),
+        tool_version=__version__,
+        format=options.format,
+        compression=options.description,
+        dump_jobs=options.jobs,
+        database_size_bytes=dump.database_size_bytes,
+        finished_at=datetime.now(UTC).isoformat(),
+        encryption=catalog.encryption.manifest_record() if catalog.encryption else None,
+    )
+    # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
+    storage.put_bytes(manifest_key, manifest.to_json())
+    log(f"stored {name}: {human_bytes(manifest.size_bytes)}, sha256 {manifest.sha256}, {duration:.1f} s")
+    return BackupResult(manifest=manifest, uri=storage.uri(dump_key))
+
+
+def _remove_partial(storage, key: str) -> None:
+    try:
+        storage.delete_many([key])
+    except BackupError:
+        pass  # the manifest was never written, so retention removes it later

@@ -1,0 +1,122 @@
+"""What backups a database has: one listing of the storage prefix, no object reads.
+
+Size comes from the dump object, age from the name's timestamp, completeness from the manifest's
+presence and verification from the marker's presence, so listing 10,000 backups is a few list calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from backup_pipeline.core.encryption import EncryptionKey
+from backup_pipeline.core.errors import BackupError, BackupNotFoundError
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import BACKUP_TYPES, BackupName, classify_key, join_key
+from backup_pipeline.core.storage import BackupStorage, StoredObject
+
+
+@dataclass
+class BackupEntry:
+    name: BackupName
+    dump: StoredObject | None = None
+    manifest_key: str | None = None
+    verified_key: str | None = None
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.dump is not None and self.manifest_key is not None
+
+    @property
+    def verified(self) -> bool:
+        return self.complete and self.verified_key is not None
+
+    @property
+    def created_at(self) -> datetime:
+        return self.name.id.created_at
+
+    @property
+    def type(self) -> str:
+        return self.name.id.type
+
+    @property
+    def size_bytes(self) -> int:
+        return self.dump.size if self.dump else 0
+
+    def as_dict(self) -> dict:
+        return {
+            "name": str(self.name),
+            "key": self.dump.key if self.dump else None,
+            "type": self.type,
+            "size_bytes": self.size_bytes,
+            "created_at": self.created_at.isoformat(),
+            "verified": self.verified,
+        }
+
+
+class BackupCatalog:
+    def __init__(
+        self, storage: BackupStorage, storage_prefix: str, name_prefix: str, encryption: EncryptionKey | None = None
+    ):
+        self.storage = storage
+        self.storage_prefix = storage_prefix
+        self.name_prefix = name_prefix
+        # New backups are encrypted with this key; encrypted backups are decrypted with it. Listing needs none.
+        self.encryption = encryption
+
+    def entries(self) -> list[BackupEntry]:
+        """Every backup of ours, complete or not, newest first."""
+        # Only names of our own shape: one listing per backup type, manifests and markers by name only.
+        prefixes = [join_key(self.storage_prefix, f"{self.name_prefix}_{kind}_") for kind in BACKUP_TYPES]
+        objects = self.storage.list_names(prefixes, rollup=".json")
+        return group_objects(objects, self.storage_prefix, self.name_prefix)
+
+    def complete(self, backup_type: str | None = None) -> list[BackupEntry]:
+        return [e for e in self.entries() if e.complete and (backup_type is None or e.type == backup_type)]
+
+    def find(self, name: BackupName) -> BackupEntry:
+        dump = self.storage.head(name.dump_key(self.storage_prefix))
+        manifest = self.storage.head(name.manifest_key(self.storage_prefix))
+        if dump is None and manifest is None:
+            raise BackupNotFoundError(
+                f"there is no backup named {name} in {self.storage.describe()} (run `backup-db list`)"
+            )
+        if manifest is None:
+            raise BackupNotFoundError(
+                f"{name} has no manifest: its upload never finished, so it is not a backup and cannot be "
+                "verified or restored (retention removes it)"
+            )
+        if dump is None:
+            raise BackupError(f"{name} has a manifest but its dump object is missing from {self.storage.describe()}")
+        verified = self.storage.head(name.verified_key(self.storage_prefix))
+        return BackupEntry(
+            name=name, dump=dump, manifest_key=manifest.key, verified_key=verified.key if verified else None
+        )
+
+    def manifest(self, name: BackupName) -> Manifest:
+        key = name.manifest_key(self.storage_prefix)
+        if self.storage.head(key) is None:
+            self.find(name)  # raises the more precise error
+        return Manifest.from_json(self.storage.read_bytes(key), key)
+
+
+def group_objects(objects: Iterable[StoredObject], storage_prefix: str, name_prefix: str) -> list[BackupEntry]:
+    entries: dict[BackupName, BackupEntry] = {}
+    for obj in objects:
+        classified = classify_key(obj.key, storage_prefix, name_prefix)
+        if classified is None:
+            continue
+        name, kind = classified
+        entry = entries.get(name)
+        if entry is None:
+            entry = entries[name] = BackupEntry(name=name)
+        entry.keys.append(obj.key)
+        if kind == "dump":
+            entry.dump = obj
+        elif kind == "manifest":
+            entry.manifest_key = obj.key
+        else:
+            entry.verified_key = obj.key
+    return sorted(entries.values(), key=lambda e: e.created_at, reverse=True)

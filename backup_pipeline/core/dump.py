@@ -1,0 +1,163 @@
+"""Dumping: pg_dump inside an exported snapshot, streamed, with exact row counts.
+
+Row counts are taken in the same snapshot as the dump, on the connection that exported it, while
+pg_dump runs, so they describe exactly the rows the dump holds. The custom format streams from pg_dump's
+stdout; the directory format (parallel pg_dump) is streamed as a tar while pg_dump writes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backup_pipeline.core.directory_archive import DirectoryTarStream
+from backup_pipeline.core.dump_options import DumpOptions
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.postgres import (
+    ClientTools,
+    PostgresTarget,
+    database_size,
+    exported_snapshot,
+    server_version,
+    table_row_counts,
+)
+
+Log = Callable[[str], None]
+# A bigger pipe lets pg_dump keep writing while the reader hashes or hands a part to the uploader.
+PIPE_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+@dataclass
+class RunningDump:
+    """A pg_dump in progress: read `stdout`, then call `finish()` to learn whether it succeeded."""
+
+    stdout: object
+    server_version: str
+    pg_dump_version: str
+    database_size_bytes: int
+    _process: subprocess.Popen = field(repr=False)
+    _stderr: object = field(repr=False)
+    _counts: dict = field(default_factory=dict, repr=False)
+    _counting: threading.Thread | None = field(default=None, repr=False)
+
+    def finish(self) -> dict[str, int]:
+        """Waits for pg_dump and the row counts; raises with pg_dump's own message when it failed."""
+        code = self._process.wait()
+        if self._counting is not None:
+            self._counting.join()
+        if code != 0:
+            lines = self._stderr.text().strip().splitlines()
+            # The first error names the cause ("could not write ...: No space left on device"); later lines are
+            # its consequences ("a worker process died unexpectedly") or details.
+            errors = [line for line in lines if "error:" in line]
+            reason = (errors or lines or [f"exit code {code}"])[0 if errors else -1]
+            if code < 0:
+                reason = f"pg_dump was killed by signal {-code}"
+            if "No space left on device" in reason:
+                reason += (
+                    f" (a directory-format dump is staged in {tempfile.gettempdir()}: free space there, or set TMPDIR "
+                    "to a folder on a bigger disk)"
+                )
+            raise BackupError(f"pg_dump failed: {reason}")
+        if "error" in self._counts:
+            raise BackupError(f"counting rows in the dump's snapshot failed: {self._counts['error']}")
+        return self._counts["tables"]
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+@contextlib.contextmanager
+def start_dump(
+    target: PostgresTarget, tools: ClientTools, options: DumpOptions | None = None, log: Log = print
+) -> Iterator[RunningDump]:
+    """Starts pg_dump on `target` and yields it; the snapshot stays open until the block ends."""
+    options = options or DumpOptions()
+    with exported_snapshot(target) as (snapshot, conn):
+        major, server_text = server_version(conn)
+        pg_dump_text = tools.check_can_dump(major, server_text)
+        size = database_size(conn)
+        log(f"dumping {target.describe()} (PostgreSQL {server_text}, {size} bytes on disk) with pg_dump {pg_dump_text}")
+        pg_dump_major = int(pg_dump_text.split(".")[0])
+        argv = [
+            tools.path("pg_dump"),
+            *options.pg_dump_args(pg_dump_major, pg_dump_text),
+            f"--snapshot={snapshot}",
+            f"--dbname={target.conninfo_without_password()}",
+        ]
+        with target.child_env() as env, _staging(options) as folder:
+            if folder is None:
+                process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
+                _widen_pipe(process.stdout)
+                stdout = process.stdout
+            else:
+                argv.append(f"--file={folder}")
+                process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                stdout = DirectoryTarStream(folder, process)
+            stderr = StderrTail(process.stderr)
+            dump = RunningDump(
+                stdout=stdout,
+                server_version=server_text,
+                pg_dump_version=pg_dump_text,
+                database_size_bytes=size,
+                _process=process,
+                _stderr=stderr,
+            )
+            dump._counting = threading.Thread(target=_count_rows, args=(conn, dump._counts), daemon=True)
+            dump._counting.start()
+            try:
+                yield dump
+            finally:
+                dump.kill()
+                stdout.close()
+                dump._counting.join()
+
+
+class StderrTail:
+    """The end of a child's stderr, read from a pipe in a thread: kept in memory, so the child's last words
+    survive a full TMPDIR (a temporary file there would stay empty exactly when the disk is the problem)."""
+
+    def __init__(self, pipe, limit: int = 64 * 1024):
+        self._pipe, self._limit, self._data = pipe, limit, b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._pipe:
+            while chunk := self._pipe.read(8192):
+                self._data = (self._data + chunk)[-self._limit :]
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return self._data.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _staging(options: DumpOptions) -> Iterator[Path | None]:
+    """The folder a directory-format dump is written into (TMPDIR); None for the streamed custom format."""
+    if options.format != "directory":
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="backup-dump-") as parent:
+        yield Path(parent).resolve() / "archive"
+
+
+def _widen_pipe(pipe) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def _count_rows(conn, out: dict) -> None:
+    try:
+        out["tables"] = table_row_counts(conn)
+    except Exception as error:  # reported by finish(), on the caller's thread
+        out["error"] = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -1,0 +1,305 @@
+"""Restoring: a stored backup streamed through sha256 into pg_restore.
+
+Shared by verification (into a scratch database) and by `restore_job` (into a new database, or over an
+existing one by restoring beside it and swapping names, so a failed restore leaves the original as it was).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.directory_archive import unpack as unpack_archive
+from backup_pipeline.core.encryption import check_can_decrypt, decrypting
+from backup_pipeline.core.errors import BackupError, ConfigurationError, VerificationError
+from backup_pipeline.core.manifest import Manifest
+from backup_pipeline.core.names import BackupName
+from backup_pipeline.core.postgres import (
+    ClientTools,
+    PostgresTarget,
+    check_database_name,
+    create_database,
+    database_exists,
+    disconnect_sessions,
+    drop_database,
+    rename_database,
+    table_row_counts,
+)
+from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, human_bytes
+
+Log = Callable[[str], None]
+MAX_RESTORE_JOBS = 64
+# What a restore must be told, word for word, before it creates or replaces a database.
+RESTORE_CONFIRMATION = "RESTORE"
+
+
+@dataclass
+class RestoreOutcome:
+    manifest: Manifest
+    database: str
+    tables: dict[str, int]
+    duration_s: float
+
+
+def checked_manifest(catalog: BackupCatalog, name: BackupName) -> Manifest:
+    """The manifest of a complete backup whose stored size matches it; refuses anything else, clearly."""
+    entry = catalog.find(name)
+    manifest = catalog.manifest(name)
+    check_can_decrypt(manifest.encryption, catalog.encryption, str(name))
+    if entry.size_bytes != manifest.size_bytes:
+        raise VerificationError(
+            f"{name} is damaged: the stored dump is {entry.size_bytes} bytes but its manifest says "
+            f"{manifest.size_bytes} (truncated or replaced); restore another backup"
+        )
+    return manifest
+
+
+def restore_into(
+    catalog: BackupCatalog,
+    manifest: Manifest,
+    target: PostgresTarget,
+    tools: ClientTools,
+    log: Log = print,
+    jobs: int = 1,
+) -> None:
+    """pg_restore the backup into the existing, empty database `target`; the checksum must match."""
+    if manifest.format == "directory":
+        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs))
+        return
+    if jobs > 1:
+        _restore_parallel(catalog, manifest, target, tools, log, jobs)
+        return
+    argv = [tools.path("pg_restore"), *_restore_args(target)]
+    total = max(manifest.size_bytes, 1)
+    with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
+        reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
+        plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        try:
+            _feed(plain, process.stdin)
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            code = process.wait()
+        _check_checksum(reader.sha256, manifest)
+        if code != 0:
+            raise VerificationError(f"pg_restore of {manifest.name} failed: {_last_line(err, code)}")
+
+
+def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
+    # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
+    # Unbuffered, so a full disk surfaces in _stage and closing the file never retries a failed write.
+    with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump", buffering=0) as staged:
+        with catalog.storage.open_stream(manifest.key) as body:
+            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
+            plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+            _stage(plain, staged, manifest.name)
+        _check_checksum(reader.sha256, manifest)
+        _run_pg_restore(
+            [tools.path("pg_restore"), *_restore_args(target), f"--jobs={jobs}", staged.name], target, manifest
+        )
+
+
+def _restore_directory(catalog, manifest, target, tools, log, jobs: int) -> None:
+    # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
+    # pg_restore the folder with `jobs` in parallel.
+    with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
+        folder = os.path.join(staging, "archive")
+        with catalog.storage.open_stream(manifest.key) as body:
+            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
+            plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+            try:
+                unpack_archive(plain, folder)
+            except (tarfile.TarError, ValueError) as error:
+                while reader.read(CHUNK_BYTES):  # a damaged object: say so by its checksum when it differs
+                    pass
+                _check_checksum(reader.sha256, manifest)
+                raise VerificationError(
+                    f"{manifest.name} is not a readable directory-format archive: {error}"
+                ) from None
+            except OSError as error:
+                raise BackupError(
+                    f"cannot unpack {manifest.name} for restoring in {staging}: {error.strerror}. Free space there "
+                    "or point TMPDIR at a larger disk"
+                ) from None
+        _check_checksum(reader.sha256, manifest)
+        argv = [tools.path("pg_restore"), *_restore_args(target), "--format=directory", f"--jobs={jobs}", folder]
+        _run_pg_restore(argv, target, manifest)
+
+
+def _run_pg_restore(argv: list[str], target: PostgresTarget, manifest: Manifest) -> None:
+    with target.child_env() as env:
+        result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        raise VerificationError(f"pg_restore of {manifest.name} failed: {lines[-1] if lines else result.returncode}")
+
+
+def _stage(source, out, name: str) -> None:
+    while chunk := source.read(CHUNK_BYTES):
+        view = memoryview(chunk)
+        while view:
+            try:
+                written = out.write(view)
+            except OSError as error:
+                raise BackupError(
+                    f"cannot stage {name} for a parallel restore in {os.path.dirname(out.name)}: {error.strerror}. "
+                    "Free space there, point TMPDIR at a larger disk, or restore with --jobs 1 (it streams and "
+                    "stages nothing)"
+                ) from None
+            view = view[written:]
+
+
+def _restore_args(target: PostgresTarget) -> list[str]:
+    return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={target.conninfo_without_password()}"]
+
+
+def _feed(reader, sink) -> None:
+    """Copies the object into pg_restore; if pg_restore stops early, reads on so the hash is complete."""
+    sink_open = True
+    while chunk := reader.read(CHUNK_BYTES):
+        if sink_open:
+            try:
+                sink.write(chunk)
+            except BrokenPipeError:
+                sink_open = False
+
+
+def _check_checksum(actual: str, manifest: Manifest) -> None:
+    if actual != manifest.sha256:
+        raise VerificationError(
+            f"{manifest.name} is corrupted: its sha256 is {actual} but the manifest recorded {manifest.sha256}; "
+            "restore another backup"
+        )
+
+
+def _last_line(stderr_file, code: int) -> str:
+    stderr_file.seek(0)
+    lines = [ln for ln in stderr_file.read().decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {code}"
+
+
+def compare_row_counts(expected: dict[str, int], actual: dict[str, int], name: str) -> None:
+    problems = []
+    for table in sorted(set(expected) | set(actual)):
+        want, got = expected.get(table), actual.get(table)
+        if want != got:
+            problems.append(
+                f"{table}: manifest {want if want is not None else 'absent'}, "
+                f"restored {got if got is not None else 'absent'}"
+            )
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise VerificationError(f"{name} restored to different contents than were dumped: {shown}")
+
+
+def scratch_database_name(purpose: str) -> str:
+    return f"bp_{purpose}_{secrets.token_hex(6)}"
+
+
+def check_restore_jobs(jobs: int) -> int:
+    if not 1 <= jobs <= MAX_RESTORE_JOBS:
+        raise ConfigurationError(
+            f"jobs (--jobs) must be from 1 to {MAX_RESTORE_JOBS}, got {jobs}: each job is one connection to the server"
+        )
+    return jobs
+
+
+def check_restore_target(admin, server: PostgresTarget, target_db: str, replace: bool) -> bool:
+    """Whether `target_db` exists; refuses a new restore over an existing database, or --replace of a missing one."""
+    exists = database_exists(admin, target_db)
+    if exists and not replace:
+        raise ConfigurationError(
+            f"database '{target_db}' already exists on {server.describe()}: choose a new name, or pass "
+            "--replace to restore over it"
+        )
+    if replace and not exists:
+        raise ConfigurationError(
+            f"--replace was given but database '{target_db}' does not exist on {server.describe()}"
+        )
+    return exists
+
+
+def restore_server(url: str, password_env: str | None, where: str = "target_url") -> PostgresTarget:
+    """The server a restore goes to, from a URL without password and the name of a variable holding it.
+
+    Run config is stored in the event log, so the password never travels in it.
+    """
+    server = PostgresTarget.from_url(url, where)
+    if server.password is not None:
+        raise ConfigurationError(
+            f"{where} must not hold a password (run config is stored in the event log): put the password in an "
+            "environment variable of the run's process and name that variable in target_password_env"
+        )
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise ConfigurationError(
+                f"{password_env} is not set in the run's environment: it must hold the password for {where}"
+            )
+        server = PostgresTarget(params={**server.params, "password": password}, source_env=where)
+    return server
+
+
+def restore_to_database(
+    catalog: BackupCatalog,
+    name: BackupName,
+    server: PostgresTarget,
+    target_db: str,
+    replace: bool = False,
+    jobs: int = 1,
+    tools: ClientTools | None = None,
+    log: Log = print,
+) -> RestoreOutcome:
+    """Restores `name` into `target_db` on `server`'s server and checks its row counts.
+
+    Without `replace` the database must not exist. With it, the backup is restored beside the existing
+    database and the names are swapped only once the restore matched its manifest.
+    """
+    tools = tools or ClientTools.locate()
+    check_database_name(target_db)
+    check_restore_jobs(jobs)
+    started = time.monotonic()
+    manifest = checked_manifest(catalog, name)
+    admin = server.connect()
+    try:
+        exists = check_restore_target(admin, server, target_db, replace)
+        work_db = scratch_database_name("restore") if exists else target_db
+        create_database(admin, work_db)
+        try:
+            log(f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db}")
+            restore_into(catalog, manifest, server.with_database(work_db), tools, log, jobs)
+            with server.with_database(work_db).connect() as conn:
+                counts = table_row_counts(conn)
+            compare_row_counts(manifest.tables, counts, str(name))
+        except BaseException:
+            drop_database(admin, work_db)
+            raise
+        if exists:
+            _swap(admin, target_db, work_db, log)
+    finally:
+        admin.close()
+    duration = time.monotonic() - started
+    log(f"restored {name} into {target_db}: {len(counts)} tables, {sum(counts.values())} rows, {duration:.1f} s")
+    return RestoreOutcome(manifest=manifest, database=target_db, tables=counts, duration_s=round(duration, 3))
+
+
+def _swap(admin, target_db: str, work_db: str, log: Log) -> None:
+    old = scratch_database_name("replaced")
+    disconnect_sessions(admin, target_db)
+    rename_database(admin, target_db, old)
+    try:
+        rename_database(admin, work_db, target_db)
+    except BaseException:
+        rename_database(admin, old, target_db)
+        raise
+    drop_database(admin, old)
+    log(f"replaced the contents of {target_db}")

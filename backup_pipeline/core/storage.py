@@ -1,0 +1,406 @@
+"""Backup storage: an S3-compatible bucket or a local folder behind one interface.
+
+The one place that talks to S3 (or the folder); backup, verification, retention, restore and the command
+line share it. Objects are addressed by key (`db-backups/app_manual_20260113_150000.dump`); the local
+folder mirrors the same keys as paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from backup_pipeline.core.config import StorageSettings
+from backup_pipeline.core.errors import BackupError, ConfigurationError
+
+MIN_PART_BYTES = 8 * 1024 * 1024
+MAX_PART_BYTES = 5 * 1024**3
+MAX_PARTS = 10_000
+DELETE_BATCH = 1000
+UPLOAD_CONCURRENCY = 4
+LIST_CONCURRENCY = 4
+# Deleting thousands of objects: DeleteObjects requests (1,000 keys each) in flight at once.
+DELETE_CONCURRENCY = 4
+# A streamed upload holds whole parts in memory (read, queued, in flight): at most this much, and at
+# least two parts, so memory stays flat whatever the size of the dump.
+UPLOAD_MEMORY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    last_modified: datetime | None = None
+
+
+def part_size_for(expected_bytes: int) -> int:
+    """Multipart part size so that a dump up to twice the expected size stays under S3's 10,000 parts.
+
+    8 MiB up to about 40 GB expected, then growing with the expectation (whole MiB); a 5 TiB dump, S3's
+    largest object, fits whenever at least 2.5 TiB were expected.
+    """
+    wanted = math.ceil(max(expected_bytes, 1) * 2 / (MAX_PARTS - 100) / 2**20) * 2**20
+    return min(MAX_PART_BYTES, max(MIN_PART_BYTES, wanted))
+
+
+def upload_concurrency_for(part_bytes: int) -> tuple[int, int]:
+    """(parts uploaded at once, parts held in memory at once) within UPLOAD_MEMORY_BYTES."""
+    in_memory = max(2, min(UPLOAD_CONCURRENCY + 2, UPLOAD_MEMORY_BYTES // part_bytes))
+    return max(1, min(UPLOAD_CONCURRENCY, in_memory - 1)), in_memory
+
+
+class BackupStorage:
+    """What every backup step needs from storage: stream in, stream out, list, head, delete many."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def uri(self, key: str) -> str:
+        raise NotImplementedError
+
+    def check_access(self) -> None:
+        """Fail early, naming the place, when storage cannot be used."""
+
+    def upload_stream(self, key: str, reader, expected_bytes: int = 0) -> None:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def open_stream(self, key: str):
+        """Context manager yielding a file-like object with read(n)."""
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open_stream(key) as stream:
+            return stream.read()
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        raise NotImplementedError
+
+    def list_names(self, prefixes: Sequence[str], rollup: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with one of `prefixes` (which must not overlap), for the catalog.
+
+        Objects whose key ends in `rollup` may come back with size 0 and no date (the catalog only needs
+        their names); a key that continues past `rollup` (`x.json.bak`) may come back cut after it.
+        """
+        folders = {prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else "" for prefix in prefixes}
+        for folder in sorted(folders):
+            for obj in self.list(folder):
+                if obj.key.startswith(tuple(prefixes)):
+                    yield obj
+
+    def head(self, key: str) -> StoredObject | None:
+        raise NotImplementedError
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        raise NotImplementedError
+
+
+class LocalStorage(BackupStorage):
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root != path and self.root not in path.parents:
+            raise ConfigurationError(f"key '{key}' points outside the backup folder {self.root}")
+        return path
+
+    def check_access(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BackupError(
+                f"cannot use the backup folder {self.root}: {error.strerror}. Set BACKUP_LOCAL_DIR to a writable "
+                "folder, or BACKUP_S3_BUCKET to use S3"
+            ) from None
+
+    def upload_stream(self, key: str, reader, expected_bytes: int = 0) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            with open(partial, "wb") as out:
+                shutil.copyfileobj(reader, out, 1024 * 1024)
+            os.replace(partial, path)
+        except OSError as error:
+            raise BackupError(f"could not write {path}: {error.strerror}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        import io
+
+        self.upload_stream(key, io.BytesIO(data))
+
+    @contextlib.contextmanager
+    def open_stream(self, key: str):
+        try:
+            handle = open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise BackupError(f"{key} is not in {self.describe()}") from None
+        with handle:
+            yield handle
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith("."):  # partial writes in progress
+                    continue
+                path = Path(dirpath) / name
+                stat = path.stat()
+                yield StoredObject(
+                    key=path.relative_to(self.root).as_posix(),
+                    size=stat.st_size,
+                    last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+                )
+
+    def head(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return StoredObject(key=key, size=stat.st_size, last_modified=datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        deleted = 0
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                self._path(key).unlink()
+                deleted += 1
+        return deleted
+
+
+class S3Storage(BackupStorage):
+    def __init__(self, client, bucket: str, endpoint_url: str | None = None):
+        self.client = client
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+
+    def describe(self) -> str:
+        return f"bucket '{self.bucket}' at {self.endpoint_url or 'AWS S3'}"
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def check_access(self) -> None:
+        with self._errors("open"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def upload_stream(self, key: str, reader, expected_bytes: int = 0) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        part = part_size_for(expected_bytes)
+        concurrency, in_memory = upload_concurrency_for(part)
+        config = TransferConfig(
+            multipart_threshold=part,
+            multipart_chunksize=part,
+            max_concurrency=concurrency,
+            use_threads=True,
+        )
+        # s3transfer's own setting (boto3's constructor does not take it): parts buffered from a stream.
+        config.max_in_memory_upload_chunks = in_memory
+        # s3transfer aborts the multipart upload itself when a part keeps failing.
+        with self._errors(f"upload {key} to"):
+            self.client.upload_fileobj(reader, self.bucket, key, Config=config)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        with self._errors(f"write {key} to"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+
+    @contextlib.contextmanager
+    def open_stream(self, key: str):
+        with self._errors(f"read {key} from"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors("list"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield StoredObject(key=item["Key"], size=int(item["Size"]), last_modified=item.get("LastModified"))
+
+    def list_names(self, prefixes: Sequence[str], rollup: str) -> Iterator[StoredObject]:
+        # One listing per prefix, at once, each page handed over as it arrives; with `rollup` as the delimiter
+        # S3 returns those names as common prefixes, without size or date: for 10,000 backups, two thirds of
+        # the objects cost a name only.
+        import queue
+
+        pages: queue.Queue = queue.Queue()
+
+        def listing(prefix: str) -> None:
+            try:
+                with self._errors("list"):
+                    for page in self.client.get_paginator("list_objects_v2").paginate(
+                        Bucket=self.bucket, Prefix=prefix, Delimiter=rollup
+                    ):
+                        contents, names = page.get("Contents", []), page.get("CommonPrefixes", [])
+                        pages.put(
+                            [
+                                StoredObject(key=o["Key"], size=int(o["Size"]), last_modified=o.get("LastModified"))
+                                for o in contents
+                            ]
+                            + [StoredObject(key=common["Prefix"], size=0) for common in names]
+                        )
+            except BaseException as error:  # handed to the caller's thread
+                pages.put(error)
+            finally:
+                pages.put(None)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(prefixes), LIST_CONCURRENCY))) as pool:
+            for prefix in prefixes:
+                pool.submit(listing, prefix)
+            running = len(prefixes)
+            while running:
+                page = pages.get()
+                if page is None:
+                    running -= 1
+                elif isinstance(page, BaseException):
+                    raise page
+                else:
+                    yield from page
+
+    def head(self, key: str) -> StoredObject | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors(f"look up {key} in", passthrough=(ClientError,)):
+                response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._translate(error, f"look up {key} in") from None
+        return StoredObject(key=key, size=int(response["ContentLength"]), last_modified=response.get("LastModified"))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Deletes in batches of 1,000, several batches at once: callers needing an order call it once per step."""
+        keys = list(keys)
+        batches = [keys[start : start + DELETE_BATCH] for start in range(0, len(keys), DELETE_BATCH)]
+        if len(batches) <= 1:
+            return sum(self._delete_batch(batch) for batch in batches)
+        with ThreadPoolExecutor(max_workers=DELETE_CONCURRENCY) as pool:
+            return sum(pool.map(self._delete_batch, batches))
+
+    def _delete_batch(self, batch: list[str]) -> int:
+        with self._errors("delete from"):
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+        errors = response.get("Errors", [])
+        if errors:
+            raise BackupError(
+                f"{len(errors)} objects could not be deleted from {self.describe()}, first {errors[0].get('Key')}: "
+                f"{errors[0].get('Message') or errors[0].get('Code')}"
+            )
+        return len(batch)
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, passthrough: tuple = ()):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except passthrough:
+            raise
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, action) from None
+        except Exception as error:
+            # s3transfer wraps part failures; unwrap to the botocore error when there is one.
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, (ClientError, BotoCoreError)):
+                raise self._translate(cause, action) from None
+            raise
+
+    def _translate(self, error, action: str) -> BackupError:
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        where = self.describe()
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and action == "open"):
+                return BackupError(
+                    f"the bucket '{self.bucket}' does not exist at {self.endpoint_url or 'AWS S3'}: create it, or "
+                    "set BACKUP_S3_BUCKET (and BACKUP_S3_ENDPOINT_URL) to an existing one"
+                )
+            if code == "NoSuchKey":
+                return BackupError(f"cannot {action} {where}: the object does not exist (run `backup-db list`)")
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
+                return BackupError(
+                    f"cannot {action} {where}: the credentials were refused ({code}). Check AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or DO_SPACES_KEY and DO_SPACES_SECRET)"
+                )
+            return BackupError(f"cannot {action} {where}: S3 answered {code or status}")
+        if isinstance(error, NoCredentialsError):
+            return BackupError(
+                f"cannot {action} {where}: no S3 credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or DO_SPACES_KEY and DO_SPACES_SECRET)"
+            )
+        if isinstance(error, EndpointConnectionError) or "connect" in type(error).__name__.lower():
+            return BackupError(
+                f"cannot {action} {where}: the endpoint is unreachable. Check BACKUP_S3_ENDPOINT_URL and the network"
+            )
+        return BackupError(f"cannot {action} {where}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+def s3_client(settings: StorageSettings, max_attempts: int | None = None):
+    """A boto3 client for the command line's light paths (the Dagster resource uses dagster-aws S3Resource)."""
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    key_id = os.environ.get(settings.access_key_id_env) if settings.access_key_id_env else None
+    secret = os.environ.get(settings.secret_access_key_env) if settings.secret_access_key_env else None
+    session = botocore.session.get_session()
+    # botocore parses every listed object's date with dateutil, the larger part of listing 30,000 objects.
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
+    return boto3.session.Session(botocore_session=session).client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(
+            retries={"max_attempts": max_attempts or settings.max_attempts, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        ),
+    )
+
+
+def _parse_timestamp(value):
+    try:
+        return datetime.fromisoformat(value)  # S3 sends ISO 8601 (2026-01-13T15:00:00.000Z)
+    except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
+
+
+def storage_from_settings(settings: StorageSettings, client=None) -> BackupStorage:
+    if settings.uses_s3:
+        return S3Storage(client or s3_client(settings), settings.bucket, settings.endpoint_url)
+    return LocalStorage(settings.local_dir)

@@ -1,0 +1,65 @@
+"""Verification: restore a stored backup into a scratch database and compare row counts with its manifest.
+
+The scratch database is dropped afterwards, whatever happened. Passing writes the backup's
+`.verified.json` marker, which listing and retention read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.manifest import Manifest, VerificationRecord
+from backup_pipeline.core.names import BackupName
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, create_database, drop_database, table_row_counts
+from backup_pipeline.core.restore import Log, checked_manifest, compare_row_counts, restore_into, scratch_database_name
+
+
+@dataclass
+class VerificationOutcome:
+    manifest: Manifest
+    scratch_database: str
+    tables: dict[str, int]
+    duration_s: float
+
+
+def verify_backup(
+    catalog: BackupCatalog,
+    name: BackupName,
+    server: PostgresTarget,
+    tools: ClientTools | None = None,
+    log: Log = print,
+) -> VerificationOutcome:
+    tools = tools or ClientTools.locate()
+    started = time.monotonic()
+    manifest = checked_manifest(catalog, name)
+    scratch = scratch_database_name("verify")
+    admin = server.connect()
+    try:
+        create_database(admin, scratch)
+        log(f"verifying {name}: restoring into scratch database {scratch}")
+        try:
+            restore_into(catalog, manifest, server.with_database(scratch), tools, log)
+            with server.with_database(scratch).connect() as conn:
+                counts = table_row_counts(conn)
+        finally:
+            drop_database(admin, scratch)
+    finally:
+        admin.close()
+    compare_row_counts(manifest.tables, counts, str(name))
+    duration = time.monotonic() - started
+    record = VerificationRecord(
+        name=str(name),
+        sha256=manifest.sha256,
+        verified_at=datetime.now(UTC).isoformat(),
+        restore_duration_s=round(duration, 3),
+        tables=len(counts),
+        rows=sum(counts.values()),
+    )
+    catalog.storage.put_bytes(name.verified_key(catalog.storage_prefix), record.to_json())
+    log(f"verified {name}: {len(counts)} tables and {record.rows} rows match the manifest ({duration:.1f} s)")
+    return VerificationOutcome(
+        manifest=manifest, scratch_database=scratch, tables=counts, duration_s=record.restore_duration_s
+    )

@@ -1,0 +1,34 @@
+"""Discord alerts: run failures, backup notices, the dead-man's switch and the freshness check."""
+
+import dagster as dg
+
+from backup_pipeline.core.config import Settings
+from backup_pipeline.defs.alerts.discord import DiscordClient
+from backup_pipeline.defs.alerts.freshness import build_freshness_check, build_freshness_sensor
+from backup_pipeline.defs.alerts.messages import Redactor
+from backup_pipeline.defs.alerts.run_sensors import (
+    backup_failure_text,
+    make_discord_on_backup_success_sensor,
+    make_discord_on_run_failure_sensor,
+)
+
+
+def alert_definitions(settings: Settings) -> dg.Definitions:
+    client = DiscordClient(settings.discord)
+    redact = Redactor.from_settings(settings)
+    return dg.Definitions(
+        sensors=[
+            make_discord_on_run_failure_sensor(
+                client,
+                text_fn=backup_failure_text(settings),
+                redact=redact,
+                webserver_base_url=settings.webserver_url,
+            ),
+            make_discord_on_backup_success_sensor(client, settings, redact=redact),
+            *(build_freshness_sensor(db, settings, client, redact) for db in settings.databases),
+        ],
+        asset_checks=[build_freshness_check(db) for db in settings.databases],
+    )
+
+
+__all__ = ["DiscordClient", "alert_definitions", "make_discord_on_run_failure_sensor"]

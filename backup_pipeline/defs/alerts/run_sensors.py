@@ -1,0 +1,133 @@
+"""Run-status sensors that tell Discord about runs: every failure, and each backup that completed.
+
+They run in the daemon, so a run our code never reached (a crash, a run killed by the run monitor, a failure
+before the first step) is reported too, and a slow or absent Discord can never hold up a backup.
+"""
+
+from collections.abc import Callable, Sequence
+
+import dagster as dg
+
+from backup_pipeline.core.config import DEFAULT_WEBSERVER_URL, DatabaseSettings, Settings
+from backup_pipeline.defs.alerts.discord import DiscordClient
+from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, success_text
+from backup_pipeline.defs.alerts.runs import failure_error, materialization_metadata, run_facts
+from backup_pipeline.defs.names import QUIET_TAG, DefinitionNames
+
+RUN_SENSOR_INTERVAL_S = 5
+FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
+
+
+def default_failure_text(webserver_base_url: str) -> FailureTextFn:
+    def text(context: dg.RunFailureSensorContext) -> str:
+        run = context.dagster_run
+        facts = RunFacts(job=run.job_name, run_id=run.run_id, run_url=f"{webserver_base_url}/runs/{run.run_id}")
+        return failure_text(facts, failure_error(context))
+
+    return text
+
+
+def make_discord_on_run_failure_sensor(
+    client: DiscordClient,
+    text_fn: FailureTextFn | None = None,
+    redact: Callable[[str], str] = lambda text: text,
+    name: str = "discord_on_run_failure",
+    webserver_base_url: str = DEFAULT_WEBSERVER_URL,
+    minimum_interval_seconds: int = RUN_SENSOR_INTERVAL_S,
+    monitored_jobs: Sequence | None = None,
+    default_status: dg.DefaultSensorStatus | None = None,
+) -> dg.SensorDefinition:
+    """A sensor that posts to Discord when a run fails; shaped like dagster-slack's make_slack_on_run_failure_sensor.
+
+    Without monitored_jobs it watches every job of this code location. It is RUNNING by default when the
+    client is configured; every message goes through `redact` before it is sent.
+    """
+    text_fn = text_fn or default_failure_text(webserver_base_url)
+    if default_status is None:
+        default_status = dg.DefaultSensorStatus.RUNNING if client.configured else dg.DefaultSensorStatus.STOPPED
+
+    @dg.run_failure_sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        monitored_jobs=monitored_jobs,
+        monitor_all_code_locations=False,
+        default_status=default_status,
+        description=(
+            "Posts to Discord when any run of this code location fails: job, database, backup, the first line "
+            "of the error and a link to the run. Configure DISCORD_WEBHOOK_URL, or DISCORD_BOT_TOKEN and "
+            "DISCORD_BACKUP_CHANNEL_ID."
+        ),
+    )
+    def discord_on_run_failure(context: dg.RunFailureSensorContext):
+        if not client.configured:
+            return dg.SkipReason("Discord is not configured: set DISCORD_WEBHOOK_URL or DISCORD_BOT_TOKEN")
+        delivered = client.post(redact(text_fn(context)), log=context.log)
+        context.log.info(f"failure of run {context.dagster_run.run_id} {'posted' if delivered else 'NOT posted'}")
+
+    return discord_on_run_failure
+
+
+def backup_failure_text(settings: Settings) -> FailureTextFn:
+    """Failure text that names the database and backup of our own jobs."""
+
+    def text(context: dg.RunFailureSensorContext) -> str:
+        return failure_text(run_facts(context.dagster_run, settings), failure_error(context))
+
+    return text
+
+
+def make_discord_on_backup_success_sensor(
+    client: DiscordClient,
+    settings: Settings,
+    redact: Callable[[str], str] = lambda text: text,
+    name: str = "discord_on_backup_success",
+    minimum_interval_seconds: int = RUN_SENSOR_INTERVAL_S,
+) -> dg.SensorDefinition:
+    """Posts a notice for each successful backup_job run: type, file, size, duration, verified."""
+    enabled = client.configured and settings.discord.success_notices
+    backup_jobs = {DefinitionNames(db).backup_job: db for db in settings.databases}
+
+    @dg.run_status_sensor(
+        name=name,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        minimum_interval_seconds=minimum_interval_seconds,
+        monitor_all_code_locations=False,
+        default_status=dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED,
+        description=(
+            "Posts a notice to Discord for each completed backup (type, file, size, duration, verified). "
+            f"Skips runs tagged {QUIET_TAG}; BACKUP_DISCORD_SUCCESS_NOTICES=false turns it off."
+        ),
+    )
+    def discord_on_backup_success(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        db = backup_jobs.get(run.job_name)
+        if db is None:
+            return  # not a backup: nothing to announce
+        if not enabled:
+            return dg.SkipReason(
+                "success notices are off (Discord is not configured, or BACKUP_DISCORD_SUCCESS_NOTICES=false)"
+            )
+        if run.tags.get(QUIET_TAG, "").lower() not in ("", "false", "0"):
+            return dg.SkipReason(f"run {run.run_id} is tagged {QUIET_TAG}")
+        delivered = client.post(redact(backup_success_text(context, settings, db)), log=context.log)
+        context.log.info(f"backup notice for run {run.run_id} {'posted' if delivered else 'NOT posted'}")
+
+    return discord_on_backup_success
+
+
+def backup_success_text(context: dg.RunStatusSensorContext, settings: Settings, db: DatabaseSettings) -> str:
+    names = DefinitionNames(db)
+    run = context.dagster_run
+    metadata = materialization_metadata(context.instance, run.run_id)
+    stored = metadata.get(dg.AssetKey(names.asset_path("offsite_backup")), {})
+    verification = metadata.get(dg.AssetKey(names.asset_path("restore_verification")), {})
+    stats = context.instance.get_run_stats(run.run_id)
+    duration = stats.end_time - stats.start_time if stats.start_time and stats.end_time else stored.get("duration_s")
+    return success_text(
+        run_facts(run, settings),
+        file_name=f"{stored['name']}.dump" if stored.get("name") else None,
+        size_bytes=stored.get("size_bytes"),
+        duration_s=duration,
+        verified=bool(verification.get("verified")),
+        rows=verification.get("rows"),
+    )

@@ -1,0 +1,109 @@
+"""Facts about a finished run, read from the run and its event log: which database and backup, what failed."""
+
+import os
+
+import dagster as dg
+
+from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.defs.alerts.messages import RunFacts
+from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, DefinitionNames
+
+PARTITION_TAG = "dagster/partition"
+
+
+def job_kinds(settings: Settings) -> dict[str, tuple[DatabaseSettings, str]]:
+    """Every job name of the code location → (its database, what kind of job it is)."""
+    kinds = {}
+    for db in settings.databases:
+        names = DefinitionNames(db)
+        for job, kind in (
+            (names.backup_job, "backup"),
+            (names.verify_job, "verify"),
+            (names.prune_job, "prune"),
+            (names.restore_job, "restore"),
+            (names.request_job, "request"),
+        ):
+            kinds[job] = (db, kind)
+    return kinds
+
+
+def database_name(db: DatabaseSettings) -> str:
+    """The database's own name (from its URL: never the URL itself), else the configured key."""
+    try:
+        return PostgresTarget.from_url(os.environ.get(db.url_env), db.url_env).dbname
+    except BackupError:
+        return db.key
+
+
+def name_prefix(db: DatabaseSettings) -> str:
+    return db.name_prefix or database_name(db)
+
+
+def run_url(settings: Settings, run_id: str) -> str:
+    return f"{settings.webserver_url}/runs/{run_id}"
+
+
+def run_facts(run: dg.DagsterRun, settings: Settings) -> RunFacts:
+    db, kind = job_kinds(settings).get(run.job_name, (None, "other"))
+    facts = dict(job=run.job_name, run_id=run.run_id, run_url=run_url(settings, run.run_id), kind=kind)
+    if db is None:
+        return RunFacts(**facts)
+    facts["database"] = database_name(db)
+    backup_id = run.tags.get(PARTITION_TAG) or run.tags.get(BACKUP_ID_TAG)
+    backup_type = run.tags.get(BACKUP_TYPE_TAG) or None
+    if kind == "restore":
+        config = _op_config_with(run.run_config, "backup_name")
+        facts["backup_name"] = config.get("backup_name")
+        facts["target_db"] = config.get("target_db")
+    elif backup_id:
+        try:
+            backup_type = backup_type or BackupId.parse(backup_id).type
+            facts["backup_name"] = f"{name_prefix(db)}_{backup_id}"
+        except BackupError:
+            facts["backup_name"] = backup_id  # not one of our ids: show it as it is
+    facts["backup_type"] = backup_type
+    return RunFacts(**facts)
+
+
+def failure_error(context: dg.RunFailureSensorContext) -> str:
+    """The failing step's own message, or the run's when no step got to fail (a crash, the run monitor)."""
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            return data.user_failure_data.description
+        if data.error:
+            return _innermost(data.error).message
+    event = context.failure_event
+    failure = event.job_failure_data if event.is_job_failure else None
+    if failure is not None and failure.error is not None:
+        return failure.error.message
+    return event.message or ""
+
+
+def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, dict]:
+    """Each asset's materialization metadata in a run, as plain values."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    found = {}
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is not None:
+            found[materialization.asset_key] = {k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
+def _innermost(error):
+    """The user's own exception, not the framework's wrapper around it."""
+    while error.cause is not None:
+        error = error.cause
+    return error
+
+
+def _op_config_with(run_config: dict, key: str) -> dict:
+    for op in (run_config or {}).get("ops", {}).values():
+        config = (op or {}).get("config") or {}
+        if key in config:
+            return config
+    return {}

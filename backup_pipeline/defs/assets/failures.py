@@ -1,0 +1,18 @@
+"""Turning our errors into Dagster failures whose description is the user-facing message."""
+
+from __future__ import annotations
+
+import contextlib
+
+import dagster as dg
+
+from backup_pipeline.core.errors import BackupError
+
+
+@contextlib.contextmanager
+def fail_clearly():
+    """A BackupError fails the step with its own message (no stack trace to dig through)."""
+    try:
+        yield
+    except BackupError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None

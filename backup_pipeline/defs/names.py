@@ -1,0 +1,77 @@
+"""Names of one database's Dagster definitions: asset keys, jobs, partitions, resource key, run tags.
+
+With one database (DATABASE_URL alone) the names are plain (`backup_job`, `database_dump`); with several,
+each database's names carry its key (`billing__backup_job`, `billing/database_dump`).
+No Dagster import here: the command line uses these names too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backup_pipeline.core.config import DatabaseSettings
+
+DATABASE_TAG = "backup/database"
+BACKUP_ID_TAG = "backup/id"
+BACKUP_TYPE_TAG = "backup/type"
+QUIET_TAG = "backup/quiet"
+STORAGE_RESOURCE_KEY = "backup_storage"
+
+
+@dataclass(frozen=True)
+class DefinitionNames:
+    db: DatabaseSettings
+
+    def _name(self, base: str) -> str:
+        return base if self.db.is_default else f"{self.db.key}__{base}"
+
+    @property
+    def key_prefix(self) -> list[str]:
+        return [] if self.db.is_default else [self.db.key]
+
+    def asset_path(self, name: str) -> list[str]:
+        return [*self.key_prefix, name]
+
+    @property
+    def group(self) -> str:
+        return "backups" if self.db.is_default else f"{self.db.key}_backups"
+
+    @property
+    def partitions(self) -> str:
+        return "backups" if self.db.is_default else f"{self.db.key}_backups"
+
+    @property
+    def postgres_resource(self) -> str:
+        return "postgres" if self.db.is_default else f"postgres_{self.db.key}"
+
+    @property
+    def backup_job(self) -> str:
+        return self._name("backup_job")
+
+    @property
+    def verify_job(self) -> str:
+        return self._name("verify_job")
+
+    @property
+    def prune_job(self) -> str:
+        return self._name("prune_job")
+
+    @property
+    def restore_job(self) -> str:
+        return self._name("restore_job")
+
+    @property
+    def request_job(self) -> str:
+        return self._name("request_backup")
+
+    @property
+    def schedule(self) -> str:
+        return self._name("daily_backup_schedule")
+
+    @property
+    def request_sensor(self) -> str:
+        return self._name("backup_request_sensor")
+
+    @property
+    def freshness_sensor(self) -> str:
+        return self._name("backup_freshness_sensor")

@@ -1,0 +1,95 @@
+"""Dagster resources: the database to back up and the backup storage.
+
+Thin wrappers: the plumbing lives in postgres.py and storage.py, shared with the command line.
+Secrets arrive as dg.EnvVar, so Dagster stores the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import DatabaseSettings, StorageSettings
+from backup_pipeline.core.encryption import EncryptionKey, load_key
+from backup_pipeline.core.names import check_name_prefix
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+from backup_pipeline.core.storage import BackupStorage, LocalStorage, S3Storage
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The PostgreSQL database to back up, and the server that hosts scratch databases for verification."""
+
+    database_url: str | None = None
+    url_env: str = "DATABASE_URL"
+    verify_database_url: str | None = None
+    name_prefix: str | None = None
+
+    def target(self) -> PostgresTarget:
+        return PostgresTarget.from_url(self.database_url, self.url_env)
+
+    def verify_server(self) -> PostgresTarget:
+        if self.verify_database_url:
+            return PostgresTarget.from_url(self.verify_database_url, "BACKUP_VERIFY_DATABASE_URL")
+        return self.target()
+
+    def tools(self) -> ClientTools:
+        return ClientTools.locate()
+
+    def backup_name_prefix(self) -> str:
+        return check_name_prefix(self.name_prefix or self.target().dbname)
+
+
+class BackupStorageResource(dg.ConfigurableResource):
+    """Where backups are kept: an S3-compatible bucket through dagster-aws, or a local folder."""
+
+    bucket: str | None = None
+    local_dir: str = "./backups"
+    s3: S3Resource
+    # dg.EnvVar("BACKUP_ENCRYPTION_KEY") when set: Dagster records the variable's name, never the key.
+    encryption_key: str | None = None
+    encryption_key_file: str | None = None
+
+    def storage(self) -> BackupStorage:
+        if self.bucket:
+            return S3Storage(self.s3.get_client(), self.bucket, self.s3.endpoint_url)
+        return LocalStorage(self.local_dir)
+
+    def encryption(self) -> EncryptionKey | None:
+        return load_key(self.encryption_key, self.encryption_key_file)
+
+    def catalog(self, postgres: PostgresResource, storage_prefix: str) -> BackupCatalog:
+        return BackupCatalog(self.storage(), storage_prefix, postgres.backup_name_prefix(), self.encryption())
+
+
+def _env_var(name: str | None):
+    """dg.EnvVar when the variable is set where the definitions load; None lets boto3/our checks decide."""
+    return dg.EnvVar(name) if name and os.environ.get(name) else None
+
+
+def postgres_resource(db: DatabaseSettings) -> PostgresResource:
+    return PostgresResource(
+        database_url=_env_var(db.url_env),
+        url_env=db.url_env,
+        verify_database_url=_env_var(db.verify_url_env),
+        name_prefix=db.name_prefix,
+    )
+
+
+def storage_resource(settings: StorageSettings) -> BackupStorageResource:
+    s3 = S3Resource(
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        aws_access_key_id=_env_var(settings.access_key_id_env),
+        aws_secret_access_key=_env_var(settings.secret_access_key_env),
+        max_attempts=settings.max_attempts,
+    )
+    return BackupStorageResource(
+        bucket=settings.bucket,
+        local_dir=settings.local_dir,
+        s3=s3,
+        encryption_key=_env_var(settings.encryption_key_env),
+        encryption_key_file=settings.encryption_key_file,
+    )
