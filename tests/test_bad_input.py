@@ -76,10 +76,10 @@ def unchanged(site):
 # --------------------------------------------------------------------------- configuration (environment variables)
 
 CONFIGURATION = [
-    ({"BACKUP_S3_MAX_ATTEMPTS": "0"}, "BACKUP_S3_MAX_ATTEMPTS must be at least 1, got 0"),
-    ({"BACKUP_S3_MAX_ATTEMPTS": "lots"}, "BACKUP_S3_MAX_ATTEMPTS must be a whole number, got 'lots'"),
-    ({"BACKUP_RETENTION_DAYS": "0"}, "BACKUP_RETENTION_DAYS must be at least 1, got 0"),
-    ({"BACKUP_FRESHNESS_HOURS": "soon"}, "BACKUP_FRESHNESS_HOURS must be a number, got 'soon'"),
+    ({"BACKUP_S3_MAX_ATTEMPTS": "0"}, "BACKUP_S3_MAX_ATTEMPTS must be a whole number from 1 to 20, got 0"),
+    ({"BACKUP_S3_MAX_ATTEMPTS": "lots"}, "BACKUP_S3_MAX_ATTEMPTS must be a whole number from 1 to 20, got 'lots'"),
+    ({"BACKUP_RETENTION_DAYS": "0"}, "BACKUP_RETENTION_DAYS must be a whole number from 1 to 36500, got 0"),
+    ({"BACKUP_FRESHNESS_HOURS": "soon"}, "BACKUP_FRESHNESS_HOURS must be a number from 1 to 8784, got 'soon'"),
     ({"BACKUP_S3_PREFIX": "db-backups/../other"}, "BACKUP_S3_PREFIX 'db-backups/../other' must be a plain key prefix"),
     (
         {"BACKUP_S3_BUCKET": "", "DO_SPACES_BUCKET": "Team_Backups"},

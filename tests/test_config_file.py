@@ -100,8 +100,8 @@ databases:
 """,
     )
     assert message.startswith(f"{path} has 6 problems:")
-    assert f"{path} line 4: retention_days must be a whole number ≥ 1, got 0" in message
-    assert f"{path} line 5: keep_last must be a whole number ≥ 0, got 'many'" in message
+    assert f"{path} line 4: retention_days must be a whole number from 1 to 36500, got 0" in message
+    assert f"{path} line 5: keep_last must be a whole number from 0 to 100000, got 'many'" in message
     assert f"{path} line 6: database key 'app' is already used on line 2" in message
     assert f"{path} line 10: unknown field 'schedul' (did you mean 'schedule'?)" in message
     assert f"{path} line 11: this database has no key" in message
@@ -110,7 +110,7 @@ databases:
 
 def test_single_problem_names_file_line_and_fix(tmp_path):
     message, path = error_from(tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n    retention_days: 1.5\n")
-    assert message == f"{path} line 4: retention_days must be a whole number ≥ 1, got '1.5'"
+    assert message == f"{path} line 4: retention_days must be a whole number from 1 to 36500, got '1.5'"
 
 
 def test_url_pasted_in_place_of_a_variable_name_is_refused_without_echoing_it(tmp_path):
@@ -160,3 +160,12 @@ def test_malformed_files_say_where_and_what(tmp_path, text, expected):
 def test_missing_file_says_how_to_fix_it(tmp_path):
     with pytest.raises(ConfigurationError, match="does not exist: create it .* or unset BACKUP_CONFIG_FILE"):
         load_settings({"BACKUP_CONFIG_FILE": str(tmp_path / "nowhere.yaml")})
+
+
+def test_numbers_past_their_bounds_are_refused_with_the_bounds(tmp_path):
+    message, path = error_from(
+        tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n    retention_days: 1000000\n"
+    )
+    assert message == f"{path} line 4: retention_days must be a whole number from 1 to 36500, got 1000000"
+    message, path = error_from(tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n    freshness_hours: .inf\n")
+    assert message == f"{path} line 4: freshness_hours must be a number from 1 to 8784, got inf"

@@ -35,7 +35,18 @@ def test_defaults_match_the_documented_table():
     "env, expected",
     [
         ({"BACKUP_RETENTION_DAYS": "thirty"}, "BACKUP_RETENTION_DAYS must be a whole number"),
-        ({"BACKUP_KEEP_LAST": "-1"}, "BACKUP_KEEP_LAST must be at least 0"),
+        ({"BACKUP_KEEP_LAST": "-1"}, "BACKUP_KEEP_LAST must be a whole number from 0 to 100000, got -1"),
+        # Past the bounds a value is a typo; a million days would overflow date arithmetic.
+        (
+            {"BACKUP_RETENTION_DAYS": "1000000"},
+            "BACKUP_RETENTION_DAYS must be a whole number from 1 to 36500, got 1000000",
+        ),
+        ({"BACKUP_RETENTION_DAYS": "9" * 400}, "BACKUP_RETENTION_DAYS must be a whole number from 1 to 36500, got 999"),
+        ({"BACKUP_KEEP_LAST": "100001"}, "BACKUP_KEEP_LAST must be a whole number from 0 to 100000"),
+        ({"BACKUP_FRESHNESS_HOURS": "1e308"}, "BACKUP_FRESHNESS_HOURS must be a number from 1 to 8784, got 1e\\+308"),
+        ({"BACKUP_FRESHNESS_HOURS": "nan"}, "BACKUP_FRESHNESS_HOURS must be a number from 1 to 8784, got nan"),
+        ({"BACKUP_S3_MAX_ATTEMPTS": "1000"}, "BACKUP_S3_MAX_ATTEMPTS must be a whole number from 1 to 20, got 1000"),
+        ({"BACKUP_DUMP_JOBS": "100000"}, "BACKUP_DUMP_JOBS must be a whole number from 1 to"),
         ({"BACKUP_S3_BUCKET": "Bad_Bucket"}, "BACKUP_S3_BUCKET 'Bad_Bucket' is not a valid bucket name"),
         ({"BACKUP_S3_ENDPOINT_URL": "minio:9000"}, "BACKUP_S3_ENDPOINT_URL 'minio:9000' is not a URL"),
         ({"BACKUP_SCHEDULE_CRON": "every day"}, "BACKUP_SCHEDULE_CRON 'every day' is not a cron expression"),

@@ -7,13 +7,14 @@ read here: settings hold the *names* of the variables that carry them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from backup_pipeline.core.dump_options import Compression, DumpOptions, check_format, check_jobs
+from backup_pipeline.core.dump_options import MAX_JOBS, Compression, DumpOptions, check_format, check_jobs
 from backup_pipeline.core.errors import ConfigurationError
 
 DEFAULT_STORAGE_PREFIX = "db-backups"
@@ -26,6 +27,13 @@ DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_S3_MAX_ATTEMPTS = 5
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
 CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
+
+# Bounds of every numeric setting: past them a value is a typo, and some would overflow date arithmetic
+# (a retention window of a million days reaches before year 1).
+RETENTION_DAYS_RANGE = (1, 36_500)  # up to 100 years
+KEEP_LAST_RANGE = (0, 100_000)
+FRESHNESS_HOURS_RANGE = (1, 8_784)  # up to a leap year
+S3_MAX_ATTEMPTS_RANGE = (1, 20)
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
@@ -152,10 +160,10 @@ def default_database(env) -> DatabaseSettings:
     return DatabaseSettings(
         name_prefix=env.get("BACKUP_NAME_PREFIX") or None,
         storage_prefix=storage_prefix(env.get("BACKUP_S3_PREFIX"), "BACKUP_S3_PREFIX"),
-        retention_days=env_int(env, "BACKUP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, minimum=1),
-        keep_last=env_int(env, "BACKUP_KEEP_LAST", DEFAULT_KEEP_LAST, minimum=0),
+        retention_days=env_int(env, "BACKUP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, *RETENTION_DAYS_RANGE),
+        keep_last=env_int(env, "BACKUP_KEEP_LAST", DEFAULT_KEEP_LAST, *KEEP_LAST_RANGE),
         schedule_cron=cron(env.get("BACKUP_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON, "BACKUP_SCHEDULE_CRON"),
-        freshness_hours=env_float(env, "BACKUP_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS, minimum=1),
+        freshness_hours=env_float(env, "BACKUP_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS, *FRESHNESS_HOURS_RANGE),
         verify_url_env="BACKUP_VERIFY_DATABASE_URL" if env.get("BACKUP_VERIFY_DATABASE_URL") else None,
         **dump_settings(env),
     )
@@ -163,7 +171,7 @@ def default_database(env) -> DatabaseSettings:
 
 def dump_settings(env) -> dict:
     dump_format = check_format((env.get("BACKUP_DUMP_FORMAT") or "custom").strip().lower())
-    jobs = check_jobs(env_int(env, "BACKUP_DUMP_JOBS", 1, minimum=1), dump_format)
+    jobs = check_jobs(env_int(env, "BACKUP_DUMP_JOBS", 1, 1, MAX_JOBS), dump_format)
     compression = Compression.parse(env.get("BACKUP_COMPRESSION"))
     return {"dump_format": dump_format, "dump_jobs": jobs, "compression": str(compression) if compression else None}
 
@@ -198,7 +206,7 @@ def storage_settings(env) -> StorageSettings:
         access_key_id_env=_first_set(env, "AWS_ACCESS_KEY_ID", "DO_SPACES_KEY"),
         secret_access_key_env=_first_set(env, "AWS_SECRET_ACCESS_KEY", "DO_SPACES_SECRET"),
         local_dir=env.get("BACKUP_LOCAL_DIR") or DEFAULT_LOCAL_DIR,
-        max_attempts=env_int(env, "BACKUP_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS, minimum=1),
+        max_attempts=env_int(env, "BACKUP_S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS, *S3_MAX_ATTEMPTS_RANGE),
         **encryption_settings(env),
     )
 
@@ -284,29 +292,34 @@ def cron(value: str, where: str) -> str:
     return value
 
 
-def env_int(env, name: str, default: int, minimum: int) -> int:
+def env_int(env, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default
+    kind = f"a whole number from {minimum} to {maximum}"
     try:
-        value = int(raw)
+        value = int(raw.strip())
     except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number, got '{raw}'") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
-    return value
+        raise ConfigurationError(f"{name} must be {kind}, got '{raw[:40]}'") from None
+    return check_range(value, name, minimum, maximum, kind)
 
 
-def env_float(env, name: str, default: float, minimum: float) -> float:
+def env_float(env, name: str, default: float, minimum: float, maximum: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
+    kind = f"a number from {minimum:g} to {maximum:g}"
     try:
-        value = float(raw)
+        value = float(raw.strip())
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got '{raw}'") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigurationError(f"{name} must be {kind}, got '{raw[:40]}'") from None
+    return check_range(value, name, minimum, maximum, kind)
+
+
+def check_range(value, name: str, minimum, maximum, kind: str):
+    """`value` if it lies within [minimum, maximum]; else a message naming the setting and its bounds."""
+    if (isinstance(value, float) and not math.isfinite(value)) or not minimum <= value <= maximum:
+        raise ConfigurationError(f"{name} must be {kind}, got {str(value)[:40]}")
     return value
 
 

@@ -18,14 +18,22 @@ Environment variables (BACKUP_RETENTION_DAYS, ...) give the defaults that the fi
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from backup_pipeline.core.config import DatabaseSettings, cron, database_key, storage_prefix
+from backup_pipeline.core.config import (
+    FRESHNESS_HOURS_RANGE,
+    KEEP_LAST_RANGE,
+    RETENTION_DAYS_RANGE,
+    DatabaseSettings,
+    check_range,
+    cron,
+    database_key,
+    storage_prefix,
+)
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import check_name_prefix
 
@@ -207,26 +215,24 @@ def _scalar(node: yaml.Node, name: str, kind: str) -> str:
     return node.value
 
 
-def _whole_number(minimum: int):
+def _whole_number(minimum: int, maximum: int):
     def check(node: yaml.Node, name: str) -> int:
-        kind = f"a whole number ≥ {minimum}"
+        kind = f"a whole number from {minimum} to {maximum}"
         text = _scalar(node, name, kind)
         if node.tag == _INT:
             value = yaml.SafeLoader("").construct_yaml_int(node)
         elif node.tag == _STR and text.strip().isdigit():  # "30" quoted means 30 too
             value = int(text)
         else:
-            raise ConfigurationError(f"{name} must be {kind}, got '{text}'")
-        if value < minimum:
-            raise ConfigurationError(f"{name} must be {kind}, got {value}")
-        return value
+            raise ConfigurationError(f"{name} must be {kind}, got '{text[:40]}'")
+        return check_range(value, name, minimum, maximum, kind)
 
     return check
 
 
-def _number(minimum: float):
+def _number(minimum: float, maximum: float):
     def check(node: yaml.Node, name: str) -> float:
-        kind = f"a number ≥ {minimum:g}"
+        kind = f"a number from {minimum:g} to {maximum:g}"
         text = _scalar(node, name, kind)
         if node.tag == _INT:
             value = float(yaml.SafeLoader("").construct_yaml_int(node))
@@ -234,9 +240,7 @@ def _number(minimum: float):
             value = yaml.SafeLoader("").construct_yaml_float(node)
         else:
             raise ConfigurationError(f"{name} must be {kind}, got '{text}'")
-        if not math.isfinite(value) or value < minimum:
-            raise ConfigurationError(f"{name} must be {kind}, got {text}")
-        return value
+        return check_range(value, name, minimum, maximum, kind)
 
     return check
 
@@ -291,10 +295,10 @@ _CHECKS = {
     "url_env": _env_name,
     "name_prefix": _name_prefix,
     "schedule": _schedule,
-    "retention_days": _whole_number(1),
-    "keep_last": _whole_number(0),
+    "retention_days": _whole_number(*RETENTION_DAYS_RANGE),
+    "keep_last": _whole_number(*KEEP_LAST_RANGE),
     "storage_prefix": _storage_prefix,
-    "freshness_hours": _number(1),
+    "freshness_hours": _number(*FRESHNESS_HOURS_RANGE),
     "verify_url_env": _env_name,
 }
 
