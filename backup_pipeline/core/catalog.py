@@ -99,7 +99,9 @@ class BackupCatalog:
         key = name.manifest_key(self.storage_prefix)
         if self.storage.head(key) is None:
             self.find(name)  # raises the more precise error
-        return Manifest.from_json(self.storage.read_bytes(key), key)
+        manifest = Manifest.from_json(self.storage.read_bytes(key), key)
+        # Bound to its own name: a manifest copied onto another name must not vouch for a dump it never saw.
+        return manifest.check_describes(str(name), str(name.id), name.dump_key(self.storage_prefix), key)
 
 
 def group_objects(objects: Iterable[StoredObject], storage_prefix: str, name_prefix: str) -> list[BackupEntry]:

@@ -6,6 +6,8 @@ A dump without a manifest is an incomplete upload: never listed, never restored,
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -51,12 +53,103 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes, key: str = "manifest") -> Manifest:
+        """Parses strictly: every field of the right type, or BackupError naming the field and the object."""
         try:
             raw = json.loads(data)
-            known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-            return cls(**known)
-        except (ValueError, TypeError) as error:
-            raise BackupError(f"the manifest {key} is not readable ({error}): the backup cannot be trusted") from None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise BackupError(f"the manifest {key} is not JSON ({error}): the backup cannot be trusted") from None
+        if not isinstance(raw, dict):
+            raise BackupError(f"the manifest {key} is not a JSON object: the backup cannot be trusted")
+        problems = [
+            problem
+            for field_name, check in _FIELD_CHECKS.items()
+            if (problem := _field_problem(raw, field_name, check, field_name in _OPTIONAL)) is not None
+        ]
+        if problems:
+            raise BackupError(
+                f"the manifest {key} is damaged ({'; '.join(problems[:5])}): the backup cannot be trusted; "
+                "restore another backup"
+            )
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+
+    def check_describes(self, name: str, backup_id: str, dump_key: str, manifest_key: str) -> Manifest:
+        """Refuses a manifest that describes another backup (copied or renamed onto this name)."""
+        if (self.name, self.backup_id, self.key) != (name, backup_id, dump_key) or self.type != backup_id.rsplit(
+            "_", 2
+        )[0]:
+            raise BackupError(
+                f"the manifest {manifest_key} describes {self.name} (dump {self.key}), not {name}: it was copied or "
+                f"edited, so {name} cannot be trusted; restore another backup"
+            )
+        return self
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _is_timestamp(value) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+# Field → (what it must be, test). Optional fields may be absent (older manifests lack them).
+_FIELD_CHECKS = {
+    "name": ("text", lambda v: isinstance(v, str) and v != ""),
+    "backup_id": ("text", lambda v: isinstance(v, str) and v != ""),
+    "type": ("text", lambda v: isinstance(v, str) and v != ""),
+    "database": ("text", lambda v: isinstance(v, str)),
+    "created_at": ("an ISO 8601 time with its zone", _is_timestamp),
+    "key": ("text", lambda v: isinstance(v, str) and v != ""),
+    "size_bytes": ("a whole number ≥ 0", lambda v: _is_int(v) and v >= 0),
+    "sha256": ("64 hex digits", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None),
+    "server_version": ("text", lambda v: isinstance(v, str)),
+    "pg_dump_version": ("text", lambda v: isinstance(v, str) and re.match(r"\d+", v) is not None),
+    "tables": (
+        "an object of table names to whole numbers ≥ 0",
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) and n >= 0 for k, n in v.items()),
+    ),
+    "duration_s": ("a number", _is_number),
+    "tool_version": ("text", lambda v: isinstance(v, str)),
+    "format": ("custom or directory", lambda v: v in ("custom", "directory")),
+    "compression": ("text", lambda v: isinstance(v, str)),
+    "dump_jobs": ("a whole number ≥ 1", lambda v: _is_int(v) and v >= 1),
+    "database_size_bytes": ("a whole number ≥ 0", lambda v: _is_int(v) and v >= 0),
+    "finished_at": ("text", lambda v: isinstance(v, str)),
+    "encryption": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "manifest_version": ("a whole number", _is_int),
+    "extra": ("an object", lambda v: isinstance(v, dict)),
+}
+_OPTIONAL = frozenset(
+    {
+        "format",
+        "compression",
+        "dump_jobs",
+        "database_size_bytes",
+        "finished_at",
+        "encryption",
+        "manifest_version",
+        "extra",
+    }
+)
+
+
+def _field_problem(raw: dict, field_name: str, check, optional: bool) -> str | None:
+    what, test = check
+    if field_name not in raw:
+        return None if optional else f"'{field_name}' is missing"
+    value = raw[field_name]
+    if test(value):
+        return None
+    shown = json.dumps(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"'{field_name}' must be {what}, got {shown}"
 
 
 @dataclass

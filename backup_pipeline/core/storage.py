@@ -88,8 +88,9 @@ class BackupStorage:
     def list_names(self, prefixes: Sequence[str], rollup: str) -> Iterator[StoredObject]:
         """Every object whose key starts with one of `prefixes` (which must not overlap), for the catalog.
 
-        Objects whose key ends in `rollup` may come back with size 0 and no date (the catalog only needs
-        their names); a key that continues past `rollup` (`x.json.bak`) may come back cut after it.
+        Keys come back exactly as stored, never cut short, so `x.dump.json.bak` is never taken for
+        `x.dump.json`; keys continuing past `rollup` may come back cut after `rollup` plus one character,
+        which no name of ours ends in.
         """
         folders = {prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else "" for prefix in prefixes}
         for folder in sorted(folders):
@@ -244,9 +245,10 @@ class S3Storage(BackupStorage):
                     yield StoredObject(key=item["Key"], size=int(item["Size"]), last_modified=item.get("LastModified"))
 
     def list_names(self, prefixes: Sequence[str], rollup: str) -> Iterator[StoredObject]:
-        # One listing per prefix, at once, each page handed over as it arrives; with `rollup` as the delimiter
-        # S3 returns those names as common prefixes, without size or date: for 10,000 backups, two thirds of
-        # the objects cost a name only.
+        # One listing per prefix, at once, each page handed over as it arrives. The delimiter is `rollup` and a
+        # dot: keys ending in `rollup` come back whole, and foreign keys going on past it (`x.dump.json.bak`)
+        # fold into one common prefix ending in ".", which no name of ours matches. (`rollup` alone as the
+        # delimiter folded `x.dump.json.bak` into `x.dump.json`, a manifest that does not exist.)
         import queue
 
         pages: queue.Queue = queue.Queue()
@@ -255,7 +257,7 @@ class S3Storage(BackupStorage):
             try:
                 with self._errors("list"):
                     for page in self.client.get_paginator("list_objects_v2").paginate(
-                        Bucket=self.bucket, Prefix=prefix, Delimiter=rollup
+                        Bucket=self.bucket, Prefix=prefix, Delimiter=f"{rollup}."
                     ):
                         contents, names = page.get("Contents", []), page.get("CommonPrefixes", [])
                         pages.put(
