@@ -1,0 +1,228 @@
+"""The checked value types of the configuration, shared by the environment (config.py) and the databases
+file (config_file.py).
+
+Each type is a pydantic `Annotated` type whose validator turns what a user wrote (always text in the
+environment; text, numbers or null in YAML) into the value the pipeline uses. A bad value raises ValueError
+with the rest of the sentence after the setting's name ("must be a whole number from 1 to 36500, got 0"):
+the loader puts the variable's or the file field's name in front. CompleteMessage carries a sentence that
+already names what is wrong (messages shared with the command line, cross-field rules).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlparse
+
+from pydantic import AfterValidator, BeforeValidator
+
+from backup_pipeline.core.dump_options import MAX_JOBS, Compression, check_format
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.names import check_name_prefix
+
+# Bounds of every numeric setting: past them a value is a typo, and some would overflow date arithmetic
+# (a retention window of a million days reaches before year 1).
+RETENTION_DAYS_RANGE = (1, 36_500)  # up to 100 years
+KEEP_LAST_RANGE = (0, 100_000)
+FRESHNESS_HOURS_RANGE = (1, 8_784)  # up to a leap year
+S3_MAX_ATTEMPTS_RANGE = (1, 20)
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WEBHOOK = re.compile(r"^https?://[^/\s]+/\S*$")
+
+
+class CompleteMessage(ValueError):
+    """A validation message that is a whole sentence already: shown as it is, without a name in front."""
+
+
+def _whole_number(minimum: int, maximum: int):
+    kind = f"a whole number from {minimum} to {maximum}"
+
+    def check(value: object) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(f"must be {kind}, got '{value[:40]}'") from None
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be {kind}, got '{str(value)[:40]}'")
+        return _within(value, minimum, maximum, kind)
+
+    return BeforeValidator(check)
+
+
+def _number(minimum: float, maximum: float):
+    kind = f"a number from {minimum:g} to {maximum:g}"
+
+    def check(value: object) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(f"must be {kind}, got '{value[:40]}'") from None
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be {kind}, got '{str(value)[:40]}'")
+        return _within(float(value), minimum, maximum, kind)
+
+    return BeforeValidator(check)
+
+
+def _within(value, minimum, maximum, kind: str):
+    if (isinstance(value, float) and not math.isfinite(value)) or not minimum <= value <= maximum:
+        raise ValueError(f"must be {kind}, got {str(value)[:40]}")
+    return value
+
+
+def _text(value: object) -> str:
+    # YAML turns `name_prefix: 2024` into a number and an empty value into null: neither is a name.
+    if value is None:
+        raise ValueError("must be text")
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, got '{value}'")
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _matching(pattern: re.Pattern, message: str):
+    """Text matching `pattern`; else `message`, formatted with the value as {value}."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(message.format(value=value[:40]))
+        return value
+
+    return AfterValidator(check)
+
+
+def _web_url(hint: str, echo: bool = True):
+    def check(value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"'{value}' is not a URL: {hint}" if echo else f"is not a URL: {hint}")
+        return value.rstrip("/")
+
+    return AfterValidator(check)
+
+
+def _storage_prefix(value: str) -> str:
+    prefix = value.strip("/")
+    if ".." in prefix.split("/") or "\x00" in prefix or "\\" in prefix:
+        raise ValueError(f"'{value}' must be a plain key prefix such as db-backups/app")
+    return prefix
+
+
+def _cron(value: str) -> str:
+    # A shape check only: Dagster validates the expression fully when the schedule is built.
+    fields = value.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields):
+        raise ValueError(f"'{value}' is not a cron expression: for example '0 6 * * *'")
+    return value
+
+
+def _name_prefix(value: str) -> str:
+    try:
+        return check_name_prefix(value)
+    except ConfigurationError:
+        raise ValueError(
+            f"'{value}' is not usable in object names: use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 63 characters"
+        ) from None
+
+
+def _flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got '{value}'")
+
+
+def _key_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError(
+            f"'{value}' is not a file: point it at a file holding the key "
+            "(create one with `openssl rand -base64 32 > backup.key`)"
+        )
+    return value
+
+
+def _reusing(check):
+    """A validator from a check shared with the command line, which raises ConfigurationError."""
+
+    def validate(value):
+        try:
+            return check(value)
+        except ConfigurationError as exc:
+            raise CompleteMessage(str(exc)) from None
+
+    return BeforeValidator(validate)
+
+
+def _compression(value: str | None) -> str | None:
+    compression = Compression.parse(value)
+    return str(compression) if compression else None
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+EnvName = Annotated[
+    Text,
+    _matching(
+        _ENV_NAME,
+        # Not echoed: a URL pasted here may carry a password.
+        "must be the name of an environment variable (for example BILLING_DATABASE_URL) that holds "
+        "the URL, never the URL itself",
+    ),
+]
+DatabaseKey = Annotated[
+    Text,
+    _matching(
+        _DATABASE_KEY,
+        "'{value}' must start with a letter and hold only letters, digits and '_' (at most 41 characters); "
+        "it names the Dagster assets and jobs of that database",
+    ),
+]
+NamePrefix = Annotated[Text, AfterValidator(_name_prefix)]
+StoragePrefix = Annotated[Text, AfterValidator(_storage_prefix)]
+Cron = Annotated[Text, AfterValidator(_cron)]
+RetentionDays = Annotated[int, _whole_number(*RETENTION_DAYS_RANGE)]
+KeepLast = Annotated[int, _whole_number(*KEEP_LAST_RANGE)]
+FreshnessHours = Annotated[float, _number(*FRESHNESS_HOURS_RANGE)]
+S3MaxAttempts = Annotated[int, _whole_number(*S3_MAX_ATTEMPTS_RANGE)]
+DumpFormat = Annotated[str, _reusing(lambda value: check_format(value.strip().lower()))]
+DumpJobs = Annotated[int, _whole_number(1, MAX_JOBS)]
+CompressionText = Annotated[str | None, _reusing(_compression)]
+Bucket = Annotated[
+    str, _matching(_BUCKET, "'{value}' is not a valid bucket name: 3 to 63 lowercase letters, digits, '.' or '-'")
+]
+Region = Annotated[
+    str, _matching(_REGION, "'{value}' is not a region name: use its short form, for example fra1 or us-east-1")
+]
+EndpointUrl = Annotated[str, _web_url("use https://host[:port], for example https://fra1.digitaloceanspaces.com")]
+WebserverUrl = Annotated[
+    str,
+    _web_url(
+        "use the address of the Dagster UI, for example http://localhost:3000 (links to runs in messages start with it)"
+    ),
+]
+DiscordApiUrl = Annotated[str, _web_url("use https://discord.com/api/v10 or your proxy's URL")]
+# The webhook URL carries its token: its message names the variable, never echoes the value.
+WebhookUrl = Annotated[
+    str,
+    _matching(
+        _WEBHOOK,
+        "is not a URL: copy it from the channel's Integrations > Webhooks "
+        "(https://discord.com/api/webhooks/<id>/<token>)",
+    ),
+]
+ChannelId = Annotated[
+    str, _matching(re.compile(r"^\d+$"), "'{value}' is not a channel id: it is a number such as 1234567890123456789")
+]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+KeyFile = Annotated[str, AfterValidator(_key_file)]
