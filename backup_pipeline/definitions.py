@@ -1,6 +1,8 @@
 """The code location: every configured database's assets, jobs, schedule and sensors, and the resources.
 
-Loads with nothing configured (the UI opens; a run then fails saying what to set).
+`defs` is a `@dg.definitions` function: importing this module reads no configuration and builds nothing;
+Dagster (workspace.yaml, `dg`, code servers) calls it when it loads the location. Loads with nothing
+configured (the UI opens; a run then fails saying what to set).
 """
 
 from __future__ import annotations
@@ -41,4 +43,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.names import BackupId
-from backup_pipeline.definitions import build_definitions
+from backup_pipeline.definitions import defs
 
 
 def load_defs() -> dg.Definitions:
-    """Definitions built from the current environment (the module-level `defs` read it at import)."""
-    return build_definitions(load_settings())
+    """Definitions built from the current environment, the way Dagster loads the code location."""
+    return defs()
 
 
 def run_backup(
