@@ -8,9 +8,7 @@ from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type
 from backup_pipeline.core.streams import human_bytes
-from backup_pipeline.defs.names import BACKUP_TYPE_TAG, QUIET_TAG, DefinitionNames
-
-REQUESTED_BY_TAG = "backup/requested_by"
+from backup_pipeline.defs.names import BACKUP_TYPE_TAG, QUIET_TAG, REQUESTED_BY_TAG, DefinitionNames
 
 
 def take_backup(ctx: CliContext, args) -> int:

@@ -11,9 +11,10 @@ from functools import cached_property
 
 from backup_pipeline.core.catalog import BackupCatalog, BackupEntry
 from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
-from backup_pipeline.core.names import BackupName, check_name_prefix, check_safe_name
+from backup_pipeline.core.names import BackupName, backup_name_prefix, check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, storage_from_settings
+from backup_pipeline.defs.names import run_url
 
 
 @dataclass
@@ -33,8 +34,7 @@ class CliContext:
 
     @cached_property
     def name_prefix(self) -> str:
-        # The same rule as the Dagster resource: BACKUP_NAME_PREFIX, else the database's name.
-        return check_name_prefix(self.db.name_prefix or self.source().dbname)
+        return backup_name_prefix(self.db.name_prefix, self.source().dbname)
 
     @cached_property
     def storage(self) -> BackupStorage:
@@ -65,4 +65,4 @@ class CliContext:
         return name, self.catalog().find(name)
 
     def run_url(self, run_id: str) -> str:
-        return f"{self.settings.webserver_url}/runs/{run_id}"
+        return run_url(self.settings.webserver_url, run_id)

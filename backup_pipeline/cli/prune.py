@@ -12,7 +12,7 @@ def prune_backups(ctx: CliContext, args) -> int:
     ctx.source()  # a missing or malformed DATABASE_URL is a usage error, found before any run
     names = DefinitionNames(ctx.db)
     asset_path = names.asset_path("backup_retention")
-    op_name = "__".join(asset_path)
+    op_name = names.asset_op("backup_retention")
     config = {"dry_run": args.dry_run, "allow_large_prune": args.force}
     spec = RunSpec(job_name=names.prune_job, run_config={"ops": {op_name: {"config": config}}})
     # The run logs one line per backup; the table at the end says the same more readably.

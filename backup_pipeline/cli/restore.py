@@ -71,7 +71,7 @@ def restore_backup(ctx: CliContext, args) -> int:
         if password:
             config["target_password_env"] = PASSWORD_ENV
             private_env[PASSWORD_ENV] = password
-    op_name = "restore_backup" if ctx.db.is_default else f"{ctx.db.key}__restore_backup"
+    op_name = names.restore_op
     spec = RunSpec(
         job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}}, private_env=private_env
     )

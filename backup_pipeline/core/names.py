@@ -141,6 +141,12 @@ def check_name_prefix(prefix: str) -> str:
     return prefix
 
 
+def backup_name_prefix(configured: str | None, database_name: str) -> str:
+    """`<name prefix>` in object names: the configured one (BACKUP_NAME_PREFIX, the file's name_prefix), else
+    the name of the database being backed up."""
+    return check_name_prefix(configured or database_name)
+
+
 def check_safe_name(text: str) -> str:
     if not text or "/" in text or "\\" in text or "\x00" in text or ".." in text:
         raise ConfigurationError(

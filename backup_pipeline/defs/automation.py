@@ -11,7 +11,7 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.names import BackupId
-from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, QUIET_TAG, DefinitionNames
+from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, QUIET_TAG, REQUESTED_BY_TAG, DefinitionNames
 
 REQUEST_LOOKBACK = timedelta(hours=24)
 REQUEST_SENSOR_INTERVAL_S = 5
@@ -63,7 +63,7 @@ def build_request_sensor(db: DatabaseSettings, partitions: dg.DynamicPartitionsD
             backup_id = run.tags.get(BACKUP_ID_TAG)
             if not backup_id or backup_id in existing or backup_id in new_ids:
                 continue
-            tags = {BACKUP_TYPE_TAG: run.tags.get(BACKUP_TYPE_TAG, ""), "backup/requested_by": run.run_id}
+            tags = {BACKUP_TYPE_TAG: run.tags.get(BACKUP_TYPE_TAG, ""), REQUESTED_BY_TAG: run.run_id}
             if QUIET_TAG in run.tags:
                 tags[QUIET_TAG] = run.tags[QUIET_TAG]
             new_ids.append(backup_id)

@@ -12,6 +12,7 @@ from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
     DATABASE_TAG,
+    RUN_KIND_TAG,
     STORAGE_RESOURCE_KEY,
     DefinitionNames,
 )
@@ -55,7 +56,7 @@ class BackupRequestConfig(dg.Config):
 
 
 def build_request_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDefinition:
-    @dg.op(name="backup_request" if db.is_default else f"{db.key}__backup_request")
+    @dg.op(name=names.request_op)
     def request_backup(context: dg.OpExecutionContext, config: BackupRequestConfig) -> str:
         """Names the new backup; the backup request sensor then registers it and starts backup_job for it."""
         with fail_clearly():
@@ -97,7 +98,7 @@ class RestoreConfig(dg.Config):
 
 def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDefinition:
     @dg.op(
-        name="restore_backup" if db.is_default else f"{db.key}__restore_backup",
+        name=names.restore_op,
         required_resource_keys={names.postgres_resource, STORAGE_RESOURCE_KEY},
     )
     def restore_backup(context: dg.OpExecutionContext, config: RestoreConfig) -> None:
@@ -136,7 +137,7 @@ def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
             "Restore a backup into a new database (or over an existing one with replace: true). In the Launchpad "
             "set backup_name (the name shown on the offsite_backup asset), target_db, and confirm: RESTORE."
         ),
-        tags={"backup/kind": "restore"},
+        tags={RUN_KIND_TAG: "restore"},
     )
     def restore_job():
         restore_backup()

@@ -1,4 +1,5 @@
-"""Names of one database's Dagster definitions: asset keys, jobs, partitions, resource key, run tags.
+"""The one place for the names of the Dagster definitions: asset keys, jobs, ops, partitions, resource keys,
+run tags, metadata keys and links to the UI.
 
 With one database (DATABASE_URL alone) the names are plain (`backup_job`, `database_dump`); with several,
 each database's names carry its key (`billing__backup_job`, `billing/database_dump`).
@@ -15,7 +16,22 @@ DATABASE_TAG = "backup/database"
 BACKUP_ID_TAG = "backup/id"
 BACKUP_TYPE_TAG = "backup/type"
 QUIET_TAG = "backup/quiet"
+REQUESTED_BY_TAG = "backup/requested_by"  # who asked: a request_backup run's id, or backup-db
+RUN_KIND_TAG = "backup/kind"
+PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
 STORAGE_RESOURCE_KEY = "backup_storage"
+# On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a
+# refused prune from a failed one by its type, not by its wording.
+ERROR_CLASS_METADATA = "backup/error_class"
+
+
+def run_url(webserver_url: str, run_id: str) -> str:
+    """The run's page in the Dagster UI (DAGSTER_WEBSERVER_URL, already without a trailing '/')."""
+    return f"{webserver_url}/runs/{run_id}"
+
+
+def asset_url(webserver_url: str, asset_path: list[str]) -> str:
+    return f"{webserver_url}/assets/{'/'.join(asset_path)}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,10 @@ class DefinitionNames:
 
     def asset_path(self, name: str) -> list[str]:
         return [*self.key_prefix, name]
+
+    def asset_op(self, name: str) -> str:
+        """The op of an asset, which run config addresses: `billing__backup_retention`."""
+        return "__".join(self.asset_path(name))
 
     @property
     def group(self) -> str:
@@ -63,6 +83,14 @@ class DefinitionNames:
     @property
     def request_job(self) -> str:
         return self._name("request_backup")
+
+    @property
+    def request_op(self) -> str:
+        return self._name("backup_request")
+
+    @property
+    def restore_op(self) -> str:
+        return self._name("restore_backup")
 
     @property
     def schedule(self) -> str:

@@ -14,7 +14,7 @@ from dagster_aws.s3 import S3Resource
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import DatabaseSettings, StorageSettings
 from backup_pipeline.core.encryption import EncryptionKey, load_key
-from backup_pipeline.core.names import check_name_prefix
+from backup_pipeline.core.names import backup_name_prefix
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, LocalStorage, S3Storage
 
@@ -39,7 +39,7 @@ class PostgresResource(dg.ConfigurableResource):
         return ClientTools.locate()
 
     def backup_name_prefix(self) -> str:
-        return check_name_prefix(self.name_prefix or self.target().dbname)
+        return backup_name_prefix(self.name_prefix, self.target().dbname)
 
 
 class BackupStorageResource(dg.ConfigurableResource):

@@ -23,7 +23,7 @@ from backup_pipeline.core.errors import BackupError
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import fresh_again_text, stale_text
 from backup_pipeline.defs.alerts.runs import database_name
-from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames, asset_url
 
 FRESHNESS_CHECK = "verified_backup_fresh"
 FRESHNESS_SENSOR_INTERVAL_S = 600
@@ -142,7 +142,7 @@ def build_freshness_sensor(
 ) -> dg.SensorDefinition:
     names = DefinitionNames(db)
     asset_key = dg.AssetKey(names.asset_path("restore_verification"))
-    link = f"{settings.webserver_url}/assets/{'/'.join(asset_key.path)}"
+    link = asset_url(settings.webserver_url, asset_key.path)
     # Running wherever the database is configured, so the UI's check stays current even without Discord.
     running = bool(os.environ.get(db.url_env)) or client.configured
 

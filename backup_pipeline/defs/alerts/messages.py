@@ -14,6 +14,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from backup_pipeline.core.config import Settings
+from backup_pipeline.core.prune import RetentionRefused
 from backup_pipeline.core.streams import human_bytes
 
 MASK = "***"
@@ -28,7 +29,6 @@ ALWAYS_SECRET_ENV = (
     "DISCORD_WEBHOOK_URL",
     "BACKUP_ENCRYPTION_KEY",
 )
-RETENTION_REFUSED_MARK = "retention refused"
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 _KEYWORD_SECRET = re.compile(
@@ -111,9 +111,17 @@ def first_line(text: str | None) -> str:
     return ""
 
 
-def failure_text(facts: RunFacts, error: str | None) -> str:
-    error_line = first_line(error) or "no error message was recorded (see the run's logs)"
-    if facts.kind == "prune" and error_line.lower().startswith(RETENTION_REFUSED_MARK):
+@dataclass(frozen=True)
+class RunError:
+    """Why a run failed: the message, and the class name of the error when the run recorded it."""
+
+    message: str
+    error_class: str | None = None
+
+
+def failure_text(facts: RunFacts, error: RunError) -> str:
+    error_line = first_line(error.message) or "no error message was recorded (see the run's logs)"
+    if facts.kind == "prune" and error.error_class == RetentionRefused.__name__:
         lines = [f":warning: **Retention refused to prune** `{facts.database or facts.job}`: nothing was deleted"]
     else:
         headline = _FAILURE_HEADLINES.get(facts.kind, "Dagster run failed")

@@ -12,7 +12,7 @@ from backup_pipeline.core.config import DEFAULT_WEBSERVER_URL, DatabaseSettings,
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, success_text
 from backup_pipeline.defs.alerts.runs import failure_error, materialization_metadata, run_facts
-from backup_pipeline.defs.names import QUIET_TAG, DefinitionNames
+from backup_pipeline.defs.names import QUIET_TAG, DefinitionNames, run_url
 
 RUN_SENSOR_INTERVAL_S = 5
 FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
@@ -21,7 +21,7 @@ FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
 def default_failure_text(webserver_base_url: str) -> FailureTextFn:
     def text(context: dg.RunFailureSensorContext) -> str:
         run = context.dagster_run
-        facts = RunFacts(job=run.job_name, run_id=run.run_id, run_url=f"{webserver_base_url}/runs/{run.run_id}")
+        facts = RunFacts(job=run.job_name, run_id=run.run_id, run_url=run_url(webserver_base_url, run.run_id))
         return failure_text(facts, failure_error(context))
 
     return text

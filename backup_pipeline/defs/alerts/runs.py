@@ -6,12 +6,17 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import BackupError
-from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.names import BackupId, backup_name_prefix
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.defs.alerts.messages import RunFacts
-from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, DefinitionNames
-
-PARTITION_TAG = "dagster/partition"
+from backup_pipeline.defs.alerts.messages import RunError, RunFacts
+from backup_pipeline.defs.names import (
+    BACKUP_ID_TAG,
+    BACKUP_TYPE_TAG,
+    ERROR_CLASS_METADATA,
+    PARTITION_TAG,
+    DefinitionNames,
+    run_url,
+)
 
 
 def job_kinds(settings: Settings) -> dict[str, tuple[DatabaseSettings, str]]:
@@ -38,17 +43,9 @@ def database_name(db: DatabaseSettings) -> str:
         return db.key
 
 
-def name_prefix(db: DatabaseSettings) -> str:
-    return db.name_prefix or database_name(db)
-
-
-def run_url(settings: Settings, run_id: str) -> str:
-    return f"{settings.webserver_url}/runs/{run_id}"
-
-
 def run_facts(run: dg.DagsterRun, settings: Settings) -> RunFacts:
     db, kind = job_kinds(settings).get(run.job_name, (None, "other"))
-    facts = dict(job=run.job_name, run_id=run.run_id, run_url=run_url(settings, run.run_id), kind=kind)
+    facts = dict(job=run.job_name, run_id=run.run_id, run_url=run_url(settings.webserver_url, run.run_id), kind=kind)
     if db is None:
         return RunFacts(**facts)
     facts["database"] = database_name(db)
@@ -61,26 +58,28 @@ def run_facts(run: dg.DagsterRun, settings: Settings) -> RunFacts:
     elif backup_id:
         try:
             backup_type = backup_type or BackupId.parse(backup_id).type
-            facts["backup_name"] = f"{name_prefix(db)}_{backup_id}"
+            facts["backup_name"] = f"{backup_name_prefix(db.name_prefix, database_name(db))}_{backup_id}"
         except BackupError:
             facts["backup_name"] = backup_id  # not one of our ids: show it as it is
     facts["backup_type"] = backup_type
     return RunFacts(**facts)
 
 
-def failure_error(context: dg.RunFailureSensorContext) -> str:
-    """The failing step's own message, or the run's when no step got to fail (a crash, the run monitor)."""
+def failure_error(context: dg.RunFailureSensorContext) -> RunError:
+    """The failing step's own error, or the run's when no step got to fail (a crash, the run monitor)."""
     for event in context.get_step_failure_events():
         data = event.step_failure_data
         if data.user_failure_data and data.user_failure_data.description:
-            return data.user_failure_data.description
+            error_class = data.user_failure_data.metadata.get(ERROR_CLASS_METADATA)
+            return RunError(data.user_failure_data.description, error_class.value if error_class else None)
         if data.error:
-            return _innermost(data.error).message
+            error = _innermost(data.error)
+            return RunError(error.message, error.cls_name)
     event = context.failure_event
     failure = event.job_failure_data if event.is_job_failure else None
     if failure is not None and failure.error is not None:
-        return failure.error.message
-    return event.message or ""
+        return RunError(failure.error.message, failure.error.cls_name)
+    return RunError(event.message or "")
 
 
 def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, dict]:

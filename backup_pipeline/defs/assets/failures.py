@@ -7,12 +7,15 @@ import contextlib
 import dagster as dg
 
 from backup_pipeline.core.errors import BackupError
+from backup_pipeline.defs.names import ERROR_CLASS_METADATA
 
 
 @contextlib.contextmanager
 def fail_clearly():
-    """A BackupError fails the step with its own message (no stack trace to dig through)."""
+    """A BackupError fails the step with its own message (no stack trace to dig through) and its type."""
     try:
         yield
     except BackupError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
+        raise dg.Failure(
+            description=str(error), metadata={ERROR_CLASS_METADATA: type(error).__name__}, allow_retries=False
+        ) from None
