@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.definitions.run_request import InstigatorType
 
 from backup_pipeline.cli.launch import RunSpec, submit_to_queue
@@ -22,6 +23,8 @@ from tests.support.alert_env import WEBSERVER_URL, alert_env, password_role  # n
 from tests.support.discord_stub import discord_stub  # noqa: F401
 from tests.support.pipeline import failure_message, run_backup
 from tests.support.processes import start_process, stop_process
+
+pytestmark = pytest.mark.slow  # runs Dagster's own processes (daemon, webserver): -m "not slow" leaves it out
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

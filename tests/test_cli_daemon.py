@@ -18,6 +18,8 @@ from backup_pipeline.cli.launch import daemon_is_running
 from tests.support.cli import PROJECT_ROOT, make_world, status_lines
 from tests.support.processes import start_process, stop_process
 
+pytestmark = pytest.mark.slow  # runs Dagster's own processes (daemon, webserver): -m "not slow" leaves it out
+
 
 @pytest.fixture(scope="module")
 def world(pg_admin_url, moto_server, tmp_path_factory):

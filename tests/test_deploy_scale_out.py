@@ -22,6 +22,8 @@ from tests.support.deployment import PROJECT_ROOT, Deployment, base_env, dagster
 from tests.support.pipeline import load_defs
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
+pytestmark = pytest.mark.slow  # runs Dagster's own processes (daemon, webserver): -m "not slow" leaves it out
+
 KEYS = ("app", "billing", "crm")
 RUN_TIMEOUT_S = 180
 

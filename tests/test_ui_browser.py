@@ -45,7 +45,7 @@ BACKUP_ASSETS = ["database_dump", "offsite_backup", "restore_verification", "bac
 # The machine is shared with other test runs: waits are generous, and only for things a user would wait for.
 UI_TIMEOUT_MS = 30_000
 RUN_TIMEOUT_MS = 75_000
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture

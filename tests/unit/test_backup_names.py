@@ -1,0 +1,94 @@
+"""Backup ids, object names and definition names: parsing, and which objects are ours."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.names import BackupId, BackupName, backup_name_prefix, check_safe_name, classify_key
+from backup_pipeline.defs.names import DefinitionNames, asset_url, run_url
+
+
+def test_backup_id_round_trips_through_its_text():
+    backup_id = BackupId.new("pre-migration", now=datetime(2026, 1, 13, 15, 0, 0, 123456, tzinfo=UTC))
+    assert str(backup_id) == "pre-migration_20260113_150000"
+    assert BackupId.parse(str(backup_id)) == backup_id
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("weekly_20260113_150000", "is not a backup id"),
+        ("manual_20261341_150000", "has an impossible date or time"),
+        ("manual_2026011_150000", "is not a backup id"),
+    ],
+)
+def test_bad_backup_ids_are_refused(text, message):
+    with pytest.raises(ConfigurationError, match=message):
+        BackupId.parse(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["app_manual_20260113_150000", "app_manual_20260113_150000.dump", "manual_20260113_150000"]
+)
+def test_a_backup_is_named_with_or_without_prefix_and_suffix(text):
+    assert str(BackupName.parse(text, "app")) == "app_manual_20260113_150000"
+
+
+def test_another_databases_backup_is_not_one_of_ours():
+    with pytest.raises(ConfigurationError, match="is not a backup of this database"):
+        BackupName.parse("shop_manual_20260113_150000", "app")
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("db-backups/app_daily_20260113_060000.dump", ("app_daily_20260113_060000", "dump")),
+        ("db-backups/app_daily_20260113_060000.dump.json", ("app_daily_20260113_060000", "manifest")),
+        ("db-backups/app_daily_20260113_060000.dump.verified.json", ("app_daily_20260113_060000", "verified")),
+        # A database whose name starts with ours, a stray file, another folder: none is ours.
+        ("db-backups/app_v2_daily_20260113_060000.dump", None),
+        ("db-backups/app_daily_20260113_060000.dump.json.bak", None),
+        ("other/app_daily_20260113_060000.dump", None),
+        ("db-backups/app_daily_20261313_060000.dump", None),
+    ],
+)
+def test_only_our_own_object_names_are_classified_as_ours(key, expected):
+    found = classify_key(key, "db-backups", "app")
+    assert (None if found is None else (str(found[0]), found[1])) == expected
+
+
+def test_the_name_prefix_is_the_configured_one_else_the_database_name():
+    assert backup_name_prefix("billing", "app") == "billing"
+    assert backup_name_prefix(None, "app") == "app"
+    with pytest.raises(ConfigurationError, match="BACKUP_NAME_PREFIX 'my app' is not usable in object names"):
+        backup_name_prefix("my app", "app")
+
+
+@pytest.mark.parametrize("text", ["../etc/passwd", "a/b", "x\x00y", ""])
+def test_unsafe_names_are_refused(text):
+    with pytest.raises(ConfigurationError, match="is not a backup name"):
+        check_safe_name(text)
+
+
+def test_one_database_has_plain_definition_names_and_several_carry_their_key():
+    plain, billing = DefinitionNames(DatabaseSettings()), DefinitionNames(DatabaseSettings(key="billing"))
+    assert (plain.backup_job, plain.restore_op, plain.asset_op("backup_retention")) == (
+        "backup_job",
+        "restore_backup",
+        "backup_retention",
+    )
+    assert (billing.backup_job, billing.restore_op, billing.asset_op("backup_retention")) == (
+        "billing__backup_job",
+        "billing__restore_backup",
+        "billing__backup_retention",
+    )
+    assert billing.asset_path("database_dump") == ["billing", "database_dump"]
+
+
+def test_links_to_the_ui():
+    assert run_url("http://dagster.internal:3000", "abc") == "http://dagster.internal:3000/runs/abc"
+    assert asset_url("http://x", ["billing", "restore_verification"]) == "http://x/assets/billing/restore_verification"
