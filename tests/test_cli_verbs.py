@@ -71,8 +71,11 @@ def test_list_shows_complete_backups_without_importing_dagster(world, backup):
         table = world.run("list")
         assert table.returncode == 0, table.stderr
         lines = table.stdout.splitlines()
-        assert lines[0].split() == ["Filename", "Size", "Created", "Verified"]
-        assert any(line.startswith(f"{data['name']}.dump") and line.endswith("yes") for line in lines)
+        assert lines[0].split() == ["Filename", "Type", "Size", "Created", "Age", "Verified"]
+        assert any(
+            line.startswith(f"{data['name']}.dump") and line.split()[1] == "pre-migration" and line.endswith("yes")
+            for line in lines
+        )
         assert "daily_20200101" not in table.stdout
         assert lines[-1].startswith("Total: 1 backup,")
 
@@ -106,7 +109,7 @@ def test_info_shows_the_manifest(world, backup):
     assert f"Backup    {data['name']}" in shown.stdout and data["sha256"] in shown.stdout
     assert "Verified  yes" in shown.stdout
     for table, rows in SEED_COUNTS.items():
-        assert any(line.split() == [table, str(rows)] for line in shown.stdout.splitlines())
+        assert any(line.split() == [table, f"{rows:,}"] for line in shown.stdout.splitlines())
     manifest, _ = world.run_json("info", data["name"])
     assert manifest["tables"] == SEED_COUNTS and manifest["verified"] is True
     assert manifest["size_bytes"] == data["size_bytes"] and manifest["database"] == world.db_name
@@ -190,7 +193,7 @@ def test_verify_restores_the_backup_again(world, backup):
     assert world.run_json("list")[0][0]["verified"] is False
     result = world.run("verify", data["name"], timeout=180)
     assert result.returncode == 0, result.stderr
-    assert f"Verified {data['name']}: 4 tables and {sum(SEED_COUNTS.values())} rows" in result.stdout
+    assert f"Verified {data['name']}: 4 tables and {sum(SEED_COUNTS.values()):,} rows" in result.stdout
     assert marker in world.bucket_keys()
     with world.instance() as instance:
         [run] = instance.get_runs(dg.RunsFilter(job_name="verify_job"))

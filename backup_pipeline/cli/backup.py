@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from backup_pipeline.cli.context import CliContext
-from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.listing import warn_about_other_servers
+from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
 from backup_pipeline.core.errors import BackupError
-from backup_pipeline.core.names import BackupId, BackupName, check_backup_type
-from backup_pipeline.core.streams import human_bytes
-from backup_pipeline.defs.names import BACKUP_TYPE_TAG, QUIET_TAG, REQUESTED_BY_TAG, DefinitionNames
+from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
+from backup_pipeline.core.streams import counted, human_bytes
+from backup_pipeline.defs.names import BACKUP_TYPE_TAG, LABEL_TAG, QUIET_TAG, REQUESTED_BY_TAG, DefinitionNames
 
 
 def take_backup(ctx: CliContext, args) -> int:
     backup_type = check_backup_type(args.type)
+    label = check_label(args.label) if args.label is not None else None
     source = ctx.source()
     name_prefix = ctx.name_prefix
     # Unreachable database or storage: say so now, before a run is recorded or a partition added.
     source.connect().close()
     ctx.storage.check_access()
+    newest = ctx.catalog().complete()[:1]
+    warn_about_other_servers(ctx, ctx.catalog().manifests(newest).values())
 
     backup_id = BackupId.new(backup_type)
     name = BackupName(prefix=name_prefix, id=backup_id)
@@ -25,6 +29,8 @@ def take_backup(ctx: CliContext, args) -> int:
     tags = {BACKUP_TYPE_TAG: backup_type, REQUESTED_BY_TAG: "backup-db"}
     if args.quiet:
         tags[QUIET_TAG] = "true"
+    if label:
+        tags[LABEL_TAG] = label
     spec = RunSpec(job_name=names.backup_job, tags=tags, partition_key=str(backup_id))
 
     def register_partition(instance) -> None:
@@ -55,13 +61,23 @@ def take_backup(ctx: CliContext, args) -> int:
         "rows": manifest.total_rows,
         "duration_s": manifest.duration_s,
         "verified": entry.verified,
+        "label": manifest.label,
+        "source_server": manifest.source_server,
         "run_id": run_id,
     }
     if args.json:
         print_json(result)
     else:
-        print(
-            f"Backup {name} stored and verified: {human_bytes(manifest.size_bytes)}, {len(manifest.tables)} tables, "
-            f"{manifest.total_rows} rows\n  {result['uri']}\n  sha256 {manifest.sha256}\n  run {run_id}"
-        )
+        print(backup_summary(manifest, result["uri"], run_id, ctx.run_url(run_id)))
     return 0
+
+
+def backup_summary(manifest, uri: str, run_id: str, run_url: str | None) -> str:
+    """What `backup` prints once a backup is stored and verified; `follow` prints the same for a backup run."""
+    label = f"\n  label {manifest.label}" if manifest.label else ""
+    return (
+        paint(f"Backup {manifest.name} stored and verified", "green")
+        + f": {human_bytes(manifest.size_bytes)}, {counted(len(manifest.tables), 'table')}, "
+        f"{counted(manifest.total_rows, 'row')}{label}\n  {uri}\n  sha256 {manifest.sha256}\n"
+        f"  run {run_id}{f' {run_url}' if run_url else ''}"
+    )

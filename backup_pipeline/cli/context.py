@@ -11,10 +11,14 @@ from functools import cached_property
 
 from backup_pipeline.core.catalog import BackupCatalog, BackupEntry
 from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
+from backup_pipeline.core.errors import BackupNotFoundError, ConfigurationError
 from backup_pipeline.core.names import BackupName, backup_name_prefix, check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, storage_from_settings
 from backup_pipeline.defs.names import run_url
+
+# What NAME may be instead of a backup's name: the newest complete backup (of --type, when given).
+LATEST = "latest"
 
 
 @dataclass
@@ -24,8 +28,11 @@ class CliContext:
     _catalogs: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, database_key: str | None = None) -> CliContext:
+    def load(cls, database_key: str | None = None, any_database: bool = False) -> CliContext:
+        """`any_database`: a verb about every database (`list --all`) needs no --database among several."""
         settings = load_settings()
+        if any_database and database_key is None:
+            return cls(settings=settings, db=settings.databases[0])
         return cls(settings=settings, db=settings.database(database_key))
 
     def source(self) -> PostgresTarget:
@@ -55,14 +62,38 @@ class CliContext:
             )
         return self._catalogs[with_encryption_key]
 
-    def backup_name(self, text: str) -> BackupName:
+    def backup_name(self, text: str, backup_type: str | None = None) -> BackupName:
+        """NAME as the user typed it, or `latest` (of `backup_type`, when given): the newest complete backup."""
+        if text == LATEST:
+            return self.latest(backup_type).name
+        if backup_type is not None:
+            raise ConfigurationError(
+                f"--type goes with `latest` (the newest backup of that type); '{text[:80]}' already names one backup"
+            )
         check_safe_name(text)
         return BackupName.parse(text, self.name_prefix)
 
-    def find(self, text: str) -> tuple[BackupName, BackupEntry]:
-        """A complete backup by name; BackupNotFoundError (a usage error) when there is none."""
-        name = self.backup_name(text)
+    def latest(self, backup_type: str | None = None) -> BackupEntry:
+        entries = self.catalog().complete(backup_type)
+        if not entries:
+            kind = f"{backup_type} " if backup_type else ""
+            raise BackupNotFoundError(
+                f"there is no {kind}backup of {self.name_prefix} in {self.storage.describe()}, so no `latest` "
+                "(run `backup-db list --all` to see every database's backups)"
+            )
+        newest = entries[0]
+        from backup_pipeline.cli.output import age, note
+
+        kind = f"{backup_type} " if backup_type else ""
+        verified = "verified" if newest.verified else "not verified yet"
+        note(f"latest {kind}backup: {newest.name} ({age(newest.created_at)} old, {verified})")
+        return newest
+
+    def find(self, text: str, backup_type: str | None = None) -> tuple[BackupName, BackupEntry]:
+        """A complete backup by name (or `latest`); BackupNotFoundError (a usage error) when there is none."""
+        name = self.backup_name(text, backup_type)
         return name, self.catalog().find(name)
 
-    def run_url(self, run_id: str) -> str:
+    def run_url(self, run_id: str) -> str | None:
+        """The run's page in the Dagster UI, or None when no UI is known (DAGSTER_WEBSERVER_URL or a running one)."""
         return run_url(self.settings.webserver_url, run_id)

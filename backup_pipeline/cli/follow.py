@@ -98,7 +98,7 @@ def follow(
     instance: dg.DagsterInstance,
     run_id: str,
     progress: Progress,
-    run_url: str,
+    run_url: str | None,
     timeout_s: float | None = None,
     process=None,
     show_logs: bool = True,
@@ -135,7 +135,8 @@ def follow(
         if timeout_s is not None and progress.elapsed >= timeout_s:
             raise RunTimedOutError(
                 f"timed out after {timeout_s:g} s: run {run_id} is still {events.shown_status} and keeps going. "
-                f"Follow it with `backup-db follow {run_id}`, or in the Dagster UI at {run_url}"
+                f"Follow it with `backup-db follow {run_id}`"
+                + (f", or in the Dagster UI at {run_url}" if run_url else "")
             )
         time.sleep(POLL_S)
     events.status(STATUS_WORDS.get(run.status, run.status.value.lower()))

@@ -1,4 +1,4 @@
-"""`list` and `info`: answered from storage alone (one listing, one manifest read), never importing Dagster."""
+"""`list` and `info`: answered from storage alone (a listing, a few manifest reads), never importing Dagster."""
 
 from __future__ import annotations
 
@@ -6,27 +6,61 @@ import json
 from dataclasses import asdict
 
 from backup_pipeline.cli.context import CliContext
-from backup_pipeline.cli.output import backups_table, manifest_text, print_json
+from backup_pipeline.cli.output import backups_table, manifest_text, print_json, warn
+from backup_pipeline.core.catalog import LABELLED_TYPES, BackupEntry, all_databases_entries
+from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import check_backup_type
 
 
 def list_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int:
     if backup_type is not None:
         check_backup_type(backup_type)
-    entries = ctx.catalog().complete(backup_type)
+    catalog = ctx.catalog()
+    entries = catalog.complete(backup_type)
+    manifests = catalog.manifests(e for e in entries if e.type in LABELLED_TYPES)
+    warn_about_other_servers(ctx, manifests.values())
+    labels = {name: m.label for name, m in manifests.items() if m.label}
     if as_json:
-        print_json([entry.as_dict() for entry in entries])
+        print_json([{**entry.as_dict(), "label": labels.get(str(entry.name))} for entry in entries])
     elif not entries:
         kind = f"{backup_type} " if backup_type else ""
         where = ctx.storage.describe()
-        print(f"No {kind}backups of {ctx.name_prefix} in {where} yet (take one with `backup-db backup`).")
+        print(
+            f"No {kind}backups of {ctx.name_prefix} in {where} yet (take one with `backup-db backup`; "
+            "`backup-db list --all` shows every database's)."
+        )
     else:
-        print(backups_table(entries))
+        print(backups_table(entries, labels))
     return 0
 
 
-def show_backup(ctx: CliContext, name_text: str, as_json: bool) -> int:
-    name, entry = ctx.find(name_text)
+def list_all_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int:
+    """Every database's backups in storage: those configured here and any other writing under the same prefix."""
+    if backup_type is not None:
+        check_backup_type(backup_type)
+    entries: list[BackupEntry] = []
+    for storage_prefix in dict.fromkeys(db.storage_prefix for db in ctx.settings.databases):
+        found = all_databases_entries(ctx.storage, storage_prefix)
+        entries += [e for e in found if e.complete and (backup_type is None or e.type == backup_type)]
+    manifests = ctx.catalog().manifests(e for e in entries if e.type in LABELLED_TYPES)
+    labels = {name: m.label for name, m in manifests.items() if m.label}
+    if as_json:
+        print_json(
+            [
+                {**entry.as_dict(), "database": entry.name.prefix, "label": labels.get(str(entry.name))}
+                for entry in entries
+            ]
+        )
+    elif not entries:
+        kind = f"{backup_type} " if backup_type else ""
+        print(f"No {kind}backups of any database in {ctx.storage.describe()} yet.")
+    else:
+        print(backups_table(entries, labels, with_database=True))
+    return 0
+
+
+def show_backup(ctx: CliContext, name_text: str, as_json: bool, backup_type: str | None = None) -> int:
+    name, entry = ctx.find(name_text, backup_type)
     catalog = ctx.catalog()
     manifest = catalog.manifest(name)
     verification = None
@@ -35,10 +69,12 @@ def show_backup(ctx: CliContext, name_text: str, as_json: bool) -> int:
             verification = json.loads(ctx.storage.read_bytes(entry.verified_key))
         except ValueError:
             verification = None  # the marker's presence is what counts; its details are a courtesy
+    warn_about_other_servers(ctx, [manifest])
     if as_json:
         print_json(
             {
                 **asdict(manifest),
+                "source_server": manifest.source_server,
                 "verified": entry.verified,
                 "verification": verification,
                 "uri": ctx.storage.uri(manifest.key),
@@ -47,3 +83,18 @@ def show_backup(ctx: CliContext, name_text: str, as_json: bool) -> int:
     else:
         print(manifest_text(manifest, entry, verification, ctx.storage.describe()))
     return 0
+
+
+def warn_about_other_servers(ctx: CliContext, manifests) -> None:
+    """Two servers whose databases share a name (and so a name prefix) write into one list: say so."""
+    try:
+        here = ctx.source().server
+    except BackupError:  # no usable DATABASE_URL: reading backups needs none, and there is nothing to compare
+        return
+    others = sorted({m.source_server for m in manifests if m.source_server and m.source_server != here})
+    if others:
+        warn(
+            f"backups named {ctx.name_prefix}_* here were also taken from {', '.join(others)}, not only from "
+            f"{here} (DATABASE_URL): two servers write the same prefix, so their backups mix in one list. Set "
+            "BACKUP_NAME_PREFIX (or BACKUP_S3_PREFIX) differently on one of them"
+        )

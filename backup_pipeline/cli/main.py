@@ -40,7 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database", metavar="KEY", help="which configured database (when a config file names several)"
     )
+    parser.add_argument("--version", action="version", version=version_text())
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def backup_name(sub, what: str, types: bool = True) -> None:
+        sub.add_argument(
+            "name",
+            metavar="NAME",
+            help=f"the backup to {what}: a name from `backup-db list` (app_manual_20260113_150000, with or without "
+            ".dump, or just manual_20260113_150000), or `latest` for the newest one",
+        )
+        if types:
+            sub.add_argument(
+                "--type",
+                choices=BACKUP_TYPES,
+                help="with `latest`: the newest backup of this kind (e.g. pre-migration)",
+            )
 
     def waits(sub, verb_text: str) -> None:
         sub.add_argument("--no-wait", action="store_true", help=f"start the {verb_text} and return at once")
@@ -55,22 +70,50 @@ def build_parser() -> argparse.ArgumentParser:
     backup = verbs.add_parser("backup", help="take a backup now, verify it, and wait for it")
     backup.add_argument("--type", default="manual", choices=BACKUP_TYPES, help="kind of backup (default: manual)")
     backup.add_argument("--quiet", action="store_true", help="no success notice in Discord (failures still alert)")
+    backup.add_argument(
+        "--label",
+        metavar="TEXT",
+        help="what this backup protects, e.g. the migration about to run (012_add_hybrid_search); kept in its "
+        "manifest and shown by list, info, the UI and Discord",
+    )
     waits(backup, "backup")
 
     listing = verbs.add_parser("list", help="list complete backups, newest first")
     listing.add_argument("--type", choices=BACKUP_TYPES, help="only backups of this kind")
+    listing.add_argument(
+        "--all", action="store_true", help="every database's backups in storage, not only this database's"
+    )
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
 
     info = verbs.add_parser("info", help="show a backup's manifest")
-    info.add_argument("name", help="backup name, e.g. app_manual_20260113_150000 (with or without .dump)")
+    backup_name(info, "show")
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
+    download = verbs.add_parser(
+        "download", help="fetch a backup as a file pg_restore reads (sha256 checked, decrypted when encrypted)"
+    )
+    backup_name(download, "download")
+    download.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write it (default: NAME.dump in the current folder; a folder for directory-format backups); "
+        "- writes to stdout",
+    )
+    download.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    diff = verbs.add_parser(
+        "diff", help="what changed in the live database's schema since a backup (what a rollback would undo)"
+    )
+    backup_name(diff, "compare with the live database")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+
     verify = verbs.add_parser("verify", help="restore a backup into a scratch database and compare row counts again")
-    verify.add_argument("name")
+    backup_name(verify, "verify")
     waits(verify, "verification")
 
     restore = verbs.add_parser("restore", help="restore a backup into a new database, or over one with --replace")
-    restore.add_argument("name")
+    backup_name(restore, "restore")
     restore.add_argument("--target-db", required=True, metavar="DB", help="database to create (or replace)")
     restore.add_argument(
         "--target-url",
@@ -92,23 +135,39 @@ def build_parser() -> argparse.ArgumentParser:
     waits(prune, "prune")
 
     follow = verbs.add_parser("follow", help="wait for a run started earlier (after --no-wait or a timeout)")
-    follow.add_argument("run_id")
+    follow.add_argument("run_id", metavar="RUN_ID", help="the run id the verb printed (`backup-db follow <run id>`)")
     follow.add_argument("--timeout", type=positive_seconds, metavar="S", help="stop waiting after S seconds")
     return parser
+
+
+def version_text() -> str:
+    from backup_pipeline import __version__
+
+    return f"backup-db {__version__} (Python {sys.version.split()[0]})"
 
 
 def run_verb(args) -> int:
     from backup_pipeline.cli.context import CliContext
 
-    ctx = CliContext.load(args.database)
+    ctx = CliContext.load(args.database, any_database=args.verb == "list" and args.all)
     if args.verb == "list":
-        from backup_pipeline.cli.listing import list_backups
+        from backup_pipeline.cli.listing import list_all_backups, list_backups
 
+        if args.all:
+            return list_all_backups(ctx, args.type, args.json)
         return list_backups(ctx, args.type, args.json)
     if args.verb == "info":
         from backup_pipeline.cli.listing import show_backup
 
-        return show_backup(ctx, args.name, args.json)
+        return show_backup(ctx, args.name, args.json, args.type)
+    if args.verb == "download":
+        from backup_pipeline.cli.download import download_backup
+
+        return download_backup(ctx, args)
+    if args.verb == "diff":
+        from backup_pipeline.cli.diff import diff_backup
+
+        return diff_backup(ctx, args)
     if args.verb == "backup":
         from backup_pipeline.cli.backup import take_backup
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 
 from backup_pipeline.cli.context import CliContext
-from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.names import check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget, check_database_name
 from backup_pipeline.core.restore import (
     RESTORE_CONFIRMATION,
@@ -22,6 +21,7 @@ from backup_pipeline.core.restore import (
     check_restore_target,
     checked_manifest,
 )
+from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import DefinitionNames
 
 PASSWORD_ENV = "BACKUP_RESTORE_TARGET_PASSWORD"
@@ -40,9 +40,8 @@ def restore_backup(ctx: CliContext, args) -> int:
     check_confirmation(args.confirm)
     check_database_name(args.target_db)
     check_restore_jobs(args.jobs)
-    check_safe_name(args.name)
     source = ctx.source()
-    name = ctx.backup_name(args.name)
+    name = ctx.backup_name(args.name, args.type)
     checked_manifest(ctx.catalog(with_encryption_key=True), name)
 
     server, password = source, None
@@ -96,9 +95,16 @@ def restore_backup(ctx: CliContext, args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(
-            f"Restored {name} into {'existing' if args.replace else 'new'} database {args.target_db} on "
-            f"{server.describe()}: {result['tables']} tables, {result['rows']} rows, matching the backup's "
-            f"manifest (run {run_id})"
-        )
+        print(restore_summary(result))
     return 0
+
+
+def restore_summary(result: dict) -> str:
+    """What `restore` prints once done; `follow` prints the same for a restore run."""
+    where = f" on {result['server']}" if result.get("server") else ""
+    return (
+        paint(f"Restored {result['name']}", "green")
+        + f" into {'existing' if result['replaced'] else 'new'} database {result['target_db']}{where}: "
+        f"{counted(result['tables'] or 0, 'table')}, {counted(result['rows'] or 0, 'row')}, matching the backup's "
+        f"manifest (run {result['run_id']})"
+    )

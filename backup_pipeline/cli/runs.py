@@ -116,7 +116,8 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
 
 def _announce(ctx: CliContext, spec: RunSpec, launched: LaunchedRun) -> None:
     how = "queued for the daemon" if launched.via_queue else "running in a background process (no daemon is running)"
-    note(f"Run {launched.run_id} of {spec.job_name}, {how}: {ctx.run_url(launched.run_id)}")
+    url = ctx.run_url(launched.run_id)
+    note(f"Run {launched.run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
 
 
 def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions) -> int:

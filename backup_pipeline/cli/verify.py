@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from backup_pipeline.cli.context import CliContext
-from backup_pipeline.cli.output import print_json
+from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import DefinitionNames
 
 
 def verify_backup(ctx: CliContext, args) -> int:
-    name, _entry = ctx.find(args.name)
+    name, _entry = ctx.find(args.name, args.type)
     names = DefinitionNames(ctx.db)
     backup_id = str(name.id)
     spec = RunSpec(job_name=names.verify_job, partition_key=backup_id)
@@ -36,8 +37,14 @@ def verify_backup(ctx: CliContext, args) -> int:
             }
         )
     else:
-        print(
-            f"Verified {name}: {verified.get('tables')} tables and {verified.get('rows')} rows restored and "
-            f"matched its manifest (run {run_id})"
-        )
+        print(verify_summary(str(name), verified, run_id))
     return 0
+
+
+def verify_summary(name: str, verified: dict, run_id: str) -> str:
+    """What `verify` prints once a backup verified; `follow` prints the same for a verification run."""
+    return (
+        paint(f"Verified {name}", "green")
+        + f": {counted(verified.get('tables') or 0, 'table')} and {counted(verified.get('rows') or 0, 'row')} "
+        f"restored and matched its manifest (run {run_id})"
+    )

@@ -12,7 +12,7 @@ from backup_pipeline.core.dump import DumpOptions, Log, start_dump
 from backup_pipeline.core.encryption import EncryptingReader
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
-from backup_pipeline.core.names import BackupId, BackupName
+from backup_pipeline.core.names import BackupId, BackupName, check_label
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, advisory_lock
 from backup_pipeline.core.streams import HashingReader, human_bytes
 
@@ -30,8 +30,11 @@ def take_backup(
     tools: ClientTools | None = None,
     options: DumpOptions | None = None,
     log: Log = print,
+    label: str | None = None,
 ) -> BackupResult:
     tools = tools or ClientTools.locate()
+    if label is not None:
+        check_label(label)
     options = options or DumpOptions()
     name = BackupName(prefix=catalog.name_prefix, id=backup_id)
     catalog.storage.check_access()
@@ -43,11 +46,17 @@ def take_backup(
                 f"another run is writing {name} right now: a backup is never written twice. Wait for that run "
                 "(it shows in the Dagster UI), or start a new backup"
             )
-        return _store_new_backup(target, catalog, name, tools, options, log)
+        return _store_new_backup(target, catalog, name, tools, options, log, label)
 
 
 def _store_new_backup(
-    target: PostgresTarget, catalog: BackupCatalog, name: BackupName, tools: ClientTools, options: DumpOptions, log: Log
+    target: PostgresTarget,
+    catalog: BackupCatalog,
+    name: BackupName,
+    tools: ClientTools,
+    options: DumpOptions,
+    log: Log,
+    label: str | None,
 ) -> BackupResult:
     storage = catalog.storage
     backup_id = name.id
@@ -62,7 +71,7 @@ def _store_new_backup(
         source = dump.stdout if catalog.encryption is None else EncryptingReader(dump.stdout, catalog.encryption)
         reader = HashingReader(
             source,
-            on_progress=lambda n: log(f"dumped and uploaded {human_bytes(n)} ({n} bytes) so far"),
+            on_progress=lambda n: log(f"dumped and uploaded {human_bytes(n)} so far"),
         )
         try:
             storage.upload_stream(dump_key, reader, expected_bytes=dump.database_size_bytes)
@@ -96,6 +105,9 @@ def _store_new_backup(
         database_size_bytes=dump.database_size_bytes,
         finished_at=datetime.now(UTC).isoformat(),
         encryption=catalog.encryption.manifest_record() if catalog.encryption else None,
+        label=label,
+        source_host=target.host,
+        source_port=target.port,
     )
     # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
     storage.put_bytes(manifest_key, manifest.to_json())

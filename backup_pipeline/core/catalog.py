@@ -7,14 +7,20 @@ presence and verification from the marker's presence, so listing 10,000 backups 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from backup_pipeline.core.encryption import EncryptionKey
 from backup_pipeline.core.errors import BackupError, BackupNotFoundError
 from backup_pipeline.core.manifest import Manifest
-from backup_pipeline.core.names import BACKUP_TYPES, BackupName, classify_key, join_key
+from backup_pipeline.core.names import BACKUP_TYPES, BackupName, classify_any_key, classify_key, join_key
 from backup_pipeline.core.storage import BackupStorage, StoredObject
+
+# Manifests read at once when a listing shows labels (each read is one small GET).
+MANIFEST_READ_CONCURRENCY = 16
+# Backups a person labels (before a migration, by hand); scheduled daily ones carry none, so are not read.
+LABELLED_TYPES = ("pre-migration", "manual")
 
 
 @dataclass
@@ -95,6 +101,23 @@ class BackupCatalog:
             name=name, dump=dump, manifest_key=manifest.key, verified_key=verified.key if verified else None
         )
 
+    def manifests(self, entries: Iterable[BackupEntry]) -> dict[str, Manifest]:
+        """The manifests of complete `entries`, read at once; an unreadable one is left out (info names why)."""
+        wanted = [e for e in entries if e.manifest_key]
+        if not wanted:
+            return {}
+
+        def read(entry: BackupEntry) -> tuple[str, Manifest | None]:
+            try:
+                return str(entry.name), Manifest.from_json(
+                    self.storage.read_bytes(entry.manifest_key), entry.manifest_key
+                )
+            except BackupError:
+                return str(entry.name), None
+
+        with ThreadPoolExecutor(max_workers=min(len(wanted), MANIFEST_READ_CONCURRENCY)) as pool:
+            return {name: manifest for name, manifest in pool.map(read, wanted) if manifest is not None}
+
     def manifest(self, name: BackupName) -> Manifest:
         key = name.manifest_key(self.storage_prefix)
         if self.storage.head(key) is None:
@@ -104,10 +127,21 @@ class BackupCatalog:
         return manifest.check_describes(str(name), str(name.id), name.dump_key(self.storage_prefix), key)
 
 
-def group_objects(objects: Iterable[StoredObject], storage_prefix: str, name_prefix: str) -> list[BackupEntry]:
+def all_databases_entries(storage: BackupStorage, storage_prefix: str) -> list[BackupEntry]:
+    """Every database's backups under `storage_prefix` (any name prefix of our shape), by database, newest first."""
+    objects = storage.list_names([join_key(storage_prefix, "")], rollup=".json")
+    entries = group_objects(objects, storage_prefix, None)
+    return sorted(entries, key=lambda e: (e.name.prefix, -e.created_at.timestamp()))
+
+
+def group_objects(objects: Iterable[StoredObject], storage_prefix: str, name_prefix: str | None) -> list[BackupEntry]:
+    """`name_prefix` None: backups of every database."""
     entries: dict[BackupName, BackupEntry] = {}
     for obj in objects:
-        classified = classify_key(obj.key, storage_prefix, name_prefix)
+        if name_prefix is None:
+            classified = classify_any_key(obj.key, storage_prefix)
+        else:
+            classified = classify_key(obj.key, storage_prefix, name_prefix)
         if classified is None:
             continue
         name, kind = classified

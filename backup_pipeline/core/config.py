@@ -25,7 +25,6 @@ DEFAULT_RETENTION_DAYS = 30
 DEFAULT_KEEP_LAST = 7
 DEFAULT_SCHEDULE_CRON = "0 6 * * *"
 DEFAULT_FRESHNESS_HOURS = 26
-DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_S3_MAX_ATTEMPTS = 5
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
 CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
@@ -84,6 +83,9 @@ class StorageSettings(_Settings):
     # Only the file's path is looked at here; the key itself is read and checked where it is used.
     encryption_key_env: str | None = None
     encryption_key_file: fields.KeyFile | None = None
+    # Which variables said so, for messages: a user who set DO_SPACES_BUCKET is told about DO_SPACES_BUCKET.
+    bucket_env: str = "BACKUP_S3_BUCKET"
+    endpoint_env: str = "BACKUP_S3_ENDPOINT_URL"
 
     @model_validator(mode="after")
     def _one_encryption_key(self) -> StorageSettings:
@@ -134,7 +136,8 @@ class DiscordSettings(_Settings):
 class Settings(_Settings):
     databases: tuple[DatabaseSettings, ...]
     storage: StorageSettings
-    webserver_url: fields.WebserverUrl = DEFAULT_WEBSERVER_URL
+    # None: links go to a webserver found running on this machine, or are left out (core/webserver.py).
+    webserver_url: fields.WebserverUrl | None = None
     discord: DiscordSettings = DiscordSettings()
 
     def database(self, key: str | None = None) -> DatabaseSettings:
@@ -198,9 +201,10 @@ def _storage(env: dict[str, str]) -> StorageSettings:
         "max_attempts": "BACKUP_S3_MAX_ATTEMPTS",
         "encryption_key_file": "BACKUP_ENCRYPTION_KEY_FILE",
     }
-    derived = {}
+    derived = {"bucket_env": variables["bucket"]}
     if "BACKUP_S3_ENDPOINT_URL" not in env and "DO_SPACES_REGION" in env:
         derived["endpoint_url"] = f"https://{env['DO_SPACES_REGION']}.digitaloceanspaces.com"
+        derived["endpoint_env"] = "DO_SPACES_REGION"
     return _from_environment(
         StorageSettings,
         env,

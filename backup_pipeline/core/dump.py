@@ -27,6 +27,7 @@ from backup_pipeline.core.postgres import (
     server_version,
     table_row_counts,
 )
+from backup_pipeline.core.streams import human_bytes
 
 Log = Callable[[str], None]
 # A bigger pipe lets pg_dump keep writing while the reader hashes or hands a part to the uploader.
@@ -86,7 +87,10 @@ def start_dump(
         major, server_text = server_version(conn)
         pg_dump_text = tools.check_can_dump(major, server_text)
         size = database_size(conn)
-        log(f"dumping {target.describe()} (PostgreSQL {server_text}, {size} bytes on disk) with pg_dump {pg_dump_text}")
+        log(
+            f"dumping {target.describe()} (PostgreSQL {server_text}, {human_bytes(size)} on disk) with pg_dump "
+            f"{pg_dump_text}"
+        )
         pg_dump_major = int(pg_dump_text.split(".")[0])
         argv = [
             tools.path("pg_dump"),

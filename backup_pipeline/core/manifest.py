@@ -37,12 +37,23 @@ class Manifest:
     database_size_bytes: int = 0
     finished_at: str = ""
     encryption: dict | None = None
+    # What the backup protects (e.g. the migration it was taken before), given by whoever asked for it.
+    label: str | None = None
+    # The server it was dumped from (never the user or password): two servers writing one prefix show apart.
+    source_host: str | None = None
+    source_port: int | None = None
     manifest_version: int = MANIFEST_VERSION
     extra: dict = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
         return sum(self.tables.values())
+
+    @property
+    def source_server(self) -> str | None:
+        if not self.source_host:
+            return None
+        return f"{self.source_host}:{self.source_port}" if self.source_port else self.source_host
 
     @property
     def created(self) -> datetime:
@@ -123,6 +134,9 @@ _FIELD_CHECKS = {
     "database_size_bytes": ("a whole number ≥ 0", lambda v: _is_int(v) and v >= 0),
     "finished_at": ("text", lambda v: isinstance(v, str)),
     "encryption": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "label": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "source_host": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "source_port": ("a port number or null", lambda v: v is None or (_is_int(v) and 0 < v < 65536)),
     "manifest_version": ("a whole number", _is_int),
     "extra": ("an object", lambda v: isinstance(v, dict)),
 }
@@ -134,6 +148,9 @@ _OPTIONAL = frozenset(
         "database_size_bytes",
         "finished_at",
         "encryption",
+        "label",
+        "source_host",
+        "source_port",
         "manifest_version",
         "extra",
     }

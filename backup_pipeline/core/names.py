@@ -21,6 +21,9 @@ VERIFIED_SUFFIX = ".dump.verified.json"
 
 _BACKUP_ID = re.compile(r"^(?P<type>daily|pre-migration|manual)_(?P<ts>\d{8}_\d{6})$")
 _NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# What a backup protects, e.g. the migration it was taken before: shown in lists, the UI and Discord.
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:+@/-]{0,99}$")
+MAX_LABEL_CHARS = 100
 
 
 @dataclass(frozen=True, order=True)
@@ -119,6 +122,23 @@ def classify_key(key: str, storage_prefix: str, name_prefix: str) -> tuple[Backu
         return None
 
 
+_ANY_STEM = re.compile(
+    r"^(?P<prefix>[A-Za-z0-9][A-Za-z0-9._-]{0,62})_(?P<id>(?:daily|pre-migration|manual)_\d{8}_\d{6})$"
+)
+
+
+def classify_any_key(key: str, storage_prefix: str) -> tuple[BackupName, str] | None:
+    """Like classify_key, for any database's backups directly under `storage_prefix` (`backup-db list --all`)."""
+    folder = join_key(storage_prefix, "")
+    if not key.startswith(folder) or "/" in key[len(folder) :]:
+        return None
+    for suffix in (VERIFIED_SUFFIX, MANIFEST_SUFFIX, DUMP_SUFFIX):
+        if key.endswith(suffix):
+            match = _ANY_STEM.match(key[len(folder) : -len(suffix)])
+            return classify_key(key, storage_prefix, match["prefix"]) if match else None
+    return None
+
+
 def join_key(storage_prefix: str, name: str) -> str:
     prefix = storage_prefix.strip("/")
     return f"{prefix}/{name}" if prefix else name
@@ -132,19 +152,39 @@ def check_backup_type(backup_type: str) -> str:
     return backup_type
 
 
-def check_name_prefix(prefix: str) -> str:
+def check_name_prefix(prefix: str, from_database: bool = False) -> str:
+    """`from_database`: no BACKUP_NAME_PREFIX was set, so the prefix is the database's own name."""
     if not _NAME_PREFIX.match(prefix or ""):
-        raise ConfigurationError(
-            f"BACKUP_NAME_PREFIX '{_printable(prefix)}' is not usable in object names: use letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit, at most 63 characters"
-        )
+        rule = "use letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters"
+        if from_database:
+            raise ConfigurationError(
+                f"the database name '{_printable(prefix)}' cannot start backup file names (BACKUP_NAME_PREFIX is "
+                f"not set, so the prefix defaults to the database name): set BACKUP_NAME_PREFIX, for example "
+                f"BACKUP_NAME_PREFIX={suggested_prefix(prefix)} ({rule})"
+            )
+        raise ConfigurationError(f"BACKUP_NAME_PREFIX '{_printable(prefix)}' is not usable in object names: {rule}")
     return prefix
 
 
 def backup_name_prefix(configured: str | None, database_name: str) -> str:
     """`<name prefix>` in object names: the configured one (BACKUP_NAME_PREFIX, the file's name_prefix), else
     the name of the database being backed up."""
-    return check_name_prefix(configured or database_name)
+    return check_name_prefix(configured or database_name, from_database=not configured)
+
+
+def suggested_prefix(text: str) -> str:
+    """A usable name prefix close to `text`: other characters become '_'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text or "").strip("._-")[:63]
+    return cleaned or "app"
+
+
+def check_label(label: str) -> str:
+    if not _LABEL.match(label or ""):
+        raise ConfigurationError(
+            f"label '{_printable(label)}' is not usable: 1 to {MAX_LABEL_CHARS} letters, digits, spaces or "
+            "'._:+@/-', starting with a letter or digit, for example 012_add_hybrid_search"
+        )
+    return label
 
 
 def check_safe_name(text: str) -> str:

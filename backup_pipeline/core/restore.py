@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import subprocess
 import tarfile
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.directory_archive import unpack as unpack_archive
@@ -33,7 +35,7 @@ from backup_pipeline.core.postgres import (
     rename_database,
     table_row_counts,
 )
-from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, human_bytes
+from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, counted, human_bytes
 
 Log = Callable[[str], None]
 MAX_RESTORE_JOBS = 64
@@ -69,15 +71,20 @@ def restore_into(
     tools: ClientTools,
     log: Log = print,
     jobs: int = 1,
+    schema_only: bool = False,
 ) -> None:
-    """pg_restore the backup into the existing, empty database `target`; the checksum must match."""
+    """pg_restore the backup into the existing, empty database `target`; the checksum must match.
+
+    `schema_only`: tables, indexes, constraints, functions and the rest, without rows (`backup-db diff`).
+    """
+    extra = ["--schema-only"] if schema_only else []
     if manifest.format == "directory":
-        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs))
+        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra)
         return
     if jobs > 1:
         _restore_parallel(catalog, manifest, target, tools, log, jobs)
         return
-    argv = [tools.path("pg_restore"), *_restore_args(target)]
+    argv = [tools.path("pg_restore"), *_restore_args(target), *extra]
     total = max(manifest.size_bytes, 1)
     with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
         reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
@@ -108,7 +115,7 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
         )
 
 
-def _restore_directory(catalog, manifest, target, tools, log, jobs: int) -> None:
+def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: list[str] | None = None) -> None:
     # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
     # pg_restore the folder with `jobs` in parallel.
     with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
@@ -131,7 +138,14 @@ def _restore_directory(catalog, manifest, target, tools, log, jobs: int) -> None
                     "or point TMPDIR at a larger disk"
                 ) from None
         _check_checksum(reader.sha256, manifest)
-        argv = [tools.path("pg_restore"), *_restore_args(target), "--format=directory", f"--jobs={jobs}", folder]
+        argv = [
+            tools.path("pg_restore"),
+            *_restore_args(target),
+            *(extra or []),
+            "--format=directory",
+            f"--jobs={jobs}",
+            folder,
+        ]
         _run_pg_restore(argv, target, manifest)
 
 
@@ -156,6 +170,62 @@ def _stage(source, out, name: str) -> None:
                     "stages nothing)"
                 ) from None
             view = view[written:]
+
+
+def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, log: Log = print, sink=None) -> int:
+    """Writes the backup as pg_restore reads it: a dump file (custom format) or a folder (directory format).
+
+    Streamed, never held in memory: the stored bytes pass through sha256 (and decryption) into a partial file
+    beside `destination`, renamed only once the checksum matched, so a damaged backup leaves nothing behind.
+    `sink`: a binary stream to write a custom-format dump to instead (stdout). Returns the bytes written.
+    """
+    with catalog.storage.open_stream(manifest.key) as body:
+        total = human_bytes(manifest.size_bytes)
+        reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)} of {total}"))
+        plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+        if sink is not None:
+            written = _copy(plain, sink, manifest.name, "the output")
+            _check_checksum(reader.sha256, manifest)
+            return written
+        final = os.path.abspath(destination)
+        partial = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.partial-{os.getpid()}")
+        try:
+            if manifest.format == "directory":
+                try:
+                    unpack_archive(plain, partial)
+                except (tarfile.TarError, ValueError) as error:
+                    while reader.read(CHUNK_BYTES):
+                        pass
+                    _check_checksum(reader.sha256, manifest)
+                    raise VerificationError(
+                        f"{manifest.name} is not a readable directory-format archive: {error}"
+                    ) from None
+                written = sum(f.stat().st_size for f in Path(partial).rglob("*") if f.is_file())
+            else:
+                with open(partial, "wb") as out:
+                    written = _copy(plain, out, manifest.name, os.path.dirname(final))
+            _check_checksum(reader.sha256, manifest)
+            if manifest.format == "directory" and os.path.isdir(final):
+                shutil.rmtree(final)  # --force: the folder is replaced only once the new one is complete
+            os.replace(partial, final)
+        finally:
+            if os.path.isdir(partial):
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial)
+    return written
+
+
+def _copy(source, out, name: str, where: str) -> int:
+    written = 0
+    while chunk := source.read(CHUNK_BYTES):
+        try:
+            out.write(chunk)
+        except OSError as error:
+            raise BackupError(f"cannot write {name} to {where}: {error.strerror}") from None
+        written += len(chunk)
+    return written
 
 
 def _restore_args(target: PostgresTarget) -> list[str]:
@@ -288,7 +358,10 @@ def restore_to_database(
     finally:
         admin.close()
     duration = time.monotonic() - started
-    log(f"restored {name} into {target_db}: {len(counts)} tables, {sum(counts.values())} rows, {duration:.1f} s")
+    log(
+        f"restored {name} into {target_db}: {counted(len(counts), 'table')}, "
+        f"{counted(sum(counts.values()), 'row')}, {duration:.1f} s"
+    )
     return RestoreOutcome(manifest=manifest, database=target_db, tables=counts, duration_s=round(duration, 3))
 
 

@@ -192,10 +192,12 @@ class LocalStorage(BackupStorage):
 
 
 class S3Storage(BackupStorage):
-    def __init__(self, client, bucket: str, endpoint_url: str | None = None):
+    def __init__(self, client, bucket: str, endpoint_url: str | None = None, settings: StorageSettings | None = None):
         self.client = client
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        # Only for messages: the variables the user actually set (DO_SPACES_* or BACKUP_S3_*/AWS_*).
+        self.settings = settings or StorageSettings(bucket=bucket, endpoint_url=endpoint_url)
 
     def describe(self) -> str:
         return f"bucket '{self.bucket}' at {self.endpoint_url or 'AWS S3'}"
@@ -346,14 +348,15 @@ class S3Storage(BackupStorage):
             if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and action == "open"):
                 return BackupError(
                     f"the bucket '{self.bucket}' does not exist at {self.endpoint_url or 'AWS S3'}: create it, or "
-                    "set BACKUP_S3_BUCKET (and BACKUP_S3_ENDPOINT_URL) to an existing one"
+                    f"set {self._bucket_variables()} to an existing one"
                 )
             if code == "NoSuchKey":
                 return BackupError(f"cannot {action} {where}: the object does not exist (run `backup-db list`)")
-            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
+            # A HEAD request gets a bare 403, a GET or a listing the reason (InvalidAccessKeyId, ...): every verb
+            # says the same thing, so the reason is left out.
+            if code in _REFUSED_CODES:
                 return BackupError(
-                    f"cannot {action} {where}: the credentials were refused ({code}). Check AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY (or DO_SPACES_KEY and DO_SPACES_SECRET)"
+                    f"cannot {action} {where}: the credentials were refused. Check {self._credential_variables()}"
                 )
             return BackupError(f"cannot {action} {where}: S3 answered {code or status}")
         if isinstance(error, NoCredentialsError):
@@ -363,9 +366,28 @@ class S3Storage(BackupStorage):
             )
         if isinstance(error, EndpointConnectionError) or "connect" in type(error).__name__.lower():
             return BackupError(
-                f"cannot {action} {where}: the endpoint is unreachable. Check BACKUP_S3_ENDPOINT_URL and the network"
+                f"cannot {action} {where}: the endpoint is unreachable. Check {self.settings.endpoint_env} and the "
+                "network"
             )
         return BackupError(f"cannot {action} {where}: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+    def _bucket_variables(self) -> str:
+        if self.settings.bucket_env == "DO_SPACES_BUCKET":
+            return "DO_SPACES_BUCKET (and DO_SPACES_REGION)"
+        return f"{self.settings.bucket_env} (and BACKUP_S3_ENDPOINT_URL)"
+
+    def _credential_variables(self) -> str:
+        used = {self.settings.access_key_id_env, self.settings.secret_access_key_env} - {None}
+        if used and all(name.startswith("DO_SPACES_") for name in used):
+            return "DO_SPACES_KEY and DO_SPACES_SECRET"
+        if used and not any(name.startswith("DO_SPACES_") for name in used):
+            return "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        return "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or DO_SPACES_KEY and DO_SPACES_SECRET)"
+
+
+_REFUSED_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden", "InvalidToken"}
+)
 
 
 def s3_client(settings: StorageSettings, max_attempts: int | None = None):
@@ -404,5 +426,5 @@ def _parse_timestamp(value):
 
 def storage_from_settings(settings: StorageSettings, client=None) -> BackupStorage:
     if settings.uses_s3:
-        return S3Storage(client or s3_client(settings), settings.bucket, settings.endpoint_url)
+        return S3Storage(client or s3_client(settings), settings.bucket, settings.endpoint_url, settings)
     return LocalStorage(settings.local_dir)

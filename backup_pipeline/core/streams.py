@@ -59,3 +59,8 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TB"
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 table`, `0 rows`, `4,120,334 rows`: a count with its noun, singular only for exactly one."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

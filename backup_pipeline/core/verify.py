@@ -15,6 +15,7 @@ from backup_pipeline.core.manifest import Manifest, VerificationRecord
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, create_database, drop_database, table_row_counts
 from backup_pipeline.core.restore import Log, checked_manifest, compare_row_counts, restore_into, scratch_database_name
+from backup_pipeline.core.streams import counted
 
 
 @dataclass
@@ -59,7 +60,10 @@ def verify_backup(
         rows=sum(counts.values()),
     )
     catalog.storage.put_bytes(name.verified_key(catalog.storage_prefix), record.to_json())
-    log(f"verified {name}: {len(counts)} tables and {record.rows} rows match the manifest ({duration:.1f} s)")
+    log(
+        f"verified {name}: {counted(len(counts), 'table')} and {counted(record.rows, 'row')} match the manifest "
+        f"({duration:.1f} s)"
+    )
     return VerificationOutcome(
         manifest=manifest, scratch_database=scratch, tables=counts, duration_s=record.restore_duration_s
     )

@@ -11,7 +11,14 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.names import BackupId
-from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, QUIET_TAG, REQUESTED_BY_TAG, DefinitionNames
+from backup_pipeline.defs.names import (
+    BACKUP_ID_TAG,
+    BACKUP_TYPE_TAG,
+    LABEL_TAG,
+    QUIET_TAG,
+    REQUESTED_BY_TAG,
+    DefinitionNames,
+)
 
 REQUEST_LOOKBACK = timedelta(hours=24)
 REQUEST_SENSOR_INTERVAL_S = 5
@@ -64,8 +71,9 @@ def build_request_sensor(db: DatabaseSettings, partitions: dg.DynamicPartitionsD
             if not backup_id or backup_id in existing or backup_id in new_ids:
                 continue
             tags = {BACKUP_TYPE_TAG: run.tags.get(BACKUP_TYPE_TAG, ""), REQUESTED_BY_TAG: run.run_id}
-            if QUIET_TAG in run.tags:
-                tags[QUIET_TAG] = run.tags[QUIET_TAG]
+            for carried in (QUIET_TAG, LABEL_TAG):
+                if carried in run.tags:
+                    tags[carried] = run.tags[carried]
             new_ids.append(backup_id)
             run_requests.append(dg.RunRequest(run_key=run.run_id, partition_key=backup_id, tags=tags))
         if not run_requests:

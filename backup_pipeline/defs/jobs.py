@@ -4,7 +4,7 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.names import BackupId, BackupName, check_backup_type
+from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.restore import RESTORE_CONFIRMATION, restore_server, restore_to_database
 from backup_pipeline.defs.assets.failures import fail_clearly
@@ -12,6 +12,7 @@ from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
     DATABASE_TAG,
+    LABEL_TAG,
     RUN_KIND_TAG,
     STORAGE_RESOURCE_KEY,
     DefinitionNames,
@@ -53,6 +54,8 @@ def build_backup_jobs(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefi
 
 class BackupRequestConfig(dg.Config):
     backup_type: str = "pre-migration"
+    # What the backup protects, e.g. the migration about to run (012_add_hybrid_search); kept in its manifest.
+    label: str | None = None
 
 
 def build_request_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDefinition:
@@ -61,7 +64,11 @@ def build_request_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
         """Names the new backup; the backup request sensor then registers it and starts backup_job for it."""
         with fail_clearly():
             backup_id = BackupId.new(check_backup_type(config.backup_type))
-        context.instance.add_run_tags(context.run_id, {BACKUP_ID_TAG: str(backup_id), BACKUP_TYPE_TAG: backup_id.type})
+            label = check_label(config.label) if config.label else None
+        tags = {BACKUP_ID_TAG: str(backup_id), BACKUP_TYPE_TAG: backup_id.type}
+        if label:
+            tags[LABEL_TAG] = label
+        context.instance.add_run_tags(context.run_id, tags)
         context.log.info(
             f"backup {backup_id} requested: {names.request_sensor} starts {names.backup_job} for it within seconds "
             "(the daemon must be running, as it is under `dagster dev`)"

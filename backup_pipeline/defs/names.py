@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.webserver import asset_link, run_link
 
 DATABASE_TAG = "backup/database"
 BACKUP_ID_TAG = "backup/id"
@@ -19,19 +20,22 @@ QUIET_TAG = "backup/quiet"
 REQUESTED_BY_TAG = "backup/requested_by"  # who asked: a request_backup run's id, or backup-db
 RUN_KIND_TAG = "backup/kind"
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
+# What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
+LABEL_TAG = "backup/label"
 STORAGE_RESOURCE_KEY = "backup_storage"
 # On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a
 # refused prune from a failed one by its type, not by its wording.
 ERROR_CLASS_METADATA = "backup/error_class"
 
 
-def run_url(webserver_url: str, run_id: str) -> str:
-    """The run's page in the Dagster UI (DAGSTER_WEBSERVER_URL, already without a trailing '/')."""
-    return f"{webserver_url}/runs/{run_id}"
+def run_url(webserver_url: str | None, run_id: str) -> str | None:
+    """The run's page in the Dagster UI: under DAGSTER_WEBSERVER_URL, else a webserver running here; None
+    when neither is known, so messages leave the link out rather than point nowhere."""
+    return run_link(webserver_url, run_id)
 
 
-def asset_url(webserver_url: str, asset_path: list[str]) -> str:
-    return f"{webserver_url}/assets/{'/'.join(asset_path)}"
+def asset_url(webserver_url: str | None, asset_path: list[str]) -> str | None:
+    return asset_link(webserver_url, list(asset_path))
 
 
 @dataclass(frozen=True)

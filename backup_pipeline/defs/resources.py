@@ -51,10 +51,23 @@ class BackupStorageResource(dg.ConfigurableResource):
     # dg.EnvVar("BACKUP_ENCRYPTION_KEY") when set: Dagster records the variable's name, never the key.
     encryption_key: str | None = None
     encryption_key_file: str | None = None
+    # Names of the variables the user set (never their values), so messages name those.
+    bucket_env: str = "BACKUP_S3_BUCKET"
+    endpoint_env: str = "BACKUP_S3_ENDPOINT_URL"
+    access_key_id_env: str | None = None
+    secret_access_key_env: str | None = None
 
     def storage(self) -> BackupStorage:
         if self.bucket:
-            return S3Storage(self.s3.get_client(), self.bucket, self.s3.endpoint_url)
+            named = StorageSettings(
+                bucket=self.bucket,
+                endpoint_url=self.s3.endpoint_url,
+                access_key_id_env=self.access_key_id_env,
+                secret_access_key_env=self.secret_access_key_env,
+                bucket_env=self.bucket_env,
+                endpoint_env=self.endpoint_env,
+            )
+            return S3Storage(self.s3.get_client(), self.bucket, self.s3.endpoint_url, named)
         return LocalStorage(self.local_dir)
 
     def encryption(self) -> EncryptionKey | None:
@@ -92,4 +105,8 @@ def storage_resource(settings: StorageSettings) -> BackupStorageResource:
         s3=s3,
         encryption_key=_env_var(settings.encryption_key_env),
         encryption_key_file=settings.encryption_key_file,
+        bucket_env=settings.bucket_env,
+        endpoint_env=settings.endpoint_env,
+        access_key_id_env=settings.access_key_id_env,
+        secret_access_key_env=settings.secret_access_key_env,
     )

@@ -87,12 +87,13 @@ class RunFacts:
 
     job: str
     run_id: str
-    run_url: str
+    run_url: str | None  # None: no Dagster UI is known, so the message has no link
     kind: str = "other"  # backup, verify, prune, restore, request or other
     database: str | None = None
     backup_name: str | None = None
     backup_type: str | None = None
     target_db: str | None = None
+    label: str | None = None
 
 
 _FAILURE_HEADLINES = {
@@ -129,10 +130,13 @@ def failure_text(facts: RunFacts, error: RunError) -> str:
     lines.append(f"Job: `{facts.job}`")
     if facts.backup_name:
         lines.append(f"Backup: `{facts.backup_name}`" + (f" ({facts.backup_type})" if facts.backup_type else ""))
+    if facts.label:
+        lines.append(f"Label: `{facts.label}`")
     if facts.target_db:
         lines.append(f"Target database: `{facts.target_db}`")
     lines.append(f"Error: {error_line}")
-    lines.append(f"Logs: {facts.run_url}")
+    if facts.run_url:
+        lines.append(f"Logs: {facts.run_url}")
     return "\n".join(lines)
 
 
@@ -146,6 +150,8 @@ def success_text(
 ) -> str:
     lines = [":white_check_mark: **Database backup complete**" + (f" (`{facts.database}`)" if facts.database else "")]
     lines.append(f"Type: {facts.backup_type or 'unknown'}")
+    if facts.label:
+        lines.append(f"Label: `{facts.label}`")
     lines.append(f"File: `{file_name or facts.backup_name or 'unknown'}`")
     if size_bytes is not None:
         lines.append(f"Size: {human_bytes(size_bytes)}")
@@ -156,7 +162,8 @@ def success_text(
         lines.append(f"Verified: yes (restored into a scratch database{rows_text})")
     else:
         lines.append("Verified: no")
-    lines.append(f"Run: {facts.run_url}")
+    if facts.run_url:
+        lines.append(f"Run: {facts.run_url}")
     return "\n".join(lines)
 
 
@@ -167,7 +174,7 @@ def stale_text(
     newest_at: datetime | None,
     age_hours: float | None,
     problem: str | None,
-    link: str,
+    link: str | None,
 ) -> str:
     lines = [f":rotating_light: **No verified backup of `{database}` in the last {limit_hours:g} hours**"]
     if problem:
@@ -177,12 +184,14 @@ def stale_text(
     else:
         lines.append("There is no verified backup at all.")
     lines.append("Check the daily schedule and the latest backup_job runs; this alert repeats while it lasts.")
-    lines.append(f"Details: {link}")
+    if link:
+        lines.append(f"Details: {link}")
     return "\n".join(lines)
 
 
-def fresh_again_text(database: str, newest_name: str, age_hours: float, link: str) -> str:
-    return (
+def fresh_again_text(database: str, newest_name: str, age_hours: float, link: str | None) -> str:
+    text = (
         f":white_check_mark: **Backups of `{database}` are fresh again**: `{newest_name}` was verified "
-        f"({age_hours:.1f} h old)\nDetails: {link}"
+        f"({age_hours:.1f} h old)"
     )
+    return f"{text}\nDetails: {link}" if link else text

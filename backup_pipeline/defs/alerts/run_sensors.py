@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from backup_pipeline.core.config import DEFAULT_WEBSERVER_URL, DatabaseSettings, Settings
+from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, success_text
 from backup_pipeline.defs.alerts.runs import failure_error, materialization_metadata, run_facts
@@ -18,7 +18,7 @@ RUN_SENSOR_INTERVAL_S = 5
 FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
 
 
-def default_failure_text(webserver_base_url: str) -> FailureTextFn:
+def default_failure_text(webserver_base_url: str | None) -> FailureTextFn:
     def text(context: dg.RunFailureSensorContext) -> str:
         run = context.dagster_run
         facts = RunFacts(job=run.job_name, run_id=run.run_id, run_url=run_url(webserver_base_url, run.run_id))
@@ -32,7 +32,7 @@ def make_discord_on_run_failure_sensor(
     text_fn: FailureTextFn | None = None,
     redact: Callable[[str], str] = lambda text: text,
     name: str = "discord_on_run_failure",
-    webserver_base_url: str = DEFAULT_WEBSERVER_URL,
+    webserver_base_url: str | None = None,
     minimum_interval_seconds: int = RUN_SENSOR_INTERVAL_S,
     monitored_jobs: Sequence | None = None,
     default_status: dg.DefaultSensorStatus | None = None,

@@ -13,6 +13,7 @@ from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
     ERROR_CLASS_METADATA,
+    LABEL_TAG,
     PARTITION_TAG,
     DefinitionNames,
     run_url,
@@ -62,6 +63,7 @@ def run_facts(run: dg.DagsterRun, settings: Settings) -> RunFacts:
         except BackupError:
             facts["backup_name"] = backup_id  # not one of our ids: show it as it is
     facts["backup_type"] = backup_type
+    facts["label"] = run.tags.get(LABEL_TAG) or None
     return RunFacts(**facts)
 
 

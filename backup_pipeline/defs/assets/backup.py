@@ -9,7 +9,7 @@ from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.assets.failures import fail_clearly
-from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import LABEL_TAG, STORAGE_RESOURCE_KEY, DefinitionNames
 
 
 def build_backup_asset(
@@ -58,9 +58,16 @@ def build_backup_asset(
         storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
         with fail_clearly():
             backup_id = BackupId.parse(context.partition_key)
+            label = context.run.tags.get(LABEL_TAG) or None
             catalog = storage.catalog(postgres, db.storage_prefix)
             result = take_backup(
-                postgres.target(), catalog, backup_id, postgres.tools(), db.dump_options(), log=context.log.info
+                postgres.target(),
+                catalog,
+                backup_id,
+                postgres.tools(),
+                db.dump_options(),
+                log=context.log.info,
+                label=label,
             )
         manifest = result.manifest
         ratio = manifest.database_size_bytes / manifest.size_bytes if manifest.size_bytes else 0.0
@@ -69,6 +76,7 @@ def build_backup_asset(
             metadata={
                 "database": manifest.database,
                 "backup_type": manifest.type,
+                **labelled(manifest),
                 "tables": dg.MetadataValue.int(len(manifest.tables)),
                 "rows": dg.MetadataValue.int(manifest.total_rows),
                 "database_size_bytes": dg.MetadataValue.int(manifest.database_size_bytes),
@@ -83,6 +91,7 @@ def build_backup_asset(
             asset_key=offsite_key,
             metadata={
                 "name": manifest.name,
+                **labelled(manifest),
                 "uri": dg.MetadataValue.url(result.uri) if result.uri.startswith("file:") else result.uri,
                 "size_bytes": dg.MetadataValue.int(manifest.size_bytes),
                 "sha256": manifest.sha256,
@@ -106,3 +115,13 @@ def build_backup_asset(
         )
 
     return dump_and_upload
+
+
+def labelled(manifest) -> dict:
+    """The label and source server, shown in the UI beside the backup; absent when not recorded."""
+    shown = {}
+    if manifest.label:
+        shown["label"] = manifest.label
+    if manifest.source_server:
+        shown["source_server"] = manifest.source_server
+    return shown
