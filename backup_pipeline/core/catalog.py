@@ -109,8 +109,10 @@ class BackupCatalog:
 
         def read(entry: BackupEntry) -> tuple[str, Manifest | None]:
             try:
-                return str(entry.name), Manifest.from_json(
-                    self.storage.read_bytes(entry.manifest_key), entry.manifest_key
+                manifest = Manifest.from_json(self.storage.read_bytes(entry.manifest_key), entry.manifest_key)
+                dump_key = entry.manifest_key.removesuffix(".json")
+                return str(entry.name), manifest.check_describes(
+                    str(entry.name), str(entry.name.id), dump_key, entry.manifest_key
                 )
             except BackupError:
                 return str(entry.name), None
