@@ -128,13 +128,11 @@ def _distinct(root, entries, shared, problems: list) -> tuple:
         identity = (db.storage_prefix, db.name_prefix or f"${db.url_env}")
         if identity in name_owners:
             other, other_line = name_owners[identity]
-            problems.append(
-                (
-                    line,
-                    f"database '{db.key}' would write the same object names as '{other}' (line {other_line}): "
-                    "give one of them its own name_prefix or storage_prefix",
-                )
+            message = (
+                f"database '{db.key}' would write the same object names as '{other}' (line {other_line}): "
+                "give one of them its own name_prefix or storage_prefix"
             )
+            problems.append((line, message))
             continue
         name_owners[identity] = (db.key, line)
         databases.append(db)
@@ -143,47 +141,39 @@ def _distinct(root, entries, shared, problems: list) -> tuple:
 
 def _problems(root, errors: list[dict]) -> list[tuple[int, str]]:
     """Pydantic's errors as (line, message); the fields missing from one entry make one message."""
-    problems = []
-    missing: dict[tuple, list[str]] = {}
+    problems, missing = [], {}
     for error in errors:
-        loc, kind = error["loc"], error["type"]
-        name = loc[-1] if loc else ""
-        if kind == "missing" and len(loc) > 1:
-            missing.setdefault(loc[:-1], []).append(name)
-        elif kind == "missing":
-            problems.append(
-                (_line(root, loc), "no 'databases:' list: list each database to back up with its key and url_env")
-            )
-        elif kind == "extra_forbidden" and len(loc) == 1:
-            sections = _File.model_fields
-            problems.append(
-                (
-                    _line(root, loc, at_key=True),
-                    f"unknown section '{name}'{_suggestion(name, sections)}: use {' or '.join(sections)}",
-                )
-            )
-        elif kind == "extra_forbidden":
-            fields = _DATABASE_FIELDS if loc[0] == "databases" else tuple(_Fields.model_fields)
-            problems.append(
-                (
-                    _line(root, loc, at_key=True),
-                    f"unknown field '{name}'{_suggestion(name, fields)} (fields: {', '.join(fields)})",
-                )
-            )
-        elif loc == ("databases",):
-            problems.append((_line(root, loc), "'databases' must be a list with at least one entry ('- key: ...')"))
-        elif kind in ("model_type", "model_attributes_type"):
-            what = "defaults" if loc == ("defaults",) else "a database entry"
-            problems.append((_line(root, loc), f"{what} must be a mapping of fields such as 'key: billing'"))
-        else:
-            problem = error.get("ctx", {}).get("error")
-            message = str(problem) if isinstance(problem, CompleteMessage) else f"{name} {problem or error['msg']}"
-            problems.append((_line(root, loc), message))
+        if error["type"] == "missing" and len(error["loc"]) > 1:
+            missing.setdefault(error["loc"][:-1], []).append(error["loc"][-1])
+            continue
+        about_name, message = _describe(error)
+        problems.append((_line(root, error["loc"], at_key=about_name), message))
     for loc, names in missing.items():
-        problems.append(
-            (_line(root, loc), f"this database has no {' and no '.join(names)}: key and url_env are both required")
-        )
+        message = f"this database has no {' and no '.join(names)}: key and url_env are both required"
+        problems.append((_line(root, loc), message))
     return problems
+
+
+def _describe(error: dict) -> tuple[bool, str]:
+    """Whether the problem is a field's name (rather than its value), and what to tell the user."""
+    loc, kind = error["loc"], error["type"]
+    name = loc[-1] if loc else ""
+    if kind == "missing":
+        return False, "no 'databases:' list: list each database to back up with its key and url_env"
+    if kind == "extra_forbidden" and len(loc) == 1:
+        sections = _File.model_fields
+        return True, f"unknown section '{name}'{_suggestion(name, sections)}: use {' or '.join(sections)}"
+    if kind == "extra_forbidden":
+        fields = _DATABASE_FIELDS if loc[0] == "databases" else tuple(_Fields.model_fields)
+        return True, f"unknown field '{name}'{_suggestion(name, fields)} (fields: {', '.join(fields)})"
+    if loc == ("databases",):
+        return False, "'databases' must be a list with at least one entry ('- key: ...')"
+    if kind in ("model_type", "model_attributes_type"):
+        if loc == ("defaults",):
+            return False, "defaults must be a mapping of fields such as 'retention_days: 14'"
+        return False, "a database entry must be a mapping of fields such as 'key: billing'"
+    problem = error.get("ctx", {}).get("error")
+    return False, str(problem) if isinstance(problem, CompleteMessage) else f"{name} {problem or error['msg']}"
 
 
 def _report(path: Path, problems: list[tuple[int, str]]) -> str:
