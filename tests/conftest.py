@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from tests.support.moto import MotoServer
-from tests.support.postgres_server import admin_url
+from tests.support.postgres_server import admin_url, pg18_url
 from tests.support.seed import SEED_SQL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -54,36 +54,66 @@ CONFIG_VARS = [
 @pytest.fixture(scope="session")
 def pg_admin_url():
     """libpq URL of a superuser connection to the test server's `postgres` database."""
-    url, cluster = admin_url()
-    yield url
-    if cluster is not None:
-        cluster.stop()
+    url, server = admin_url()
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg18_admin_url(pg_admin_url):
+    """Superuser URL of a PostgreSQL 18 server: the test server if it is one, else a throwaway server from the
+    bundled binaries (as the postgres user when run as root), stopped when the session ends, failed or not."""
+    url, server = pg18_url(pg_admin_url)
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def _url_for(admin: str, dbname: str) -> str:
     return admin.rsplit("/", 1)[0] + "/" + dbname
 
 
-@pytest.fixture
-def make_database(pg_admin_url):
-    """Creates uniquely named databases (optionally seeded) and drops them after the test."""
+def _database_maker(admin_url: str):
     created = []
 
     def make(seed_sql: str | None = SEED_SQL, prefix: str = "bptest") -> str:
         name = f"{prefix}_{secrets.token_hex(4)}"
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
-        url = _url_for(pg_admin_url, name)
+        url = _url_for(admin_url, name)
         if seed_sql:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(seed_sql)
         return url
 
+    def drop_all() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            for name in created:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    return make, drop_all
+
+
+@pytest.fixture
+def make_database(pg_admin_url):
+    """Creates uniquely named databases (optionally seeded) and drops them after the test."""
+    make, drop_all = _database_maker(pg_admin_url)
     yield make
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        for name in created:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_all()
+
+
+@pytest.fixture
+def make_pg18_database(pg18_admin_url):
+    """make_database on the PostgreSQL 18 server."""
+    make, drop_all = _database_maker(pg18_admin_url)
+    yield make
+    drop_all()
 
 
 @pytest.fixture

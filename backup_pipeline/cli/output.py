@@ -154,4 +154,5 @@ def _verified_text(entry: BackupEntry, verification: dict | None) -> str:
         at = when(datetime.fromisoformat(verification["verified_at"]))
     except (KeyError, TypeError, ValueError):
         at = "?"
-    return f"yes, at {at} (restore took {took:.1f} s)"
+    with_tool = f", pg_restore {verification['pg_restore_version']}" if verification.get("pg_restore_version") else ""
+    return f"yes, at {at} (restore took {took:.1f} s{with_tool})"

@@ -14,12 +14,13 @@ from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.postgres import PostgresTarget, check_database_name
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, check_database_name
 from backup_pipeline.core.restore import (
     RESTORE_CONFIRMATION,
     check_restore_jobs,
     check_restore_target,
     checked_manifest,
+    restore_client,
 )
 from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import DefinitionNames
@@ -42,7 +43,9 @@ def restore_backup(ctx: CliContext, args) -> int:
     check_restore_jobs(args.jobs)
     source = ctx.source()
     name = ctx.backup_name(args.name, args.type)
-    checked_manifest(ctx.catalog(with_encryption_key=True), name)
+    manifest = checked_manifest(ctx.catalog(with_encryption_key=True), name)
+    # A pg_restore that can read the backup must exist before a run (and a database) does.
+    restore_client(ClientTools.locate(), manifest)
 
     server, password = source, None
     if args.target_url is not None:
@@ -90,6 +93,10 @@ def restore_backup(ctx: CliContext, args) -> int:
         "tables": outcome.get("tables"),
         "rows": outcome.get("rows"),
         "duration_s": outcome.get("duration_s"),
+        "source_server_version": manifest.server_version,
+        "server_version": outcome.get("server_version"),
+        "pg_restore_version": outcome.get("pg_restore_version"),
+        "upgrade": outcome.get("upgrade"),
         "run_id": run_id,
     }
     if args.json:
@@ -107,4 +114,10 @@ def restore_summary(result: dict) -> str:
         + f" into {'existing' if result['replaced'] else 'new'} database {result['target_db']}{where}: "
         f"{counted(result['tables'] or 0, 'table')}, {counted(result['rows'] or 0, 'row')}, matching the backup's "
         f"manifest (run {result['run_id']})"
+        + (
+            f"\nThis was an upgrade: the backup came from PostgreSQL {result['source_server_version']} and now runs "
+            f"on PostgreSQL {result['server_version']} (restored with pg_restore {result['pg_restore_version']})"
+            if result.get("upgrade")
+            else ""
+        )
     )

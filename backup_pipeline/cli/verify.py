@@ -33,6 +33,7 @@ def verify_backup(ctx: CliContext, args) -> int:
                 "tables": verified.get("tables"),
                 "rows": verified.get("rows"),
                 "restore_duration_s": verified.get("restore_duration_s"),
+                "pg_restore_version": verified.get("pg_restore_version"),
                 "run_id": run_id,
             }
         )
@@ -43,8 +44,9 @@ def verify_backup(ctx: CliContext, args) -> int:
 
 def verify_summary(name: str, verified: dict, run_id: str) -> str:
     """What `verify` prints once a backup verified; `follow` prints the same for a verification run."""
+    with_tool = f" with pg_restore {verified['pg_restore_version']}" if verified.get("pg_restore_version") else ""
     return (
         paint(f"Verified {name}", "green")
         + f": {counted(verified.get('tables') or 0, 'table')} and {counted(verified.get('rows') or 0, 'row')} "
-        f"restored and matched its manifest (run {run_id})"
+        f"restored{with_tool} and matched its manifest (run {run_id})"
     )

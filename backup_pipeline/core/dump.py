@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_pipeline.core.directory_archive import DirectoryTarStream
-from backup_pipeline.core.dump_options import DumpOptions
-from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.dump_options import NEWER_METHODS_SINCE, DumpOptions
+from backup_pipeline.core.errors import BackupError, ConfigurationError
 from backup_pipeline.core.postgres import (
     ClientTools,
+    PgClient,
     PostgresTarget,
     database_size,
     exported_snapshot,
@@ -85,16 +86,17 @@ def start_dump(
     options = options or DumpOptions()
     with exported_snapshot(target) as (snapshot, conn):
         major, server_text = server_version(conn)
-        pg_dump_text = tools.check_can_dump(major, server_text)
+        client = tools.for_server(major, server_text, target.needs_ssl)
+        check_client_compresses(client, options)
+        pg_dump_text = client.version
         size = database_size(conn)
         log(
             f"dumping {target.describe()} (PostgreSQL {server_text}, {human_bytes(size)} on disk) with pg_dump "
-            f"{pg_dump_text}"
+            f"{client.describe()}"
         )
-        pg_dump_major = int(pg_dump_text.split(".")[0])
         argv = [
-            tools.path("pg_dump"),
-            *options.pg_dump_args(pg_dump_major, pg_dump_text),
+            client.path("pg_dump"),
+            *options.pg_dump_args(client.major, pg_dump_text),
             f"--snapshot={snapshot}",
             f"--dbname={target.conninfo_without_password()}",
         ]
@@ -124,6 +126,18 @@ def start_dump(
                 dump.kill()
                 stdout.close()
                 dump._counting.join()
+
+
+def check_client_compresses(client: PgClient, options: DumpOptions) -> None:
+    """lz4 and zstd are build options of pg_dump: refuse before dumping when the chosen one lacks them."""
+    method = options.compression.method if options.compression else "gzip"
+    if client.major >= NEWER_METHODS_SINCE and not client.supports_compression(method):
+        raise ConfigurationError(
+            f"BACKUP_COMPRESSION '{options.compression}' needs a pg_dump built with {method}, but pg_dump "
+            f"{client.describe()} was built without it: use gzip:N (0 to 9) instead, or install a PostgreSQL client "
+            f"built with {method} (the apt.postgresql.org and Debian packages are) and point BACKUP_PG_BIN_DIR at "
+            "it. Nothing was dumped"
+        )
 
 
 class StderrTail:

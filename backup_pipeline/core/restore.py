@@ -26,6 +26,7 @@ from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
     ClientTools,
+    PgClient,
     PostgresTarget,
     check_database_name,
     create_database,
@@ -33,6 +34,7 @@ from backup_pipeline.core.postgres import (
     disconnect_sessions,
     drop_database,
     rename_database,
+    server_version,
     table_row_counts,
 )
 from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, counted, human_bytes
@@ -49,6 +51,45 @@ class RestoreOutcome:
     database: str
     tables: dict[str, int]
     duration_s: float
+    server_version: str = ""  # the target server's
+    pg_restore_version: str = ""
+
+    @property
+    def upgrade(self) -> bool:
+        """Whether the backup came from an older PostgreSQL major than the server it went into."""
+        return bool(self.server_version) and _major(self.manifest.server_version) < _major(self.server_version)
+
+
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def restore_client(
+    tools: ClientTools, manifest: Manifest, server: PostgresTarget | None = None, server_text: str | None = None
+) -> PgClient:
+    """The pg_restore for this backup (into `server`, of version `server_text`): at least as new as its
+    pg_dump, able to decompress it and to restore into that server; chosen before anything is created, so a
+    missing one changes nothing."""
+    server_major = _major(server_text) if server_text else None
+    needs_ssl = server.needs_ssl if server is not None else False
+    return tools.for_archive(manifest.pg_dump_version, manifest.compression, manifest.name, server_major, needs_ssl)
+
+
+def describe_versions(manifest: Manifest, client: PgClient, server_text: str) -> str:
+    """One line on the versions at play, saying when the restore is an upgrade (or a downgrade)."""
+    source, target = _major(manifest.server_version), _major(server_text)
+    line = (
+        f"backup of PostgreSQL {manifest.server_version} (pg_dump {manifest.pg_dump_version}) into PostgreSQL "
+        f"{server_text} with pg_restore {client.describe()}"
+    )
+    if source < target:
+        return f"{line}: an upgrade from PostgreSQL {source} to {target}"
+    if source > target:
+        return (
+            f"{line}: a downgrade from PostgreSQL {source} to {target}, which fails if the backup uses anything "
+            f"PostgreSQL {target} lacks"
+        )
+    return line
 
 
 def checked_manifest(catalog: BackupCatalog, name: BackupName) -> Manifest:
@@ -68,7 +109,7 @@ def restore_into(
     catalog: BackupCatalog,
     manifest: Manifest,
     target: PostgresTarget,
-    tools: ClientTools,
+    tools: ClientTools | PgClient,
     log: Log = print,
     jobs: int = 1,
     schema_only: bool = False,
@@ -78,6 +119,7 @@ def restore_into(
     `schema_only`: tables, indexes, constraints, functions and the rest, without rows (`backup-db diff`).
     """
     extra = ["--schema-only"] if schema_only else []
+    tools = tools if isinstance(tools, PgClient) else restore_client(tools, manifest)
     if manifest.format == "directory":
         _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra)
         return
@@ -339,14 +381,18 @@ def restore_to_database(
     check_restore_jobs(jobs)
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
+    restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
     admin = server.connect()
     try:
         exists = check_restore_target(admin, server, target_db, replace)
+        server_text = server_version(admin)[1]
+        client = restore_client(tools, manifest, server, server_text)
+        log(f"restoring the {describe_versions(manifest, client, server_text)}")
         work_db = scratch_database_name("restore") if exists else target_db
         create_database(admin, work_db)
         try:
             log(f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db}")
-            restore_into(catalog, manifest, server.with_database(work_db), tools, log, jobs)
+            restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
             with server.with_database(work_db).connect() as conn:
                 counts = table_row_counts(conn)
             compare_row_counts(manifest.tables, counts, str(name))
@@ -362,7 +408,14 @@ def restore_to_database(
         f"restored {name} into {target_db}: {counted(len(counts), 'table')}, "
         f"{counted(sum(counts.values()), 'row')}, {duration:.1f} s"
     )
-    return RestoreOutcome(manifest=manifest, database=target_db, tables=counts, duration_s=round(duration, 3))
+    return RestoreOutcome(
+        manifest=manifest,
+        database=target_db,
+        tables=counts,
+        duration_s=round(duration, 3),
+        server_version=server_text,
+        pg_restore_version=client.version,
+    )
 
 
 def _swap(admin, target_db: str, work_db: str, log: Log) -> None:

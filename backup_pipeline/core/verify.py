@@ -13,8 +13,23 @@ from datetime import UTC, datetime
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.manifest import Manifest, VerificationRecord
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, create_database, drop_database, table_row_counts
-from backup_pipeline.core.restore import Log, checked_manifest, compare_row_counts, restore_into, scratch_database_name
+from backup_pipeline.core.postgres import (
+    ClientTools,
+    PostgresTarget,
+    create_database,
+    drop_database,
+    server_version,
+    table_row_counts,
+)
+from backup_pipeline.core.restore import (
+    Log,
+    checked_manifest,
+    compare_row_counts,
+    describe_versions,
+    restore_client,
+    restore_into,
+    scratch_database_name,
+)
 from backup_pipeline.core.streams import counted
 
 
@@ -24,6 +39,8 @@ class VerificationOutcome:
     scratch_database: str
     tables: dict[str, int]
     duration_s: float
+    pg_restore_version: str = ""
+    server_version: str = ""  # of the server that hosted the scratch database
 
 
 def verify_backup(
@@ -36,13 +53,19 @@ def verify_backup(
     tools = tools or ClientTools.locate()
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
+    restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
     scratch = scratch_database_name("verify")
     admin = server.connect()
     try:
+        server_text = server_version(admin)[1]
+        client = restore_client(tools, manifest, server, server_text)
         create_database(admin, scratch)
-        log(f"verifying {name}: restoring into scratch database {scratch}")
+        log(
+            f"verifying {name}: restoring the {describe_versions(manifest, client, server_text)}, into scratch "
+            f"database {scratch}"
+        )
         try:
-            restore_into(catalog, manifest, server.with_database(scratch), tools, log)
+            restore_into(catalog, manifest, server.with_database(scratch), client, log)
             with server.with_database(scratch).connect() as conn:
                 counts = table_row_counts(conn)
         finally:
@@ -58,6 +81,8 @@ def verify_backup(
         restore_duration_s=round(duration, 3),
         tables=len(counts),
         rows=sum(counts.values()),
+        pg_restore_version=client.version,
+        server_version=server_text,
     )
     catalog.storage.put_bytes(name.verified_key(catalog.storage_prefix), record.to_json())
     log(
@@ -65,5 +90,10 @@ def verify_backup(
         f"({duration:.1f} s)"
     )
     return VerificationOutcome(
-        manifest=manifest, scratch_database=scratch, tables=counts, duration_s=record.restore_duration_s
+        manifest=manifest,
+        scratch_database=scratch,
+        tables=counts,
+        duration_s=record.restore_duration_s,
+        pg_restore_version=client.version,
+        server_version=server_text,
     )

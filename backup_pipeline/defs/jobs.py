@@ -135,6 +135,10 @@ def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
                 "tables": len(outcome.tables),
                 "rows": sum(outcome.tables.values()),
                 "duration_s": outcome.duration_s,
+                "source_server_version": outcome.manifest.server_version,
+                "server_version": outcome.server_version,
+                "pg_restore_version": outcome.pg_restore_version,
+                "upgrade": outcome.upgrade,
             }
         )
 

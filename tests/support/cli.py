@@ -43,10 +43,13 @@ def row_counts(url: str) -> dict[str, int]:
 
 def schema_dump(url: str) -> list[str]:
     """pg_dump --schema-only without comments, blank lines and the per-run \\restrict keys."""
-    from backup_pipeline.core.postgres import ClientTools
+    from backup_pipeline.core.postgres import ClientTools, server_version
 
+    # The client a backup of this server uses: pg_dump of one major compared with itself.
+    with psycopg.connect(url) as conn:
+        pg_dump = ClientTools.locate().for_server(*server_version(conn)).path("pg_dump")
     out = subprocess.run(
-        [ClientTools.locate().path("pg_dump"), "--schema-only", "--no-owner", "--no-acl", f"--dbname={url}"],
+        [pg_dump, "--schema-only", "--no-owner", "--no-acl", f"--dbname={url}"],
         capture_output=True,
         text=True,
         check=True,

@@ -20,10 +20,12 @@ from tests.support.seed import SEED_SQL
 
 
 def real_pg_bin() -> Path:
-    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), key=lambda p: int(p.parent.parent.name))
-    if installed:
-        return installed[-1].parent
-    return Path(shutil.which("pg_dump")).parent
+    """The newest installed client's bin folder, else the bundled one (a machine without PostgreSQL)."""
+    from backup_pipeline.core.postgres import ClientTools
+
+    clients = ClientTools.locate().clients
+    installed = [c for c in clients if c.origin != "bundled"]
+    return max(installed or clients, key=lambda c: c.major).bin_dir
 
 
 def client_tools_folder(folder: Path, pg_dump_script: str) -> Path:

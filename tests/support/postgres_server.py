@@ -1,18 +1,22 @@
-"""The PostgreSQL server the tests use: $TEST_DATABASE_URL, else 127.0.0.1:5432, else a throwaway cluster."""
+"""The PostgreSQL servers the tests use.
+
+The machine's server: $TEST_DATABASE_URL, else 127.0.0.1:5432, else a throwaway cluster of the installed
+server binaries, else (a machine without PostgreSQL) a throwaway server from the bundled PostgreSQL 18.
+A PostgreSQL 18: the machine's server when it is one, else a throwaway server from the bundled binaries.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import psycopg
 
-from .processes import free_port
+from backup_pipeline.core.postgres import SYSTEM_CLIENT_GLOBS, ThrowawayServer
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BUNDLED_MAJOR = 18
 
 
 def can_connect(url: str) -> bool:
@@ -23,55 +27,19 @@ def can_connect(url: str) -> bool:
         return False
 
 
-def _binary(name: str) -> str | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else shutil.which(name)
+def server_major(url: str) -> int:
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
 
-class ThrowawayCluster:
-    """initdb + pg_ctl in a temporary folder on a free port, trust auth; stop() removes it."""
-
-    def __init__(self):
-        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-        if not initdb or not pg_ctl:
-            raise RuntimeError(
-                "no PostgreSQL server for the tests: set TEST_DATABASE_URL, run one on 127.0.0.1:5432 with trust auth "
-                "for user postgres, or install the server binaries (apt install postgresql) so a throwaway cluster "
-                "can be started"
-            )
-        self.pg_ctl = pg_ctl
-        self.dir = tempfile.mkdtemp(prefix="backup-test-pg-")
-        self.port = free_port()
-        self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self._as_user:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._run([initdb, "-D", f"{self.dir}/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        self._run(
-            [
-                pg_ctl,
-                "-D",
-                f"{self.dir}/data",
-                "-l",
-                f"{self.dir}/log",
-                "-w",
-                "-o",
-                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
-                "start",
-            ]
-        )
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, argv):
-        subprocess.run([*self._as_user, *argv], check=True, capture_output=True)
-
-    def stop(self):
-        subprocess.run(
-            [*self._as_user, self.pg_ctl, "-D", f"{self.dir}/data", "-m", "fast", "-w", "stop"], capture_output=True
-        )
-        shutil.rmtree(self.dir, ignore_errors=True)
+def installed_server_bin() -> Path | None:
+    """The newest installed PostgreSQL server's bin folder (one with initdb), if any."""
+    found = [Path(p) for pattern in SYSTEM_CLIENT_GLOBS for p in glob.glob(pattern) if Path(p, "initdb").exists()]
+    return max(found, key=lambda p: int("".join(filter(str.isdigit, p.parent.name)) or 0)) if found else None
 
 
-def admin_url() -> tuple[str, ThrowawayCluster | None]:
+def admin_url() -> tuple[str, ThrowawayServer | None]:
+    """(superuser URL of the machine's server's `postgres` database, the throwaway server to stop or None)."""
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         if not can_connect(configured):
@@ -79,5 +47,14 @@ def admin_url() -> tuple[str, ThrowawayCluster | None]:
         return configured, None
     if can_connect(LOCAL_URL):
         return LOCAL_URL, None
-    cluster = ThrowawayCluster()
-    return cluster.url, cluster
+    # Installed server binaries, else the bundled PostgreSQL 18 (a machine with no PostgreSQL at all).
+    server = ThrowawayServer(installed_server_bin(), label="test").start()
+    return server.url, server
+
+
+def pg18_url(machine_url: str) -> tuple[str, ThrowawayServer | None]:
+    """A PostgreSQL 18 server: the machine's own when it is one, else a throwaway from the bundled binaries."""
+    if server_major(machine_url) == BUNDLED_MAJOR:
+        return machine_url, None
+    server = ThrowawayServer(label="test18").start()
+    return server.url, server

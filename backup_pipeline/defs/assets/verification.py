@@ -40,6 +40,9 @@ def build_verification_asset(db: DatabaseSettings, names: DefinitionNames, parti
                 "rows": dg.MetadataValue.int(sum(outcome.tables.values())),
                 "restore_duration_s": dg.MetadataValue.float(outcome.duration_s),
                 "duration_s": dg.MetadataValue.float(outcome.duration_s),
+                "pg_dump_version": outcome.manifest.pg_dump_version,
+                "pg_restore_version": outcome.pg_restore_version,
+                "server_version": outcome.server_version,
             }
         )
 
