@@ -1,4 +1,8 @@
-"""The code location: every configured database's assets, jobs, schedule and sensors, and the resources.
+"""The code location: every configured database's assets, partitions and resources; the jobs, schedules and
+sensors that serve all of them.
+
+Their number does not grow with the databases (see defs/names.py): one request sensor, one freshness
+sensor, one set of alert sensors, one schedule per distinct cron.
 
 `defs` is a `@dg.definitions` function: importing this module reads no configuration and builds nothing;
 Dagster (workspace.yaml, `dg`, code servers) calls it when it loads the location. Loads with nothing
@@ -11,23 +15,16 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
 from backup_pipeline.defs.alerts import alert_definitions
-from backup_pipeline.defs.assets import build_database_assets
-from backup_pipeline.defs.automation import build_daily_schedule, build_request_sensor
-from backup_pipeline.defs.jobs import build_backup_jobs
-from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.assets import build_database_assets, build_retention_assets
+from backup_pipeline.defs.automation import build_backup_schedules, build_request_sensor
+from backup_pipeline.defs.jobs import build_named_asset_jobs, build_request_job, build_restore_job
+from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
 from backup_pipeline.defs.resources import postgres_resource, storage_resource
 
 
-def database_definitions(db: DatabaseSettings, storage_kind: str = "s3") -> dg.Definitions:
-    names = DefinitionNames(db)
-    partitions = dg.DynamicPartitionsDefinition(name=names.partitions)
-    return dg.Definitions(
-        assets=build_database_assets(db, partitions, storage_kind),
-        jobs=build_backup_jobs(db, partitions),
-        schedules=[build_daily_schedule(db, partitions)],
-        sensors=[build_request_sensor(db, partitions)],
-        resources={names.postgres_resource: postgres_resource(db)},
-    )
+def database_assets(db: DatabaseSettings, storage_kind: str = "s3") -> list:
+    partitions = dg.DynamicPartitionsDefinition(name=DefinitionNames(db).partitions)
+    return build_database_assets(db, partitions, storage_kind)
 
 
 def storage_kind(settings: Settings) -> str:
@@ -36,9 +33,24 @@ def storage_kind(settings: Settings) -> str:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    named_jobs = [
+        job for db in settings.databases if DefinitionNames(db).has_named_jobs for job in build_named_asset_jobs(db)
+    ]
+    backup_job = next((job for job in named_jobs if job.name == "backup_job"), None)
     return dg.Definitions.merge(
-        *(database_definitions(db, storage_kind(settings)) for db in settings.databases),
-        dg.Definitions(resources={STORAGE_RESOURCE_KEY: storage_resource(settings.storage)}),
+        dg.Definitions(
+            assets=[
+                *(asset for db in settings.databases for asset in database_assets(db, storage_kind(settings))),
+                build_retention_assets(list(settings.databases), storage_kind(settings)),
+            ],
+            jobs=[*named_jobs, build_request_job(settings), build_restore_job(settings)],
+            schedules=build_backup_schedules(settings),
+            sensors=[build_request_sensor(settings, backup_job)],
+            resources={
+                STORAGE_RESOURCE_KEY: storage_resource(settings.storage),
+                POSTGRES_RESOURCE_KEY: postgres_resource(),
+            },
+        ),
         alert_definitions(settings),
     )
 

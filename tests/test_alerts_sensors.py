@@ -187,8 +187,8 @@ def test_dead_mans_switch_fires_at_27_hours_not_at_25_and_refused_retention_is_a
     # While it lasts: quiet on the next ticks, again once the repeat interval has passed.
     _evaluate_freshness(defs, instance, cursor=result.cursor)
     assert len(alert_env.stub.messages) == 1
-    state = json.loads(result.cursor)
-    state["alerted_at"] = (now - timedelta(hours=7)).isoformat()
+    state = json.loads(result.cursor)  # one alarm state per database, by key
+    state["default"]["alerted_at"] = (now - timedelta(hours=7)).isoformat()
     repeated = _evaluate_freshness(defs, instance, cursor=json.dumps(state))
     assert len(alert_env.stub.messages) == 2 and "27.0 h old" in alert_env.stub.messages[1]
 
@@ -196,7 +196,7 @@ def test_dead_mans_switch_fires_at_27_hours_not_at_25_and_refused_retention_is_a
     assert fresh.success, failure_message(fresh)
     cleared = _evaluate_freshness(defs, instance, cursor=repeated.cursor)
     assert len(alert_env.stub.messages) == 3 and "fresh again" in alert_env.stub.messages[2]
-    assert AlarmState.from_cursor(cleared.cursor).alerted_at is None
+    assert AlarmState.from_dict(json.loads(cleared.cursor)["default"]).alerted_at is None
     [evaluation] = cleared.asset_events
     assert evaluation.passed is True and evaluation.metadata["newest_verified_backup"].value.endswith(fresh_id)
 

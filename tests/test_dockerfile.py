@@ -174,9 +174,11 @@ def test_production_profile_limits_backups_like_the_local_one():
     local = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
     production = yaml.safe_load(PROFILE.read_text())
     assert production["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    limits = production["run_coordinator"]["config"]["tag_concurrency_limits"]
-    assert limits == local["run_coordinator"]["config"]["tag_concurrency_limits"]
-    assert limits == [{"key": "backup/database", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+    assert production["concurrency"] == local["concurrency"]
+    limits = production["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "backup/database", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    # Each database's pool (backup_db_<key>) holds one run at a time, however the run was started.
+    assert production["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
     assert production["run_monitoring"]["enabled"] is True
     assert set(production["storage"]) == {"postgres"}
     # No secret in the file: every connection setting comes from the environment.

@@ -9,7 +9,16 @@ from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.streams import counted, human_bytes
-from backup_pipeline.defs.names import BACKUP_TYPE_TAG, LABEL_TAG, QUIET_TAG, REQUESTED_BY_TAG, DefinitionNames
+from backup_pipeline.defs.names import (
+    BACKUP_TYPE_TAG,
+    DATABASE_TAG,
+    KIND_TAG,
+    LABEL_TAG,
+    PRIORITY_TAG,
+    QUIET_TAG,
+    REQUESTED_BY_TAG,
+    DefinitionNames,
+)
 
 
 def take_backup(ctx: CliContext, args) -> int:
@@ -26,12 +35,24 @@ def take_backup(ctx: CliContext, args) -> int:
     backup_id = BackupId.new(backup_type)
     name = BackupName(prefix=name_prefix, id=backup_id)
     names = DefinitionNames(ctx.db)
-    tags = {BACKUP_TYPE_TAG: backup_type, REQUESTED_BY_TAG: "backup-db"}
+    tags = {
+        BACKUP_TYPE_TAG: backup_type,
+        REQUESTED_BY_TAG: "backup-db",
+        DATABASE_TAG: ctx.db.key,
+        KIND_TAG: "backup",
+        # Someone is waiting: ahead of a night's queued daily backups.
+        PRIORITY_TAG: "10",
+    }
     if args.quiet:
         tags[QUIET_TAG] = "true"
     if label:
         tags[LABEL_TAG] = label
-    spec = RunSpec(job_name=names.backup_job, tags=tags, partition_key=str(backup_id))
+    spec = RunSpec(
+        job_name=names.backup_job,
+        tags=tags,
+        partition_key=str(backup_id),
+        asset_selection=None if names.has_named_jobs else names.backup_selection,
+    )
 
     def register_partition(instance) -> None:
         instance.add_dynamic_partitions(names.partitions, [str(backup_id)])

@@ -61,7 +61,21 @@ def submit_to_queue(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
     )
     with origin.create_location(instance) as location:
         repository = next(iter(location.get_repositories().values()))
-        remote_job = repository.get_full_job(spec.job_name)
+        selection = [dg.AssetKey(path) for path in spec.asset_selection] if spec.asset_selection else None
+        if selection:
+            from dagster._core.definitions.selector import JobSubsetSelector
+
+            remote_job = location.get_job(
+                JobSubsetSelector(
+                    location_name=location.name,
+                    repository_name=repository.name,
+                    job_name=spec.job_name,
+                    op_selection=None,
+                    asset_selection=selection,
+                )
+            )
+        else:
+            remote_job = repository.get_full_job(spec.job_name)
         plan = location.get_execution_plan(
             remote_job, spec.run_config, step_keys_to_execute=None, known_state=None, instance=instance
         ).execution_plan_snapshot
@@ -84,7 +98,7 @@ def submit_to_queue(instance: dg.DagsterInstance, spec: RunSpec) -> LaunchedRun:
             parent_job_snapshot=remote_job.parent_job_snapshot,
             remote_job_origin=remote_job.get_remote_origin(),
             job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
+            asset_selection=frozenset(selection) if selection else None,
             asset_check_selection=None,
             asset_graph=repository.asset_graph,
         )

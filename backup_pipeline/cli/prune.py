@@ -5,16 +5,20 @@ from __future__ import annotations
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
-from backup_pipeline.defs.names import DefinitionNames
+from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, DefinitionNames
 
 
 def prune_backups(ctx: CliContext, args) -> int:
     ctx.source()  # a missing or malformed DATABASE_URL is a usage error, found before any run
     names = DefinitionNames(ctx.db)
     asset_path = names.asset_path("backup_retention")
-    op_name = names.asset_op("backup_retention")
     config = {"dry_run": args.dry_run, "allow_large_prune": args.force}
-    spec = RunSpec(job_name=names.prune_job, run_config={"ops": {op_name: {"config": config}}})
+    spec = RunSpec(
+        job_name=names.prune_job,
+        run_config={"ops": {names.prune_op: {"config": config}}},
+        tags={DATABASE_TAG: ctx.db.key, KIND_TAG: "prune"},
+        asset_selection=None if names.has_named_jobs else names.prune_selection,
+    )
     # The run logs one line per backup; the table at the end says the same more readably.
     run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args), show_logs=False)
     if finished is None:

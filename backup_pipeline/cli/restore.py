@@ -73,6 +73,8 @@ def restore_backup(ctx: CliContext, args) -> int:
         if password:
             config["target_password_env"] = PASSWORD_ENV
             private_env[PASSWORD_ENV] = password
+    if not ctx.db.is_default:
+        config["database"] = ctx.db.key
     op_name = names.restore_op
     spec = RunSpec(
         job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}}, private_env=private_env

@@ -19,6 +19,8 @@ class RunSpec:
     run_config: dict = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     partition_key: str | None = None
+    # Asset key paths to materialize, for a run of one database's assets among several (no named job).
+    asset_selection: list[list[str]] | None = None
     # Environment for the run's process only (never stored): forces a process of our own.
     private_env: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -28,6 +30,7 @@ class RunSpec:
             "run_config": self.run_config,
             "tags": self.tags,
             "partition_key": self.partition_key,
+            "asset_selection": self.asset_selection,
         }
 
 

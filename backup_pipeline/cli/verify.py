@@ -6,14 +6,19 @@ from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
 from backup_pipeline.core.streams import counted
-from backup_pipeline.defs.names import DefinitionNames
+from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, DefinitionNames
 
 
 def verify_backup(ctx: CliContext, args) -> int:
     name, _entry = ctx.find(args.name, args.type)
     names = DefinitionNames(ctx.db)
     backup_id = str(name.id)
-    spec = RunSpec(job_name=names.verify_job, partition_key=backup_id)
+    spec = RunSpec(
+        job_name=names.verify_job,
+        partition_key=backup_id,
+        tags={DATABASE_TAG: ctx.db.key, KIND_TAG: "verify"},
+        asset_selection=None if names.has_named_jobs else names.verify_selection,
+    )
 
     def register_partition(instance) -> None:
         # A backup made by another instance (or before this DAGSTER_HOME existed) has no partition here yet.

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             run_config=spec["run_config"],
             instance=instance,
             partition_key=spec["partition_key"],
+            asset_selection=[dg.AssetKey(path) for path in spec["asset_selection"]]
+            if spec.get("asset_selection")
+            else None,
             run_id=run_id,
             tags=spec["tags"],
             raise_on_error=False,

@@ -1,85 +1,190 @@
-"""What starts backups: the daily schedule and the sensor that turns backup requests into backup runs.
+"""What starts backups: one schedule per distinct cron, and one sensor that turns backup requests into
+backup runs, for every database.
 
-A dynamic partition must exist before a run for it starts. The schedule adds its partition just before
-requesting the run; requests made from the UI or `dagster job launch` go through `request_backup`, whose
-run the sensor answers with one SensorResult that adds the partition and requests the run atomically.
+A dynamic partition must exist before a run for it starts, and a schedule cannot add partitions atomically
+nor start runs of assets with different partitions (each database has its own). So every backup run is born
+in one place: a schedule's tick launches one request_backup run naming every database on that cron, as
+the UI, `dagster job launch` and `backup-db backup --no-wait` request one database's; the request sensor
+answers each successful request with one SensorResult that adds each database's partition and starts one
+run per database, atomically. A 06:00 tick over 300 databases is one request run, then 300 queued runs
+that the run queue lets through a few at a time (dagster.yaml).
 """
 
+from __future__ import annotations
+
+import json
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from backup_pipeline.core.config import DatabaseSettings
-from backup_pipeline.core.names import BackupId
+from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.defs.jobs import requested_databases
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
+    DATABASE_TAG,
+    KIND_TAG,
     LABEL_TAG,
+    PRIORITY_TAG,
     QUIET_TAG,
+    REQUEST_JOB,
+    REQUEST_OP,
+    REQUEST_SENSOR,
     REQUESTED_BY_TAG,
     DefinitionNames,
+    schedule_name,
 )
 
 REQUEST_LOOKBACK = timedelta(hours=24)
 REQUEST_SENSOR_INTERVAL_S = 5
+# Requests answered per tick; a request names up to every database, so one tick may start hundreds of runs.
+REQUESTS_PER_TICK = 50
+# Backups someone is waiting for (pre-migration, manual) overtake a night's queued daily backups.
+REQUESTED_PRIORITY = "10"
 
 
-def build_daily_schedule(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition) -> dg.ScheduleDefinition:
-    names = DefinitionNames(db)
+def build_backup_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    """One schedule per distinct cron, each tick requesting a backup of every database on it."""
+    by_cron: dict[str, list[DatabaseSettings]] = defaultdict(list)
+    for db in settings.databases:
+        by_cron[db.schedule_cron].append(db)
+    return [_schedule(cron, dbs) for cron, dbs in by_cron.items()]
+
+
+def _schedule(cron: str, databases: list[DatabaseSettings]) -> dg.ScheduleDefinition:
+    only_default = len(databases) == 1 and databases[0].is_default
+    keys = [db.key for db in databases]
+    which = keys[0] if len(keys) == 1 else f"{len(keys)} databases"
 
     @dg.schedule(
-        name=names.schedule,
-        cron_schedule=db.schedule_cron,
-        job_name=names.backup_job,
+        name=schedule_name(cron, only_default),
+        cron_schedule=cron,
+        job_name=REQUEST_JOB,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Daily backup of {db.key} at '{db.schedule_cron}' (UTC): dump, upload, verify.",
+        description=(
+            f"Daily backup of {which} at '{cron}' (UTC): each tick requests one backup run per database "
+            "(dump, upload, verify), started by the backup_request_sensor and let through by the run queue."
+        ),
     )
-    def daily_backup(context: dg.ScheduleEvaluationContext):
+    def scheduled_backups(context: dg.ScheduleEvaluationContext):
         when = context.scheduled_execution_time or datetime.now(UTC)
-        backup_id = str(BackupId.new("daily", when))
-        context.instance.add_dynamic_partitions(partitions.name, [backup_id])
-        return dg.RunRequest(run_key=backup_id, partition_key=backup_id, tags={BACKUP_TYPE_TAG: "daily"})
+        config = {"backup_type": "daily", "databases": keys, "scheduled_at": when.astimezone(UTC).isoformat()}
+        return dg.RunRequest(
+            run_config={"ops": {REQUEST_OP: {"config": config}}},
+            tags={BACKUP_TYPE_TAG: "daily", KIND_TAG: "request", PRIORITY_TAG: REQUESTED_PRIORITY},
+        )
 
-    return daily_backup
+    return scheduled_backups
 
 
-def build_request_sensor(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition) -> dg.SensorDefinition:
+def backup_run_request(db: DatabaseSettings, backup_id: str, tags: dict[str, str], run_key: str) -> dg.RunRequest:
+    """A run of the database's dump, upload and verification for one backup (partition)."""
     names = DefinitionNames(db)
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=names.backup_job if names.has_named_jobs else None,
+        asset_selection=None if names.has_named_jobs else [dg.AssetKey(p) for p in names.backup_selection],
+        partition_key=backup_id,
+        tags={**tags, DATABASE_TAG: db.key, KIND_TAG: "backup"},
+    )
+
+
+def backup_assets_selection(settings: Settings) -> dg.AssetSelection:
+    keys = [dg.AssetKey(p) for db in settings.databases for p in DefinitionNames(db).backup_selection]
+    return dg.AssetSelection.assets(*keys)
+
+
+def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.SensorDefinition:
+    """The one sensor answering every database's backup requests.
+
+    With one database and its named backup_job the sensor starts that job; with several, it starts runs of
+    each database's own assets (a sensor over an asset selection may, a named job may not, span databases).
+    """
+    target = (
+        {"jobs": [named_backup_job]}
+        if named_backup_job is not None
+        else {"asset_selection": backup_assets_selection(settings)}
+    )
 
     @dg.sensor(
-        name=names.request_sensor,
-        job_name=names.backup_job,
+        name=REQUEST_SENSOR,
         minimum_interval_seconds=REQUEST_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Starts {names.backup_job} for each successful {names.request_job} run.",
+        description=(
+            f"Starts one backup run per database named by each successful {REQUEST_JOB} run (from the UI, "
+            "`dagster job launch`, `backup-db backup --no-wait` or a schedule's tick)."
+        ),
+        **target,
     )
     def backup_request_sensor(context: dg.SensorEvaluationContext):
+        after = _cursor_time(context.cursor) or datetime.now(UTC) - REQUEST_LOOKBACK
         records = context.instance.get_run_records(
-            filters=dg.RunsFilter(
-                job_name=names.request_job,
-                statuses=[dg.DagsterRunStatus.SUCCESS],
-                updated_after=datetime.now(UTC) - REQUEST_LOOKBACK,
-            ),
-            limit=200,
+            filters=dg.RunsFilter(job_name=REQUEST_JOB, statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=after),
+            limit=REQUESTS_PER_TICK,
+            order_by="update_timestamp",
+            ascending=True,
         )
-        existing = set(context.instance.get_dynamic_partitions(partitions.name))
-        new_ids, run_requests = [], []
+        additions: dict[str, list[str]] = defaultdict(list)
+        run_requests = []
+        newest = None
         for record in records:
-            run = record.dagster_run
-            backup_id = run.tags.get(BACKUP_ID_TAG)
-            if not backup_id or backup_id in existing or backup_id in new_ids:
-                continue
-            tags = {BACKUP_TYPE_TAG: run.tags.get(BACKUP_TYPE_TAG, ""), REQUESTED_BY_TAG: run.run_id}
-            for carried in (QUIET_TAG, LABEL_TAG):
-                if carried in run.tags:
-                    tags[carried] = run.tags[carried]
-            new_ids.append(backup_id)
-            run_requests.append(dg.RunRequest(run_key=run.run_id, partition_key=backup_id, tags=tags))
-        if not run_requests:
+            newest = record.update_timestamp
+            for db, backup_id, tags in _requested_backups(record.dagster_run, settings, context.log):
+                partitions = DefinitionNames(db).partitions
+                if context.instance.has_dynamic_partition(partitions, backup_id):
+                    continue  # answered already, or registered by the command line that started its own run
+                additions[partitions].append(backup_id)
+                run_key = f"{record.dagster_run.run_id}:{db.key}"
+                run_requests.append(backup_run_request(db, backup_id, tags, run_key))
+        if newest is None:
             return dg.SkipReason("no backup requests waiting")
+        cursor = _to_cursor(newest)
+        if not run_requests:
+            return dg.SensorResult(skip_reason=dg.SkipReason("no backup requests waiting"), cursor=cursor)
         return dg.SensorResult(
-            run_requests=run_requests, dynamic_partitions_requests=[partitions.build_add_request(new_ids)]
+            run_requests=run_requests,
+            dynamic_partitions_requests=[
+                dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=keys)
+                for name, keys in additions.items()
+            ],
+            cursor=cursor,
         )
 
     return backup_request_sensor
+
+
+def _requested_backups(run: dg.DagsterRun, settings: Settings, log):
+    """(database, backup id, run tags) for each backup a successful request run asked for."""
+    backup_id = run.tags.get(BACKUP_ID_TAG)
+    if not backup_id:
+        return []
+    config = ((run.run_config or {}).get("ops", {}).get(REQUEST_OP) or {}).get("config") or {}
+    try:
+        databases = requested_databases(settings, config)
+    except Exception as error:  # a database removed from the file since: skip the request, say why
+        log.warning(f"request run {run.run_id} skipped: {error}")
+        return []
+    tags = {BACKUP_TYPE_TAG: run.tags.get(BACKUP_TYPE_TAG, ""), REQUESTED_BY_TAG: run.run_id}
+    for carried in (QUIET_TAG, LABEL_TAG):
+        if carried in run.tags:
+            tags[carried] = run.tags[carried]
+    if run.tags.get(BACKUP_TYPE_TAG) != "daily":
+        tags[PRIORITY_TAG] = REQUESTED_PRIORITY
+    return [(db, backup_id, tags) for db in databases]
+
+
+def _cursor_time(cursor: str | None) -> datetime | None:
+    try:
+        # A second of overlap: a request finishing in the same instant is looked at twice, never missed
+        # (its partitions exist by then, so it is not answered twice).
+        return datetime.fromtimestamp(json.loads(cursor)["after"] - 1, UTC) if cursor else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _to_cursor(update_timestamp: datetime) -> str:
+    if update_timestamp.tzinfo is None:  # run storage keeps UTC without a zone
+        update_timestamp = update_timestamp.replace(tzinfo=UTC)
+    return json.dumps({"after": update_timestamp.timestamp()})

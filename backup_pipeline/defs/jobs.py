@@ -1,8 +1,11 @@
-"""One database's jobs: backup, verify and prune (asset jobs), request_backup and restore (op jobs)."""
+"""The jobs: request_backup and restore_job serve every database; backup_job, verify_job and prune_job exist
+for the single database of a DATABASE_URL setup (with several, runs select the database's own assets)."""
+
+from datetime import datetime
 
 import dagster as dg
 
-from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.postgres import PostgresTarget
@@ -12,75 +15,120 @@ from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
     DATABASE_TAG,
+    KIND_TAG,
     LABEL_TAG,
-    RUN_KIND_TAG,
+    POSTGRES_RESOURCE_KEY,
+    REQUEST_JOB,
+    REQUEST_OP,
+    RESTORE_JOB,
+    RESTORE_OP,
     STORAGE_RESOURCE_KEY,
     DefinitionNames,
 )
 
 
-def build_backup_jobs(db: DatabaseSettings, partitions: dg.DynamicPartitionsDefinition) -> list:
+def build_named_asset_jobs(db: DatabaseSettings) -> list:
+    """backup_job, verify_job and prune_job of the one database of a DATABASE_URL setup."""
     names = DefinitionNames(db)
-    database_tags = {DATABASE_TAG: db.key}
+
+    def selection(paths):
+        return dg.AssetSelection.assets(*(dg.AssetKey(p) for p in paths))
+
+    def tags(kind: str) -> dict[str, str]:
+        return {DATABASE_TAG: db.key, KIND_TAG: kind}
+
     return [
         dg.define_asset_job(
             names.backup_job,
-            selection=dg.AssetSelection.assets(
-                *(dg.AssetKey(names.asset_path(n)) for n in ("database_dump", "offsite_backup", "restore_verification"))
-            ),
-            partitions_def=partitions,
-            tags=database_tags,
+            selection=selection(names.backup_selection),
+            tags=tags("backup"),
             description="Dump, upload and verify one backup (one partition, keyed by backup id).",
             # The steps run one after another anyway; one process spares the user ~5 s of start-up per step.
             executor_def=dg.in_process_executor,
         ),
         dg.define_asset_job(
             names.verify_job,
-            selection=dg.AssetSelection.assets(dg.AssetKey(names.asset_path("restore_verification"))),
-            partitions_def=partitions,
-            tags=database_tags,
+            selection=selection(names.verify_selection),
+            tags=tags("verify"),
             description="Verify a stored backup again: restore into a scratch database and compare row counts.",
         ),
         dg.define_asset_job(
             names.prune_job,
-            selection=dg.AssetSelection.assets(dg.AssetKey(names.asset_path("backup_retention"))),
-            tags=database_tags,
+            selection=selection(names.prune_selection),
+            tags=tags("prune"),
             description="Delete backups the retention policy no longer keeps (dry_run: true only reports).",
         ),
-        build_request_job(db, names),
-        build_restore_job(db, names),
     ]
+
+
+def choose_database(settings: Settings, key: str | None) -> DatabaseSettings:
+    """The database a run config names; with one database configured the name may be left out."""
+    if not key:
+        if len(settings.databases) == 1:
+            return settings.databases[0]
+        raise ConfigurationError(
+            f"several databases are configured: set database in the run config ({_choices(settings)})"
+        )
+    for db in settings.databases:
+        if db.key == key:
+            return db
+    raise ConfigurationError(f"no database '{key}' is configured: set database to one of {_choices(settings)}")
+
+
+def _choices(settings: Settings, shown: int = 10) -> str:
+    keys = [db.key for db in settings.databases]
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 class BackupRequestConfig(dg.Config):
     backup_type: str = "pre-migration"
     # What the backup protects, e.g. the migration about to run (012_add_hybrid_search); kept in its manifest.
     label: str | None = None
+    # The database's key in the databases file; may be left out when only one database is configured.
+    database: str = ""
+    # Set by the schedules: every database sharing a cron, and the tick's time, which names the backups.
+    databases: list[str] = []
+    scheduled_at: str = ""
 
 
-def build_request_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDefinition:
-    @dg.op(name=names.request_op)
+def requested_databases(settings: Settings, config: dict) -> list[DatabaseSettings]:
+    """The databases a request_backup run config asks backups of (checked: each is configured)."""
+    keys = list(config.get("databases") or [])
+    if not keys:
+        return [choose_database(settings, config.get("database") or None)]
+    return [choose_database(settings, key) for key in keys]
+
+
+def build_request_job(settings: Settings) -> dg.JobDefinition:
+    @dg.op(name=REQUEST_OP)
     def request_backup(context: dg.OpExecutionContext, config: BackupRequestConfig) -> str:
-        """Names the new backup; the backup request sensor then registers it and starts backup_job for it."""
+        """Names the new backup; the backup request sensor then registers it and starts its run."""
         with fail_clearly():
-            backup_id = BackupId.new(check_backup_type(config.backup_type))
+            databases = requested_databases(settings, config.model_dump())
+            when = datetime.fromisoformat(config.scheduled_at) if config.scheduled_at else None
+            backup_id = BackupId.new(check_backup_type(config.backup_type), when)
             label = check_label(config.label) if config.label else None
         tags = {BACKUP_ID_TAG: str(backup_id), BACKUP_TYPE_TAG: backup_id.type}
         if label:
             tags[LABEL_TAG] = label
+        if len(databases) == 1:
+            tags[DATABASE_TAG] = databases[0].key
         context.instance.add_run_tags(context.run_id, tags)
+        which = databases[0].key if len(databases) == 1 else f"{len(databases)} databases"
         context.log.info(
-            f"backup {backup_id} requested: {names.request_sensor} starts {names.backup_job} for it within seconds "
-            "(the daemon must be running, as it is under `dagster dev`)"
+            f"backup {backup_id} of {which} requested: the {DefinitionNames(databases[0]).request_sensor} starts "
+            "one backup run per database within seconds (the daemon must be running, as it is under `dagster dev`)"
         )
         return str(backup_id)
 
     @dg.job(
-        name=names.request_job,
+        name=REQUEST_JOB,
         executor_def=dg.in_process_executor,
+        tags={KIND_TAG: "request"},
         description=(
             "Take a backup now, with no timestamp to type: launch it (backup_type defaults to pre-migration; "
-            "set it to manual for an ad-hoc one) and a backup_job run follows within seconds."
+            "set it to manual for an ad-hoc one; with several databases set database to one's key) and a "
+            "backup run follows within seconds."
         ),
     )
     def request_job():
@@ -92,6 +140,8 @@ def build_request_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
 class RestoreConfig(dg.Config):
     backup_name: str
     target_db: str
+    # The database's key in the databases file; may be left out when only one database is configured.
+    database: str = ""
     replace: bool = False
     jobs: int = 1
     # Name of an environment variable holding the URL of the server to restore to; default: the source's server.
@@ -103,20 +153,18 @@ class RestoreConfig(dg.Config):
     confirm: str = ""
 
 
-def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDefinition:
-    @dg.op(
-        name=names.restore_op,
-        required_resource_keys={names.postgres_resource, STORAGE_RESOURCE_KEY},
-    )
+def build_restore_job(settings: Settings) -> dg.JobDefinition:
+    @dg.op(name=RESTORE_OP, required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY})
     def restore_backup(context: dg.OpExecutionContext, config: RestoreConfig) -> None:
         """Restores a stored backup into a new database, or over an existing one with replace: true."""
         import os
 
-        postgres = getattr(context.resources, names.postgres_resource)
         storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
         with fail_clearly():
             if config.confirm != RESTORE_CONFIRMATION:
                 raise ConfigurationError(f"a restore needs confirm: {RESTORE_CONFIRMATION} in its run config")
+            db = choose_database(settings, config.database or None)
+            postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
             catalog = storage.catalog(postgres, db.storage_prefix)
             name = BackupName.parse(config.backup_name, catalog.name_prefix)
             if config.target_url:
@@ -130,6 +178,7 @@ def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
             )
         context.add_output_metadata(
             {
+                "database": db.key,
                 "backup": str(name),
                 "target_db": outcome.database,
                 "tables": len(outcome.tables),
@@ -143,12 +192,13 @@ def build_restore_job(db: DatabaseSettings, names: DefinitionNames) -> dg.JobDef
         )
 
     @dg.job(
-        name=names.restore_job,
+        name=RESTORE_JOB,
         description=(
             "Restore a backup into a new database (or over an existing one with replace: true). In the Launchpad "
-            "set backup_name (the name shown on the offsite_backup asset), target_db, and confirm: RESTORE."
+            "set backup_name (the name shown on the offsite_backup asset), target_db, confirm: RESTORE, and "
+            "with several databases database: the key of the one it came from."
         ),
-        tags={RUN_KIND_TAG: "restore"},
+        tags={KIND_TAG: "restore"},
     )
     def restore_job():
         restore_backup()

@@ -1,16 +1,24 @@
-"""The one place for the names of the Dagster definitions: asset keys, jobs, ops, partitions, resource keys,
-run tags, metadata keys and links to the UI.
+"""Names of the Dagster definitions: asset keys, jobs, partitions, pools, resource keys, run tags.
 
-With one database (DATABASE_URL alone) the names are plain (`backup_job`, `database_dump`); with several,
-each database's names carry its key (`billing__backup_job`, `billing/database_dump`).
+Per database: its assets (group, key prefix), its partitions (one per backup) and its concurrency pool. Shared by every database, so that their number does not grow with the databases:
+the request_backup and restore_job jobs, the request and freshness sensors, the alert sensors, one
+schedule per distinct cron, and the resources.
+
+With one database (DATABASE_URL alone) the names are plain (`backup_job`, `database_dump`) and its backup,
+verify and prune runs are runs of the named jobs `backup_job`, `verify_job`, `prune_job`. With several,
+each database's names carry its key (`billing/database_dump`, partitions `billing_backups`) and its runs
+materialize a selection of its own assets (Dagster's implicit asset job, what the UI's Materialize button
+runs): one named job per database and purpose would make the code location's snapshot grow with the square
+of the databases (every job carries every resource's config).
 No Dagster import here: the command line uses these names too.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.config import DEFAULT_SCHEDULE_CRON, DatabaseSettings
 from backup_pipeline.core.webserver import asset_link, run_link
 
 DATABASE_TAG = "backup/database"
@@ -18,14 +26,33 @@ BACKUP_ID_TAG = "backup/id"
 BACKUP_TYPE_TAG = "backup/type"
 QUIET_TAG = "backup/quiet"
 REQUESTED_BY_TAG = "backup/requested_by"  # who asked: a request_backup run's id, or backup-db
-RUN_KIND_TAG = "backup/kind"
+RUN_KIND_TAG = "backup/kind"  # backup, verify, prune, restore or request
+KIND_TAG = RUN_KIND_TAG
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
 # What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
 LABEL_TAG = "backup/label"
+PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values through first
 STORAGE_RESOURCE_KEY = "backup_storage"
 # On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a
 # refused prune from a failed one by its type, not by its wording.
 ERROR_CLASS_METADATA = "backup/error_class"
+POSTGRES_RESOURCE_KEY = "postgres"
+
+REQUEST_JOB = "request_backup"
+REQUEST_OP = "backup_request"
+RESTORE_JOB = "restore_job"
+RESTORE_OP = "restore_backup"
+PRUNE_OP = "backup_retention"  # the op behind every database's backup_retention asset
+REQUEST_SENSOR = "backup_request_sensor"
+FRESHNESS_SENSOR = "backup_freshness_sensor"
+DAILY_SCHEDULE = "daily_backup_schedule"
+# Dagster's implicit asset job: runs of a selection of assets outside any named job (the UI's Materialize
+# button, `dagster asset materialize`) are runs of it.
+ASSET_JOB = "__ASSET_JOB"
+
+BACKUP_ASSETS = ("database_dump", "offsite_backup", "restore_verification")
+VERIFY_ASSETS = ("restore_verification",)
+PRUNE_ASSETS = ("backup_retention",)
 
 
 def run_url(webserver_url: str | None, run_id: str) -> str | None:
@@ -36,6 +63,14 @@ def run_url(webserver_url: str | None, run_id: str) -> str | None:
 
 def asset_url(webserver_url: str | None, asset_path: list[str]) -> str | None:
     return asset_link(webserver_url, list(asset_path))
+
+
+def schedule_name(cron: str, only_default_database: bool = False) -> str:
+    """The schedule shared by every database with this cron: `daily_backup_schedule` for 06:00 UTC, and for
+    the one database of a DATABASE_URL setup whatever its BACKUP_SCHEDULE_CRON."""
+    if cron == DEFAULT_SCHEDULE_CRON or only_default_database:
+        return DAILY_SCHEDULE
+    return "backup_schedule_" + re.sub(r"[^0-9A-Za-z]+", "_", cron.replace("*", "x")).strip("_")
 
 
 @dataclass(frozen=True)
@@ -53,8 +88,11 @@ class DefinitionNames:
         return [*self.key_prefix, name]
 
     def asset_op(self, name: str) -> str:
-        """The op of an asset, which run config addresses: `billing__backup_retention`."""
+        """The op of a database's own asset op (its backup op): `billing__...`."""
         return "__".join(self.asset_path(name))
+
+    def asset_paths(self, names: tuple[str, ...]) -> list[list[str]]:
+        return [self.asset_path(n) for n in names]
 
     @property
     def group(self) -> str:
@@ -65,45 +103,66 @@ class DefinitionNames:
         return "backups" if self.db.is_default else f"{self.db.key}_backups"
 
     @property
-    def postgres_resource(self) -> str:
-        return "postgres" if self.db.is_default else f"postgres_{self.db.key}"
+    def pool(self) -> str:
+        """The concurrency pool of every step that touches this database's backups (one at a time)."""
+        return "backup_db" if self.db.is_default else f"backup_db_{self.db.key}"
+
+    @property
+    def has_named_jobs(self) -> bool:
+        return self.db.is_default
 
     @property
     def backup_job(self) -> str:
-        return self._name("backup_job")
+        return "backup_job" if self.has_named_jobs else ASSET_JOB
 
     @property
     def verify_job(self) -> str:
-        return self._name("verify_job")
+        return "verify_job" if self.has_named_jobs else ASSET_JOB
 
     @property
     def prune_job(self) -> str:
-        return self._name("prune_job")
+        return "prune_job" if self.has_named_jobs else ASSET_JOB
+
+    @property
+    def backup_selection(self) -> list[list[str]]:
+        return self.asset_paths(BACKUP_ASSETS)
+
+    @property
+    def verify_selection(self) -> list[list[str]]:
+        return self.asset_paths(VERIFY_ASSETS)
+
+    @property
+    def prune_selection(self) -> list[list[str]]:
+        return self.asset_paths(PRUNE_ASSETS)
+
+    @property
+    def prune_op(self) -> str:
+        return PRUNE_OP
 
     @property
     def restore_job(self) -> str:
-        return self._name("restore_job")
-
-    @property
-    def request_job(self) -> str:
-        return self._name("request_backup")
-
-    @property
-    def request_op(self) -> str:
-        return self._name("backup_request")
+        return RESTORE_JOB
 
     @property
     def restore_op(self) -> str:
-        return self._name("restore_backup")
+        return RESTORE_OP
+
+    @property
+    def request_op(self) -> str:
+        return REQUEST_OP
+
+    @property
+    def request_job(self) -> str:
+        return REQUEST_JOB
 
     @property
     def schedule(self) -> str:
-        return self._name("daily_backup_schedule")
+        return schedule_name(self.db.schedule_cron, self.db.is_default)
 
     @property
     def request_sensor(self) -> str:
-        return self._name("backup_request_sensor")
+        return REQUEST_SENSOR
 
     @property
     def freshness_sensor(self) -> str:
-        return self._name("backup_freshness_sensor")
+        return FRESHNESS_SENSOR

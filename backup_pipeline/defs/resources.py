@@ -7,6 +7,7 @@ Secrets arrive as dg.EnvVar, so Dagster stores the variable's name, never its va
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -19,20 +20,23 @@ from backup_pipeline.core.postgres import ClientTools, PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, LocalStorage, S3Storage
 
 
-class PostgresResource(dg.ConfigurableResource):
-    """The PostgreSQL database to back up, and the server that hosts scratch databases for verification."""
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """One database to back up, and the server that hosts scratch databases for its verification.
 
-    database_url: str | None = None
+    URLs are read from their variables here, in the process that uses them: Dagster stores no URL.
+    """
+
     url_env: str = "DATABASE_URL"
-    verify_database_url: str | None = None
+    verify_url_env: str | None = None
     name_prefix: str | None = None
 
     def target(self) -> PostgresTarget:
-        return PostgresTarget.from_url(self.database_url, self.url_env)
+        return PostgresTarget.from_url(os.environ.get(self.url_env), self.url_env)
 
     def verify_server(self) -> PostgresTarget:
-        if self.verify_database_url:
-            return PostgresTarget.from_url(self.verify_database_url, "BACKUP_VERIFY_DATABASE_URL")
+        if self.verify_url_env and os.environ.get(self.verify_url_env):
+            return PostgresTarget.from_url(os.environ[self.verify_url_env], self.verify_url_env)
         return self.target()
 
     def tools(self) -> ClientTools:
@@ -40,6 +44,17 @@ class PostgresResource(dg.ConfigurableResource):
 
     def backup_name_prefix(self) -> str:
         return backup_name_prefix(self.name_prefix, self.target().dbname)
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The PostgreSQL databases to back up: one resource for all of them.
+
+    One resource per database would make every asset carry every resource, which costs the code location
+    seconds to load per hundred databases; each database's settings travel with its assets instead.
+    """
+
+    def database(self, db: DatabaseSettings) -> DatabaseConnection:
+        return DatabaseConnection(url_env=db.url_env, verify_url_env=db.verify_url_env, name_prefix=db.name_prefix)
 
 
 class BackupStorageResource(dg.ConfigurableResource):
@@ -73,7 +88,7 @@ class BackupStorageResource(dg.ConfigurableResource):
     def encryption(self) -> EncryptionKey | None:
         return load_key(self.encryption_key, self.encryption_key_file)
 
-    def catalog(self, postgres: PostgresResource, storage_prefix: str) -> BackupCatalog:
+    def catalog(self, postgres: DatabaseConnection, storage_prefix: str) -> BackupCatalog:
         return BackupCatalog(self.storage(), storage_prefix, postgres.backup_name_prefix(), self.encryption())
 
 
@@ -82,13 +97,8 @@ def _env_var(name: str | None):
     return dg.EnvVar(name) if name and os.environ.get(name) else None
 
 
-def postgres_resource(db: DatabaseSettings) -> PostgresResource:
-    return PostgresResource(
-        database_url=_env_var(db.url_env),
-        url_env=db.url_env,
-        verify_database_url=_env_var(db.verify_url_env),
-        name_prefix=db.name_prefix,
-    )
+def postgres_resource() -> PostgresResource:
+    return PostgresResource()
 
 
 def storage_resource(settings: StorageSettings) -> BackupStorageResource:

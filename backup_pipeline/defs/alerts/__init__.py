@@ -4,7 +4,7 @@ import dagster as dg
 
 from backup_pipeline.core.config import Settings
 from backup_pipeline.defs.alerts.discord import DiscordClient
-from backup_pipeline.defs.alerts.freshness import build_freshness_check, build_freshness_sensor
+from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
 from backup_pipeline.defs.alerts.messages import Redactor
 from backup_pipeline.defs.alerts.run_sensors import (
     backup_failure_text,
@@ -25,9 +25,9 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
                 webserver_base_url=settings.webserver_url,
             ),
             make_discord_on_backup_success_sensor(client, settings, redact=redact),
-            *(build_freshness_sensor(db, settings, client, redact) for db in settings.databases),
+            build_freshness_sensor(settings, client, redact),
         ],
-        asset_checks=[build_freshness_check(db) for db in settings.databases],
+        asset_checks=[build_freshness_checks(list(settings.databases))],
     )
 
 

@@ -5,13 +5,14 @@ aged by the backup's own timestamp (its name). A backup taken elsewhere (the com
 machine, a restored bucket) counts; re-verifying an old backup does not make it fresh, and a backup deleted
 from the bucket no longer counts.
 
-A sensor re-evaluates it every few minutes: it posts one Discord alert when backups go stale, repeats it at
+One sensor re-evaluates it for every database every few minutes: it posts one Discord alert when backups go stale, repeats it at
 most every STALE_ALERT_REPEAT while it lasts, and records the `verified_backup_fresh` asset check so the UI
 shows it failing. The same check also runs at the end of each backup_job run and on demand from the UI.
 """
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,10 +24,17 @@ from backup_pipeline.core.errors import BackupError
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import fresh_again_text, stale_text
 from backup_pipeline.defs.alerts.runs import database_name
-from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames, asset_url
+from backup_pipeline.defs.names import (
+    FRESHNESS_SENSOR,
+    POSTGRES_RESOURCE_KEY,
+    STORAGE_RESOURCE_KEY,
+    DefinitionNames,
+    asset_url,
+)
 
 FRESHNESS_CHECK = "verified_backup_fresh"
 FRESHNESS_SENSOR_INTERVAL_S = 600
+FRESHNESS_WORKERS = 8
 STALE_ALERT_REPEAT = timedelta(hours=6)
 # The check result is recorded when it changes, and at least this often so the UI shows a recent evaluation.
 CHECK_REPORT_EVERY = timedelta(hours=1)
@@ -76,40 +84,54 @@ def verified_backup_freshness(catalog: BackupCatalog, limit_hours: float, now: d
 
 def check_freshness(resources, db: DatabaseSettings, now: datetime) -> FreshnessVerdict:
     """The verdict for one database, using the code location's resources; a storage problem is a stale verdict."""
-    names = DefinitionNames(db)
     try:
-        postgres = getattr(resources, names.postgres_resource)
+        postgres = getattr(resources, POSTGRES_RESOURCE_KEY).database(db)
         catalog = getattr(resources, STORAGE_RESOURCE_KEY).catalog(postgres, db.storage_prefix)
         return verified_backup_freshness(catalog, db.freshness_hours, now)
     except BackupError as error:
         return FreshnessVerdict(fresh=False, limit_hours=db.freshness_hours, problem=str(error))
 
 
-def _required_resources(names: DefinitionNames) -> set[str]:
-    return {names.postgres_resource, STORAGE_RESOURCE_KEY}
+def build_freshness_checks(databases: list[DatabaseSettings]) -> dg.AssetChecksDefinition:
+    """Every database's verified_backup_fresh check, as one multi-check: a run evaluates the selected ones.
 
-
-def build_freshness_check(db: DatabaseSettings) -> dg.AssetChecksDefinition:
-    names = DefinitionNames(db)
-
-    @dg.asset_check(
-        asset=dg.AssetKey(names.asset_path("restore_verification")),
-        name=FRESHNESS_CHECK,
-        required_resource_keys=_required_resources(names),
-        blocking=False,
-        description=(
-            f"Passes when storage holds a verified backup taken in the last {db.freshness_hours:g} hours "
-            "(BACKUP_FRESHNESS_HOURS), aged by the backup's own timestamp."
-        ),
-    )
-    def verified_backup_fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        verdict = check_freshness(context.resources, db, datetime.now(UTC))
-        return dg.AssetCheckResult(
-            passed=verdict.fresh,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=verdict.description(),
-            metadata=verdict.metadata(),
+    One op for all databases rather than one each: each op costs the code location's load time.
+    """
+    by_key = {}
+    specs = []
+    for db in databases:
+        asset_key = dg.AssetKey(DefinitionNames(db).asset_path("restore_verification"))
+        by_key[dg.AssetCheckKey(asset_key, FRESHNESS_CHECK)] = db
+        specs.append(
+            dg.AssetCheckSpec(
+                FRESHNESS_CHECK,
+                asset=asset_key,
+                blocking=False,
+                description=(
+                    f"Passes when storage holds a verified backup taken in the last {db.freshness_hours:g} hours "
+                    "(BACKUP_FRESHNESS_HOURS), aged by the backup's own timestamp."
+                ),
+            )
         )
+
+    @dg.multi_asset_check(
+        name=FRESHNESS_CHECK,
+        specs=specs,
+        can_subset=True,
+        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
+    )
+    def verified_backup_fresh(context: dg.AssetCheckExecutionContext):
+        now = datetime.now(UTC)
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.path):
+            verdict = check_freshness(context.resources, by_key[check_key], now)
+            yield dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=FRESHNESS_CHECK,
+                passed=verdict.fresh,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=verdict.description(),
+                metadata=verdict.metadata(),
+            )
 
     return verified_backup_fresh
 
@@ -123,76 +145,95 @@ class AlarmState:
     reported_at: str | None = None
 
     @classmethod
-    def from_cursor(cls, cursor: str | None) -> "AlarmState":
+    def from_dict(cls, saved: dict | None) -> "AlarmState":
         try:
-            return cls(**json.loads(cursor)) if cursor else cls()
-        except (ValueError, TypeError):
+            return cls(**saved) if saved else cls()
+        except TypeError:
             return cls()
-
-    def to_cursor(self) -> str:
-        return json.dumps(asdict(self))
 
 
 def _older_than(stamp: str | None, now: datetime, delta: timedelta) -> bool:
     return stamp is None or now - datetime.fromisoformat(stamp) >= delta
 
 
-def build_freshness_sensor(
-    db: DatabaseSettings, settings: Settings, client: DiscordClient, redact=lambda text: text
-) -> dg.SensorDefinition:
-    names = DefinitionNames(db)
-    asset_key = dg.AssetKey(names.asset_path("restore_verification"))
-    link = asset_url(settings.webserver_url, asset_key.path)
-    # Running wherever the database is configured, so the UI's check stays current even without Discord.
-    running = bool(os.environ.get(db.url_env)) or client.configured
+def build_freshness_sensor(settings: Settings, client: DiscordClient, redact=lambda text: text) -> dg.SensorDefinition:
+    """The one dead-man's switch for every database: each database's alarm state is kept in the cursor."""
+    databases = list(settings.databases)
+    # Running wherever a database is configured, so the UI's checks stay current even without Discord.
+    running = any(os.environ.get(db.url_env) for db in databases) or client.configured
+    limits = sorted({db.freshness_hours for db in databases})
 
     @dg.sensor(
-        name=names.freshness_sensor,
+        name=FRESHNESS_SENSOR,
         minimum_interval_seconds=FRESHNESS_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-        required_resource_keys=_required_resources(names),
+        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
         description=(
-            f"Dead-man's switch for {db.key}: alerts on Discord when no verified backup exists from the last "
-            f"{db.freshness_hours:g} hours (repeated every {STALE_ALERT_REPEAT.total_seconds() / 3600:g} h while "
-            f"it lasts) and records the {FRESHNESS_CHECK} check."
+            f"Dead-man's switch for every database: alerts on Discord when one has no verified backup from the "
+            f"last {'/'.join(f'{h:g}' for h in limits)} hours (repeated every "
+            f"{STALE_ALERT_REPEAT.total_seconds() / 3600:g} h while it lasts) and records its {FRESHNESS_CHECK} check."
         ),
     )
     def backup_freshness_sensor(context: dg.SensorEvaluationContext):
         now = datetime.now(UTC)
-        verdict = check_freshness(context.resources, db, now)
-        state = AlarmState.from_cursor(context.cursor)
-        database = database_name(db)
-        if not verdict.fresh and _older_than(state.alerted_at, now, STALE_ALERT_REPEAT):
-            text = stale_text(
-                database,
-                verdict.limit_hours,
-                verdict.newest_name,
-                verdict.newest_at,
-                verdict.age_hours,
-                verdict.problem,
-                link,
-            )
-            # Only a delivered alert starts the quiet period; an undelivered one is tried again next tick.
-            if client.post(redact(text), log=context.log):
-                state.alerted_at = now.isoformat()
-        elif verdict.fresh and state.alerted_at is not None:
-            client.post(
-                redact(fresh_again_text(database, verdict.newest_name, verdict.age_hours, link)), log=context.log
-            )
-            state.alerted_at = None
-        events = []
-        if verdict.fresh != state.reported_fresh or _older_than(state.reported_at, now, CHECK_REPORT_EVERY):
-            events.append(
-                dg.AssetCheckEvaluation(
-                    asset_key=asset_key,
-                    check_name=FRESHNESS_CHECK,
-                    passed=verdict.fresh,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=redact(verdict.description()),
-                    metadata=verdict.metadata(),
-                )
-            )
-            state.reported_fresh, state.reported_at = verdict.fresh, now.isoformat()
-        return dg.SensorResult(asset_events=events, cursor=state.to_cursor(), skip_reason=redact(verdict.description()))
+        states = _states_from_cursor(context.cursor)
+        # Listing storage is I/O: hundreds of databases are checked a few at a time, not one after another.
+        with ThreadPoolExecutor(max_workers=FRESHNESS_WORKERS) as pool:
+            verdicts = list(pool.map(lambda db: check_freshness(context.resources, db, now), databases))
+        events, stale = [], 0
+        for db, verdict in zip(databases, verdicts, strict=True):
+            state = AlarmState.from_dict(states.get(db.key))
+            event = _alarm(db, verdict, state, now, settings, client, redact, context.log)
+            if event is not None:
+                events.append(event)
+            states[db.key] = asdict(state)
+            stale += not verdict.fresh
+        summary = f"{len(databases) - stale} of {len(databases)} databases have a fresh verified backup"
+        if len(databases) == 1:
+            summary = redact(verdicts[0].description())
+        return dg.SensorResult(asset_events=events, cursor=json.dumps(states), skip_reason=summary)
 
     return backup_freshness_sensor
+
+
+def _alarm(db, verdict, state, now, settings, client, redact, log):
+    """Posts the stale (or fresh-again) alert when due; returns the check evaluation to record, if any."""
+    names = DefinitionNames(db)
+    asset_key = dg.AssetKey(names.asset_path("restore_verification"))
+    link = asset_url(settings.webserver_url, asset_key.path)
+    database = database_name(db)
+    if not verdict.fresh and _older_than(state.alerted_at, now, STALE_ALERT_REPEAT):
+        text = stale_text(
+            database,
+            verdict.limit_hours,
+            verdict.newest_name,
+            verdict.newest_at,
+            verdict.age_hours,
+            verdict.problem,
+            link,
+        )
+        # Only a delivered alert starts the quiet period; an undelivered one is tried again next tick.
+        if client.post(redact(text), log=log):
+            state.alerted_at = now.isoformat()
+    elif verdict.fresh and state.alerted_at is not None:
+        client.post(redact(fresh_again_text(database, verdict.newest_name, verdict.age_hours, link)), log=log)
+        state.alerted_at = None
+    if verdict.fresh == state.reported_fresh and not _older_than(state.reported_at, now, CHECK_REPORT_EVERY):
+        return None
+    state.reported_fresh, state.reported_at = verdict.fresh, now.isoformat()
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=FRESHNESS_CHECK,
+        passed=verdict.fresh,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=redact(verdict.description()),
+        metadata=verdict.metadata(),
+    )
+
+
+def _states_from_cursor(cursor: str | None) -> dict:
+    try:
+        states = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    return states if isinstance(states, dict) else {}

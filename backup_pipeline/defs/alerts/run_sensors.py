@@ -11,7 +11,7 @@ import dagster as dg
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, success_text
-from backup_pipeline.defs.alerts.runs import failure_error, materialization_metadata, run_facts
+from backup_pipeline.defs.alerts.runs import failure_error, materialization_metadata, run_database_and_kind, run_facts
 from backup_pipeline.defs.names import QUIET_TAG, DefinitionNames, run_url
 
 RUN_SENSOR_INTERVAL_S = 5
@@ -85,7 +85,6 @@ def make_discord_on_backup_success_sensor(
 ) -> dg.SensorDefinition:
     """Posts a notice for each successful backup_job run: type, file, size, duration, verified."""
     enabled = client.configured and settings.discord.success_notices
-    backup_jobs = {DefinitionNames(db).backup_job: db for db in settings.databases}
 
     @dg.run_status_sensor(
         name=name,
@@ -94,14 +93,14 @@ def make_discord_on_backup_success_sensor(
         monitor_all_code_locations=False,
         default_status=dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED,
         description=(
-            "Posts a notice to Discord for each completed backup (type, file, size, duration, verified). "
+            "Posts a notice to Discord for each completed backup run of any database (type, file, size, duration, verified). "
             f"Skips runs tagged {QUIET_TAG}; BACKUP_DISCORD_SUCCESS_NOTICES=false turns it off."
         ),
     )
     def discord_on_backup_success(context: dg.RunStatusSensorContext):
         run = context.dagster_run
-        db = backup_jobs.get(run.job_name)
-        if db is None:
+        db, kind = run_database_and_kind(run, settings)
+        if db is None or kind != "backup":
             return  # not a backup: nothing to announce
         if not enabled:
             return dg.SkipReason(

@@ -12,28 +12,64 @@ from backup_pipeline.defs.alerts.messages import RunError, RunFacts
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
+    DATABASE_TAG,
     ERROR_CLASS_METADATA,
+    KIND_TAG,
     LABEL_TAG,
     PARTITION_TAG,
+    REQUEST_JOB,
+    RESTORE_JOB,
     DefinitionNames,
     run_url,
 )
 
 
-def job_kinds(settings: Settings) -> dict[str, tuple[DatabaseSettings, str]]:
-    """Every job name of the code location → (its database, what kind of job it is)."""
-    kinds = {}
+def job_kinds(settings: Settings) -> dict[str, tuple[DatabaseSettings | None, str]]:
+    """Named job → (its database, when it has only one; what kind of job it is)."""
+    kinds: dict[str, tuple[DatabaseSettings | None, str]] = {
+        REQUEST_JOB: (None, "request"),
+        RESTORE_JOB: (None, "restore"),
+    }
     for db in settings.databases:
         names = DefinitionNames(db)
-        for job, kind in (
-            (names.backup_job, "backup"),
-            (names.verify_job, "verify"),
-            (names.prune_job, "prune"),
-            (names.restore_job, "restore"),
-            (names.request_job, "request"),
-        ):
-            kinds[job] = (db, kind)
+        if names.has_named_jobs:
+            kinds.update(
+                {names.backup_job: (db, "backup"), names.verify_job: (db, "verify"), names.prune_job: (db, "prune")}
+            )
     return kinds
+
+
+def run_database_and_kind(run: dg.DagsterRun, settings: Settings) -> tuple[DatabaseSettings | None, str]:
+    """Which database a run concerned and what it did: from our tags, else from the job, else from the assets it
+    selected (a run started from the UI's Materialize button carries none of our tags)."""
+    db, kind = job_kinds(settings).get(run.job_name, (None, "other"))
+    by_key = {d.key: d for d in settings.databases}
+    db = by_key.get(run.tags.get(DATABASE_TAG, ""), db)
+    kind = run.tags.get(KIND_TAG, kind)
+    if kind == "restore" and db is None:
+        key = _op_config_with(run.run_config, "backup_name").get("database")
+        db = by_key.get(key) if key else (settings.databases[0] if len(settings.databases) == 1 else None)
+    if (db is None or kind == "other") and run.asset_selection:
+        db, kind = _from_assets(run.asset_selection, settings, db, kind)
+    return db, kind
+
+
+def _from_assets(selection, settings: Settings, db, kind):
+    paths = [key.path for key in selection]
+    for candidate in settings.databases:
+        prefix = DefinitionNames(candidate).key_prefix
+        if all(path[: len(prefix)] == prefix for path in paths):
+            db = candidate
+            break
+    leaves = {path[-1] for path in paths}
+    if kind == "other":
+        if "database_dump" in leaves:
+            kind = "backup"
+        elif leaves == {"restore_verification"}:
+            kind = "verify"
+        elif leaves == {"backup_retention"}:
+            kind = "prune"
+    return db, kind
 
 
 def database_name(db: DatabaseSettings) -> str:
@@ -45,7 +81,7 @@ def database_name(db: DatabaseSettings) -> str:
 
 
 def run_facts(run: dg.DagsterRun, settings: Settings) -> RunFacts:
-    db, kind = job_kinds(settings).get(run.job_name, (None, "other"))
+    db, kind = run_database_and_kind(run, settings)
     facts = dict(job=run.job_name, run_id=run.run_id, run_url=run_url(settings.webserver_url, run.run_id), kind=kind)
     if db is None:
         return RunFacts(**facts)

@@ -1,4 +1,5 @@
-"""The asset graph of one database: database_dump → offsite_backup → restore_verification → backup_retention."""
+"""The asset graph of each database: database_dump → offsite_backup → restore_verification → backup_retention
+(the last, unpartitioned, is one multi-asset for all databases: build_retention_assets)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.defs.assets.backup import build_backup_asset
-from backup_pipeline.defs.assets.retention import build_retention_asset
-from backup_pipeline.defs.assets.verification import build_verification_asset
+from backup_pipeline.defs.assets.retention import build_retention_assets
 from backup_pipeline.defs.names import DefinitionNames
 
 
@@ -18,6 +18,7 @@ def build_database_assets(
     names = DefinitionNames(db)
     return [
         build_backup_asset(db, names, partitions, storage_kind),
-        build_verification_asset(db, names, partitions),
-        build_retention_asset(db, names, partitions, storage_kind),
     ]
+
+
+__all__ = ["build_database_assets", "build_retention_assets"]

@@ -7,7 +7,7 @@ import dagster as dg
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.prune import RetentionPolicy, apply_prune, check_not_too_many, plan_prune
 from backup_pipeline.defs.assets.failures import fail_clearly
-from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, PRUNE_OP, STORAGE_RESOURCE_KEY, DefinitionNames
 from backup_pipeline.defs.partitions import delete_dynamic_partitions
 
 LOG_LINES_PER_MESSAGE = 500
@@ -18,13 +18,30 @@ class PruneConfig(dg.Config):
     allow_large_prune: bool = False
 
 
-def build_retention_asset(
-    db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition, storage_kind: str = "s3"
-):
-    policy = RetentionPolicy(retention_days=db.retention_days, keep_last=db.keep_last)
+def build_retention_assets(databases: list[DatabaseSettings], storage_kind: str = "s3"):
+    """Every database's backup_retention asset, as one multi-asset: a run materializes the selected ones.
 
-    @dg.asset(
-        key=names.asset_path("backup_retention"),
+    One op for all databases rather than one each: each op costs the code location's load time.
+    """
+    by_key = {dg.AssetKey(DefinitionNames(db).asset_path("backup_retention")): db for db in databases}
+
+    @dg.multi_asset(
+        name=PRUNE_OP,
+        specs=[_retention_spec(db, storage_kind) for db in databases],
+        can_subset=True,
+        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
+    )
+    def backup_retention(context: dg.AssetExecutionContext, config: PruneConfig):
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.path):
+            yield prune_database(context, config, by_key[key], key)
+
+    return backup_retention
+
+
+def _retention_spec(db: DatabaseSettings, storage_kind: str) -> dg.AssetSpec:
+    names = DefinitionNames(db)
+    return dg.AssetSpec(
+        names.asset_path("backup_retention"),
         deps=[dg.AssetKey(names.asset_path("restore_verification"))],
         group_name=names.group,
         kinds={storage_kind},
@@ -33,45 +50,48 @@ def build_retention_asset(
             f"{db.keep_last} verified ones and anything timestamped in the future; removes incomplete uploads "
             "after a day. Touches only this database's own object names. Refuses to delete more than half."
         ),
-        required_resource_keys={names.postgres_resource, STORAGE_RESOURCE_KEY},
+        skippable=True,
     )
-    def backup_retention(context: dg.AssetExecutionContext, config: PruneConfig) -> dg.MaterializeResult:
-        postgres = getattr(context.resources, names.postgres_resource)
-        storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
-        with fail_clearly():
-            catalog = storage.catalog(postgres, db.storage_prefix)
-            decisions = plan_prune(catalog.entries(), policy, datetime.now(UTC))
-            if not config.allow_large_prune:
-                check_not_too_many(decisions, f"{catalog.name_prefix} in {catalog.storage.describe()}")
-            doomed = [d for d in decisions if d.delete]
-            context.log.info(
-                f"{len(doomed)} of {len(decisions)} backups to delete{' (dry run)' if config.dry_run else ''}"
-            )
-            # Every decision is logged, many to a message: one event per backup costs minutes at 10,000.
-            lines = [f"{'delete' if d.delete else 'keep'} {d.name}: {d.reason}" for d in decisions]
-            for start in range(0, len(lines), LOG_LINES_PER_MESSAGE):
-                context.log.info("\n".join(lines[start : start + LOG_LINES_PER_MESSAGE]))
-            if not config.dry_run:
-                apply_prune(catalog, doomed)
-                existing = set(context.instance.get_dynamic_partitions(names.partitions))
-                gone = [d.name[len(catalog.name_prefix) + 1 :] for d in doomed]
-                delete_dynamic_partitions(context.instance, names.partitions, [k for k in gone if k in existing])
-        table = "\n".join(
-            ["| backup | action | reason |", "|---|---|---|"]
-            + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "dry_run": config.dry_run,
-                "deleted": dg.MetadataValue.int(0 if config.dry_run else len(doomed)),
-                "would_delete": dg.MetadataValue.int(len(doomed)),
-                "kept": dg.MetadataValue.int(len(decisions) - len(doomed)),
-                "decisions": dg.MetadataValue.md(table),
-                # The same decisions for programs (`backup-db prune --json`), without the object keys.
-                "decisions_json": dg.MetadataValue.json(
-                    [{k: v for k, v in d.as_dict().items() if k != "keys"} for d in decisions]
-                ),
-            }
-        )
 
-    return backup_retention
+
+def prune_database(
+    context: dg.AssetExecutionContext, config: PruneConfig, db: DatabaseSettings, key: dg.AssetKey
+) -> dg.MaterializeResult:
+    names = DefinitionNames(db)
+    policy = RetentionPolicy(retention_days=db.retention_days, keep_last=db.keep_last)
+    postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
+    storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
+    with fail_clearly():
+        catalog = storage.catalog(postgres, db.storage_prefix)
+        decisions = plan_prune(catalog.entries(), policy, datetime.now(UTC))
+        if not config.allow_large_prune:
+            check_not_too_many(decisions, f"{catalog.name_prefix} in {catalog.storage.describe()}")
+        doomed = [d for d in decisions if d.delete]
+        context.log.info(f"{len(doomed)} of {len(decisions)} backups to delete{' (dry run)' if config.dry_run else ''}")
+        # Every decision is logged, many to a message: one event per backup costs minutes at 10,000.
+        lines = [f"{'delete' if d.delete else 'keep'} {d.name}: {d.reason}" for d in decisions]
+        for start in range(0, len(lines), LOG_LINES_PER_MESSAGE):
+            context.log.info("\n".join(lines[start : start + LOG_LINES_PER_MESSAGE]))
+        if not config.dry_run:
+            apply_prune(catalog, doomed)
+            existing = set(context.instance.get_dynamic_partitions(names.partitions))
+            gone = [d.name[len(catalog.name_prefix) + 1 :] for d in doomed]
+            delete_dynamic_partitions(context.instance, names.partitions, [k for k in gone if k in existing])
+    table = "\n".join(
+        ["| backup | action | reason |", "|---|---|---|"]
+        + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]
+    )
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            "dry_run": config.dry_run,
+            "deleted": dg.MetadataValue.int(0 if config.dry_run else len(doomed)),
+            "would_delete": dg.MetadataValue.int(len(doomed)),
+            "kept": dg.MetadataValue.int(len(decisions) - len(doomed)),
+            "decisions": dg.MetadataValue.md(table),
+            # The same decisions for programs (`backup-db prune --json`), without the object keys.
+            "decisions_json": dg.MetadataValue.json(
+                [{k: v for k, v in d.as_dict().items() if k != "keys"} for d in decisions]
+            ),
+        },
+    )

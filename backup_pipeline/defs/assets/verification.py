@@ -1,4 +1,6 @@
-"""restore_verification: proof that a stored backup restores, and to the same rows that were dumped."""
+"""restore_verification: proof that a stored backup restores, and to the same rows that were dumped.
+
+Part of each database's backup op (assets/backup.py), which a run may select alone to verify again."""
 
 import dagster as dg
 
@@ -6,14 +8,13 @@ from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.verify import verify_backup
 from backup_pipeline.defs.assets.failures import fail_clearly
-from backup_pipeline.defs.names import STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
 
 
-def build_verification_asset(db: DatabaseSettings, names: DefinitionNames, partitions: dg.DynamicPartitionsDefinition):
-    @dg.asset(
-        key=names.asset_path("restore_verification"),
+def verification_spec(names: DefinitionNames) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        names.asset_path("restore_verification"),
         deps=[dg.AssetKey(names.asset_path("offsite_backup"))],
-        partitions_def=partitions,
         group_name=names.group,
         kinds={"postgres"},
         description=(
@@ -21,29 +22,32 @@ def build_verification_asset(db: DatabaseSettings, names: DefinitionNames, parti
             "database, compares every table's row count with the manifest, then drops the scratch database. "
             "A failure fails the run, so the failure alert fires."
         ),
-        required_resource_keys={names.postgres_resource, STORAGE_RESOURCE_KEY},
+        skippable=True,
     )
-    def restore_verification(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        postgres = getattr(context.resources, names.postgres_resource)
-        storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
-        with fail_clearly():
-            catalog = storage.catalog(postgres, db.storage_prefix)
-            name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(context.partition_key))
-            outcome = verify_backup(catalog, name, postgres.verify_server(), postgres.tools(), log=context.log.info)
-        return dg.MaterializeResult(
-            metadata={
-                "name": str(name),
-                "verified": True,
-                "sha256": outcome.manifest.sha256,
-                "size_bytes": dg.MetadataValue.int(outcome.manifest.size_bytes),
-                "tables": dg.MetadataValue.int(len(outcome.tables)),
-                "rows": dg.MetadataValue.int(sum(outcome.tables.values())),
-                "restore_duration_s": dg.MetadataValue.float(outcome.duration_s),
-                "duration_s": dg.MetadataValue.float(outcome.duration_s),
-                "pg_dump_version": outcome.manifest.pg_dump_version,
-                "pg_restore_version": outcome.pg_restore_version,
-                "server_version": outcome.server_version,
-            }
-        )
 
-    return restore_verification
+
+def verify_partition(context: dg.AssetExecutionContext, db: DatabaseSettings) -> dg.MaterializeResult:
+    """Verifies the backup of the run's partition; its materialization, or a failure saying what is wrong."""
+    names = DefinitionNames(db)
+    postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
+    storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
+    with fail_clearly():
+        catalog = storage.catalog(postgres, db.storage_prefix)
+        name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(context.partition_key))
+        outcome = verify_backup(catalog, name, postgres.verify_server(), postgres.tools(), log=context.log.info)
+    return dg.MaterializeResult(
+        asset_key=names.asset_path("restore_verification"),
+        metadata={
+            "name": str(name),
+            "verified": True,
+            "sha256": outcome.manifest.sha256,
+            "size_bytes": dg.MetadataValue.int(outcome.manifest.size_bytes),
+            "tables": dg.MetadataValue.int(len(outcome.tables)),
+            "rows": dg.MetadataValue.int(sum(outcome.tables.values())),
+            "restore_duration_s": dg.MetadataValue.float(outcome.duration_s),
+            "duration_s": dg.MetadataValue.float(outcome.duration_s),
+            "pg_dump_version": outcome.manifest.pg_dump_version,
+            "pg_restore_version": outcome.pg_restore_version,
+            "server_version": outcome.server_version,
+        },
+    )
