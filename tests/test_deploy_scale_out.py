@@ -1,80 +1,91 @@
-"""The production profile and many databases, run for real: Dagster's storage in a fresh PostgreSQL database,
-the image's code server, webserver and daemon commands on loopback, three databases from a config file."""
+"""Many databases on the production profile, run for real: Dagster's storage in a fresh PostgreSQL database,
+the image's code server, webserver and daemon on loopback, two dozen databases from a config file.
+
+The real scheduler fires one tick for every database sharing a cron; the one request sensor fans it out to
+one run per database; the run queue lets them through a few at a time (deploy/dagster.yaml), never two of
+one database at once, while a pre-migration backup requested at the same moment goes ahead of them.
+"""
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 
 import dagster as dg
-import psycopg
 import pytest
+import yaml
 
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
-from backup_pipeline.core.names import BackupId
-from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import storage_from_settings
-from backup_pipeline.defs.names import DATABASE_TAG, DefinitionNames
+from backup_pipeline.defs.names import DATABASE_TAG, REQUESTED_BY_TAG, DefinitionNames, schedule_name
 from tests.conftest import CONFIG_VARS
 from tests.support.deployment import PROJECT_ROOT, Deployment, base_env, dagster_pg_env, fresh_database
 from tests.support.pipeline import load_defs
+from tests.support.scale import (
+    SOURCE_URL_ENV,
+    cron_at,
+    database_keys,
+    databases_file,
+    max_concurrent,
+    next_minute_after,
+    overlapping,
+    run_windows,
+    wait_for,
+)
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
 pytestmark = pytest.mark.slow  # runs Dagster's own processes (daemon, webserver): -m "not slow" leaves it out
 
-KEYS = ("app", "billing", "crm")
-RUN_TIMEOUT_S = 180
-
-DATABASES_FILE = """\
-# Three databases: their own names, partitions and schedules.
-defaults:
-  retention_days: 14
-databases:
-  - key: app
-    url_env: APP_DATABASE_URL
-    name_prefix: app
+DATABASES = 24
+SOURCES = 3
+RUN_TIMEOUT_S = 600
+# Startup of the code server, webserver and daemon before the tick; the tick is the first whole minute after.
+TICK_LEAD_S = 75
+DAILY = {"backup/kind": "backup", "backup/type": "daily"}
+PROFILE = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+DAILY_LIMIT = next(
+    limit["limit"]
+    for limit in PROFILE["concurrency"]["runs"]["tag_concurrency_limits"]
+    if limit["key"] == "backup/type"
+)
+# One database on a cron of its own, with its own retention: a second schedule, and the file's fields at work.
+ODD_ONE = """\
   - key: billing
-    url_env: BILLING_DATABASE_URL
+    url_env: SCALE_SOURCE_0_URL
     name_prefix: billing
-    storage_prefix: db-backups/billing
+    schedule: "30 2 * * *"
+    retention_days: 14
     keep_last: 3
-  - key: crm
-    url_env: CRM_DATABASE_URL
-    schedule: "0 6 * * *"
+    storage_prefix: db-backups/billing
 """
 
 
 @pytest.fixture(scope="module")
 def deployment(pg_admin_url, tmp_path_factory):
-    """Three seeded databases, Dagster storage in PostgreSQL, the image's processes serving them, and work
-    for the daemon: a backup of app requested through request_backup (as `backup-db backup --no-wait`
-    does), each database's 06:00 UTC schedule tick, and a pre-migration backup of billing requested at the
-    same moment as billing's daily one."""
-    from dagster_graphql import DagsterGraphQLClient
-
-    tmp = tmp_path_factory.mktemp("deploy")
+    """Seeded sources, Dagster storage in PostgreSQL, the image's processes serving two dozen databases whose
+    daily cron fires a minute or so from now, and a pre-migration backup of db001 requested for that minute."""
+    tmp = tmp_path_factory.mktemp("scale")
     home = tmp / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    tick = next_minute_after(TICK_LEAD_S)
+    keys = database_keys(DATABASES)
     config_file = tmp / "backups.yaml"
-    config_file.write_text(DATABASES_FILE)
+    config_file.write_text(databases_file(keys, SOURCES, cron_at(tick), extra=ODD_ONE))
     with (
         pytest.MonkeyPatch.context() as env,
-        fresh_database(pg_admin_url, "bp7_dagster") as dagster_url,
-        fresh_database(pg_admin_url, "bp7_app", SEED_SQL) as app_url,
-        fresh_database(pg_admin_url, "bp7_billing", SEED_SQL) as billing_url,
-        fresh_database(pg_admin_url, "bp7_crm", SEED_SQL) as crm_url,
+        fresh_database(pg_admin_url, "bp15_dagster") as dagster_url,
+        fresh_database(pg_admin_url, "bp15_src0", SEED_SQL) as source0,
+        fresh_database(pg_admin_url, "bp15_src1", SEED_SQL) as source1,
+        fresh_database(pg_admin_url, "bp15_src2", SEED_SQL) as source2,
     ):
         for name in CONFIG_VARS:
             env.delenv(name, raising=False)
         pg_env = {"DAGSTER_HOME": str(home), **dagster_pg_env(dagster_url)}
         settings_env = {
             "BACKUP_CONFIG_FILE": str(config_file),
-            "APP_DATABASE_URL": app_url,
-            "BILLING_DATABASE_URL": billing_url,
-            "CRM_DATABASE_URL": crm_url,
+            **{SOURCE_URL_ENV.format(i): url for i, url in enumerate((source0, source1, source2))},
             "BACKUP_LOCAL_DIR": str(tmp / "backups"),
         }
         for key, value in {**pg_env, **settings_env}.items():
@@ -89,157 +100,123 @@ def deployment(pg_admin_url, tmp_path_factory):
         )
         try:
             processes.start_code_server()
+            processes.start_services()
             defs = load_defs()
-            request = defs.resolve_job_def("app__request_backup").execute_in_process(
+            # Once the tick's runs are queued: a pre-migration backup of a database whose daily backup is
+            # running right then, requested as `dagster job launch` would.
+            time.sleep(max(0.0, (tick - datetime.now(UTC)).total_seconds()))
+            running = wait_for(
+                lambda: instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags=DAILY)),
+                RUN_TIMEOUT_S,
+                "a daily backup run",
+                check=processes.check_alive,
+            )
+            busy = running[0].tags[DATABASE_TAG]
+            request = defs.resolve_job_def("request_backup").execute_in_process(
                 instance=instance,
-                run_config={"ops": {"app__backup_request": {"config": {"backup_type": "pre-migration"}}}},
+                run_config={"ops": {"backup_request": {"config": {"database": busy}}}},
             )
             assert request.success
-            processes.start_services()
-
-            client = DagsterGraphQLClient("127.0.0.1", port_number=processes.webserver_port)
-            six_utc = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
-            daily_runs = {key: launch_schedule_tick(client, instance, defs, key, six_utc) for key in ("billing",)}
-            billing_premigration = str(BackupId.new("pre-migration"))
-            instance.add_dynamic_partitions("billing_backups", [billing_premigration])
-            premigration_run = client.submit_job_execution(
-                "billing__backup_job",
-                repository_location_name="backup_pipeline",
-                tags={"dagster/partition": billing_premigration, "backup/type": "pre-migration"},
-            )
-            daily_runs.update(
-                {key: launch_schedule_tick(client, instance, defs, key, six_utc) for key in ("app", "crm")}
-            )
             yield {
                 "instance": instance,
                 "defs": defs,
                 "processes": processes,
-                "dagster_url": dagster_url,
-                "request_run_id": request.run_id,
-                "daily_id": f"daily_{six_utc:%Y%m%d_%H%M%S}",
-                "daily_runs": daily_runs,
-                "billing_runs": [daily_runs["billing"], premigration_run],
+                "keys": keys,
+                "daily_id": f"daily_{tick:%Y%m%d_%H%M%S}",
+                "cron": cron_at(tick),
+                "premigration_request": request.run_id,
+                "busy": busy,
             }
         finally:
             processes.stop()
             instance.dispose()
 
 
-def launch_schedule_tick(client, instance, defs: dg.Definitions, key: str, when: datetime) -> str:
-    """Evaluates the database's schedule at `when` and queues its run request, as the UI's "Test schedule"
-    does; returns the run id."""
-    repo = defs.get_repository_def()
-    names = DefinitionNames(load_settings().database(key))
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repo) as context:
-        [request] = repo.get_schedule_def(names.schedule).evaluate_tick(context).run_requests
-    return client.submit_job_execution(
-        names.backup_job,
-        repository_location_name="backup_pipeline",
-        tags={**request.tags, "dagster/partition": request.partition_key, "dagster/schedule_name": names.schedule},
-    )
-
-
-def wait_for_runs(deployment, run_ids: list[str]) -> list[dg.DagsterRun]:
-    """The runs, in the order given, once all have finished; fails with the daemon's log otherwise."""
+def backup_runs(deployment, expected: int) -> list[dg.DagsterRun]:
+    """Every backup run of the test, once all `expected` have finished."""
     instance, processes = deployment["instance"], deployment["processes"]
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        processes.check_alive()
-        runs = {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(run_ids=run_ids))}
-        if len(runs) == len(run_ids) and all(r.is_finished for r in runs.values()):
-            return [runs[run_id] for run_id in run_ids]
-        time.sleep(0.5)
-    states = [(r.job_name, r.status.value) for r in instance.get_runs(filters=dg.RunsFilter(run_ids=run_ids))]
-    raise TimeoutError(f"runs not finished in {RUN_TIMEOUT_S} s: {states}\n{processes.log_tail('daemon')}")
 
+    def finished():
+        runs = instance.get_runs(dg.RunsFilter(tags={"backup/kind": "backup"}))
+        return runs if len(runs) >= expected and all(r.is_finished for r in runs) else None
 
-def event_time(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType) -> float:
-    [record] = instance.get_records_for_run(run_id, of_type=event_type).records
-    return record.timestamp
-
-
-def run_window(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
-    """From the run's launch (the queue let it go) to its end, from its own event log.
-
-    Launch rather than the worker's first step: a worker takes seconds to start, which alone could keep
-    two short runs apart even with no limit at all.
-    """
-    return (
-        event_time(instance, run_id, dg.DagsterEventType.RUN_STARTING),
-        event_time(instance, run_id, dg.DagsterEventType.RUN_SUCCESS),
-    )
+    return wait_for(finished, RUN_TIMEOUT_S, "backup runs", check=processes.check_alive)
 
 
 def catalog_for(key: str) -> BackupCatalog:
-    """The backups of one configured database (name prefix: the file's, else the database name)."""
     settings = load_settings()
     db = settings.database(key)
-    prefix = db.name_prefix or PostgresTarget.from_url(os.environ[db.url_env], db.url_env).dbname
-    return BackupCatalog(storage_from_settings(settings.storage), db.storage_prefix, prefix)
+    return BackupCatalog(storage_from_settings(settings.storage), db.storage_prefix, db.name_prefix)
 
 
-def test_each_configured_database_gets_its_own_assets_jobs_and_partitions(deployment):
-    defs = deployment["defs"]
-    repo = defs.get_repository_def()
-    for key in KEYS:
+def test_definitions_do_not_grow_with_the_databases(deployment):
+    repo = deployment["defs"].get_repository_def()
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "backup_freshness_sensor",
+        "backup_request_sensor",
+        "discord_on_backup_success",
+        "discord_on_run_failure",
+    ]
+    # One schedule per distinct cron: the two dozen databases' and billing's own.
+    assert sorted(s.cron_schedule for s in repo.schedule_defs) == sorted(["30 2 * * *", deployment["cron"]])
+    assert {job.name for job in repo.get_all_jobs()} == {"request_backup", "restore_job", "__ASSET_JOB"}
+    # What a user sees per database stays: its own asset group, partitions and settings from the file.
+    for key in ("db000", "db023", "billing"):
         names = DefinitionNames(load_settings().database(key))
         for asset in ("database_dump", "offsite_backup", "restore_verification", "backup_retention"):
-            asset_key = dg.AssetKey([key, asset])
-            assert repo.asset_graph.get(asset_key).group_name == f"{key}_backups"
-        job = defs.resolve_job_def(names.backup_job)
-        assert job.partitions_def.name == f"{key}_backups"
-        assert job.tags[DATABASE_TAG] == key
-        assert repo.get_schedule_def(names.schedule).cron_schedule == "0 6 * * *"
-    # Each database's retention comes from the file, its defaults applied.
-    billing, crm = load_settings().database("billing"), load_settings().database("crm")
-    assert (billing.retention_days, billing.keep_last, crm.retention_days, crm.keep_last) == (14, 3, 14, 7)
+            assert repo.asset_graph.get(dg.AssetKey([key, asset])).group_name == f"{key}_backups"
+        assert repo.asset_graph.get(dg.AssetKey([key, "database_dump"])).partitions_def.name == names.partitions
+    billing = load_settings().database("billing")
+    assert (billing.retention_days, billing.keep_last, billing.storage_prefix) == (14, 3, "db-backups/billing")
 
 
-def test_daily_tick_backs_up_every_database_through_the_queue(deployment):
-    runs = wait_for_runs(deployment, list(deployment["daily_runs"].values()))
-    assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 3, [(r.job_name, r.status) for r in runs]
-    for key in KEYS:
-        catalog = catalog_for(key)
-        [entry] = [e for e in catalog.complete() if str(e.name.id) == deployment["daily_id"]]
+def test_one_tick_fans_out_to_one_backup_of_every_database_a_few_at_a_time(deployment):
+    instance, keys = deployment["instance"], deployment["keys"]
+    runs = backup_runs(deployment, DATABASES + 1)
+    daily = [r for r in runs if r.tags.get("backup/type") == "daily"]
+    assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * len(runs), [
+        (r.tags.get(DATABASE_TAG), r.status) for r in runs
+    ]
+    # One tick, one request run for all of them, one run per database, each of its own assets and partition.
+    [tick_request] = instance.get_runs(dg.RunsFilter(job_name="request_backup", tags={"backup/type": "daily"}))
+    assert tick_request.tags["dagster/schedule_name"] == schedule_name(deployment["cron"])
+    assert sorted(r.tags[DATABASE_TAG] for r in daily) == keys
+    for run in daily:
+        key = run.tags[DATABASE_TAG]
+        assert run.tags[REQUESTED_BY_TAG] == tick_request.run_id
+        assert run.tags["dagster/partition"] == deployment["daily_id"]
+        assert {tuple(k.path) for k in run.asset_selection} == {
+            (key, "database_dump"),
+            (key, "offsite_backup"),
+            (key, "restore_verification"),
+        }
+    # Every database's daily backup is stored, verified, and holds the rows of the database it came from.
+    for key in keys:
+        [entry] = [e for e in catalog_for(key).complete() if str(e.name.id) == deployment["daily_id"]]
         assert entry.verified
-        assert catalog.manifest(entry.name).tables == SEED_COUNTS
+        assert catalog_for(key).manifest(entry.name).tables == SEED_COUNTS
+
+    # The queue let them through a few at a time: several at once, never more than the profile's limit.
+    windows = run_windows(instance, daily)
+    assert 1 < max_concurrent(windows) <= DAILY_LIMIT, max_concurrent(windows)
+    # They were all queued at once, long before the last one could start.
+    assert max(w.queued for w in windows) < max(w.launched for w in windows)
 
 
-def test_backup_request_goes_through_the_sensor_and_is_stored_in_postgres(deployment):
-    request_run_id = deployment["request_run_id"]
-    instance = deployment["instance"]
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not (runs := instance.get_runs(dg.RunsFilter(tags={"backup/requested_by": request_run_id}))):
-        assert time.monotonic() < deadline, deployment["processes"].log_tail("daemon")
-        time.sleep(0.5)
-    [run] = wait_for_runs(deployment, [runs[0].run_id])
-    assert run.job_name == "app__backup_job" and run.status == dg.DagsterRunStatus.SUCCESS
-    [entry] = [e for e in catalog_for("app").complete() if str(e.name.id) == run.tags["dagster/partition"]]
-    assert entry.verified and entry.name.id.type == "pre-migration"
+def test_a_database_never_has_two_backups_at_once_and_a_requested_one_goes_first(deployment):
+    instance, busy = deployment["instance"], deployment["busy"]
+    runs = backup_runs(deployment, DATABASES + 1)
+    [premigration] = [r for r in runs if r.tags.get(REQUESTED_BY_TAG) == deployment["premigration_request"]]
+    assert premigration.tags[DATABASE_TAG] == busy and premigration.tags["backup/type"] == "pre-migration"
+    [entry] = [e for e in catalog_for(busy).complete() if str(e.name.id) == premigration.tags["dagster/partition"]]
+    assert entry.verified
 
-    # Straight from Dagster's tables in PostgreSQL: the sensor's tick that requested the run, and the run.
-    with psycopg.connect(deployment["dagster_url"]) as conn:
-        ticks = conn.execute(
-            "SELECT status, tick_body FROM job_ticks WHERE tick_body LIKE %s", ["%app__backup_request_sensor%"]
-        ).fetchall()
-        stored = conn.execute("SELECT pipeline_name, status FROM runs WHERE run_id = %s", [run.run_id]).fetchone()
-    assert any(status == "SUCCESS" and run.run_id in body for status, body in ticks), ticks
-    assert stored == ("app__backup_job", "SUCCESS")
-
-
-def test_two_simultaneous_backups_of_one_database_never_overlap(deployment):
-    instance = deployment["instance"]
-    billing_runs = wait_for_runs(deployment, deployment["billing_runs"])
-    assert [r.status for r in billing_runs] == [dg.DagsterRunStatus.SUCCESS] * 2
-    # Both were waiting at once: the second was queued before the first had finished.
-    enqueued = [event_time(instance, r.run_id, dg.DagsterEventType.RUN_ENQUEUED) for r in billing_runs]
-    finished = [event_time(instance, r.run_id, dg.DagsterEventType.RUN_SUCCESS) for r in billing_runs]
-    assert max(enqueued) < min(finished), "the two billing backups were never waiting at the same time"
-
-    # No two runs of one database in flight together, from launch to end (app: its request and its daily).
-    for key, count in (("app", 2), ("billing", 2), ("crm", 1)):
-        runs = wait_for_runs(deployment, [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={DATABASE_TAG: key}))])
-        assert len(runs) == count and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), runs
-        windows = sorted(run_window(instance, r.run_id) for r in runs)
-        for (_, first_end), (second_start, _) in zip(windows, windows[1:], strict=False):
-            assert second_start >= first_end, f"{key} backups overlapped: {windows}"
+    windows = run_windows(instance, runs)
+    assert overlapping(windows) == []
+    [pre] = [w for w in windows if w.run_id == premigration.run_id]
+    [daily] = [w for w in windows if w.database == busy and w.run_id != premigration.run_id]
+    # Requested while its database's daily backup ran: it waited for that one to end, and only for that one.
+    assert daily.launched < pre.queued < daily.ended <= pre.launched
+    overtaken = [w for w in windows if w.queued < pre.queued and w.launched > pre.launched]
+    if any(w.queued < pre.queued and w.launched > daily.ended for w in windows):
+        assert overtaken, "the pre-migration backup waited behind daily backups queued before it"
