@@ -9,7 +9,7 @@ import pytest
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId, BackupName, backup_name_prefix, check_safe_name, classify_key
-from backup_pipeline.defs.names import DefinitionNames, asset_url, run_url
+from backup_pipeline.defs.names import DefinitionNames, asset_url, run_url, schedule_name
 
 
 def test_backup_id_round_trips_through_its_text():
@@ -74,19 +74,39 @@ def test_unsafe_names_are_refused(text):
         check_safe_name(text)
 
 
-def test_one_database_has_plain_definition_names_and_several_carry_their_key():
+def test_one_database_has_plain_definition_names_and_several_share_jobs_and_carry_their_key_in_assets():
     plain, billing = DefinitionNames(DatabaseSettings()), DefinitionNames(DatabaseSettings(key="billing"))
-    assert (plain.backup_job, plain.restore_op, plain.asset_op("backup_retention")) == (
+    assert (plain.backup_job, plain.restore_op, plain.prune_op, plain.schedule) == (
         "backup_job",
         "restore_backup",
         "backup_retention",
+        "daily_backup_schedule",
     )
-    assert (billing.backup_job, billing.restore_op, billing.asset_op("backup_retention")) == (
-        "billing__backup_job",
-        "billing__restore_backup",
-        "billing__backup_retention",
+    # Several databases: the jobs, ops and sensors are shared; a run selects the database's own assets.
+    assert (billing.restore_job, billing.restore_op, billing.prune_op, billing.request_sensor) == (
+        "restore_job",
+        "restore_backup",
+        "backup_retention",
+        "backup_request_sensor",
     )
-    assert billing.asset_path("database_dump") == ["billing", "database_dump"]
+    assert not billing.has_named_jobs
+    assert billing.backup_selection == [
+        ["billing", "database_dump"],
+        ["billing", "offsite_backup"],
+        ["billing", "restore_verification"],
+    ]
+    assert (billing.partitions, billing.group, billing.pool) == (
+        "billing_backups",
+        "billing_backups",
+        "backup_db_billing",
+    )
+
+
+def test_databases_sharing_a_cron_share_a_schedule_named_for_it():
+    assert schedule_name("0 6 * * *") == "daily_backup_schedule"
+    assert schedule_name("30 2 * * 1-5") == "backup_schedule_30_2_x_x_1_5"
+    # The one database of a DATABASE_URL setup keeps the daily schedule's name whatever its cron.
+    assert schedule_name("30 2 * * *", only_default_database=True) == "daily_backup_schedule"
 
 
 def test_links_to_the_ui():
