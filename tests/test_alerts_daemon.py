@@ -1,11 +1,12 @@
 """The Discord sensors in the real daemon: runs launched through Dagster, alerts delivered to the stand-in.
 
 `dagster-daemon run -w workspace.yaml` runs in its own process group with the test's DAGSTER_HOME; runs are
-queued the way `backup-db` queues them when a daemon is running (as `dagster job launch` would), so they carry
-the code location's origin that run-status sensors match on. One failed backup and one successful backup:
-exactly one message each.
+queued with `dagster job launch`, so they carry the code location's origin that run-status sensors match on.
+One failed backup and one successful backup: exactly one message each. A `backup-db backup` with no webserver
+runs in a process of its own and announces itself: the daemon, running all along, never posts it a second time.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,6 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.run_request import InstigatorType
 
-from backup_pipeline.cli.launch import RunSpec, submit_to_queue
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.alerts.freshness import FRESHNESS_CHECK
 from tests.support.alert_env import WEBSERVER_URL, alert_env, password_role  # noqa: F401
@@ -96,7 +96,9 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
         )
         # Re-running a stored backup's partition fails (never overwritten); the new partition succeeds.
         for backup_id in (existing_id, new_id):
-            submit_to_queue(instance, RunSpec(job_name="backup_job", partition_key=backup_id))
+            launch = ["job", "launch", "-w", "workspace.yaml", "-j", "backup_job"]
+            tags = json.dumps({"dagster/partition": backup_id})
+            subprocess.run([str(BIN / "dagster"), *launch, "--tags", tags], cwd=PROJECT_ROOT, check=True, timeout=120)
 
         _wait_until(
             lambda: all(_by_kind(alert_env.stub.messages)[k] for k in ("failed", "complete")),
@@ -105,12 +107,18 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
             daemon,
             log,
         )
-        # No second message for either run: wait until each sensor has ticked again after posting, then count.
-        posted = {"discord_on_run_failure": "backup failed", "discord_on_backup_success": "backup complete"}
-        for sensor, words in posted.items():
-            at = next(r.at for r in alert_env.stub.requests if words in (r.content or ""))
+        # backup-db finds no webserver (WEBSERVER_URL does not resolve): it runs the backup itself and posts.
+        own = subprocess.run(
+            [str(BIN / "backup-db"), "backup", "--json"], capture_output=True, text=True, timeout=WAIT_S
+        )
+        assert own.returncode == 0, own.stderr
+        own_run_id = json.loads(own.stdout)["run_id"]
+        assert "running in a background process" in own.stderr
+        # No second message for any run: wait until each sensor has ticked again after the last post, then count.
+        last_post = alert_env.stub.requests[-1].at
+        for sensor in ("discord_on_run_failure", "discord_on_backup_success"):
             _wait_until(
-                lambda sensor=sensor, at=at: _sensor_ticks(instance, sensor)[0].timestamp > at + 0.5,
+                lambda sensor=sensor: _sensor_ticks(instance, sensor)[0].timestamp > last_post + 0.5,
                 WAIT_S,
                 f"a later tick of {sensor}",
                 daemon,
@@ -122,7 +130,7 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
     runs = {
         run.tags.get("dagster/partition"): run
         for run in instance.get_runs(dg.RunsFilter(job_name="backup_job"))
-        if run.run_id != existing.run_id
+        if run.run_id not in (existing.run_id, own_run_id)
     }
     failed, succeeded = runs[existing_id], runs[new_id]
     assert (failed.status, succeeded.status) == (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS)
@@ -131,8 +139,11 @@ def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_
     kinds = _by_kind(messages)
     failures, notices = kinds["failed"], kinds["complete"]
     # The dead-man's switch may have ticked before the in-process backup landed; nothing else may be there.
-    assert (len(failures), len(notices), len(kinds["other"])) == (1, 1, 0), messages
+    assert (len(failures), len(notices), len(kinds["other"])) == (1, 2, 0), messages
     assert f"{existing_id}` (manual)" in failures[0] and "never overwritten" in failures[0]
+    [own_notice] = [m for m in notices if f"/runs/{own_run_id}" in m]
+    notices.remove(own_notice)
+    assert instance.get_run_by_id(own_run_id).tags["backup/announced_by"] == "backup-db"
     assert f"{WEBSERVER_URL}/runs/{failed.run_id}" in failures[0]
     assert f"{new_id}.dump`" in notices[0] and "Type: pre-migration" in notices[0] and "Verified: yes" in notices[0]
     assert f"{WEBSERVER_URL}/runs/{succeeded.run_id}" in notices[0]

@@ -131,7 +131,7 @@ def test_no_secret_leaks_anywhere_during_a_days_work(
     # The flow really ran: its children were sampled, the restore matches, and Discord heard of both backups
     # from backup-db itself (no daemon runs here, so the command announces its runs).
     programs = sampler.programs()
-    assert {"pg_dump", "pg_restore", "backup_pipeline.cli.worker"} <= programs, programs
+    assert {"pg_dump", "pg_restore", "backup_pipeline.cli.run_process"} <= programs, programs
     assert set(sampler.environments) == {"pg_dump", "pg_restore"}
     with psycopg.connect(database_url(pg_admin_url, restored)) as conn:
         assert table_row_counts(conn) == SEED_COUNTS

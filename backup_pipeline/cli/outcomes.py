@@ -15,7 +15,3 @@ class RunFailedError(BackupError):
 
 class RunTimedOutError(Exception):
     """We stopped waiting; the run itself carries on."""
-
-
-class DaemonGoneError(Exception):
-    """A queued run is not picked up: the daemon that was running when it was queued has stopped."""

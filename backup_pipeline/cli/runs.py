@@ -1,14 +1,47 @@
-"""One verb's run, start to end: the instance, the launch, following it, and the no-wait answer."""
+"""One verb's run, start to end, by public paths only: start it, then follow it (follow.py) or return its id.
+
+With a webserver at DAGSTER_WEBSERVER_URL (else one answering at http://localhost:3000) that serves this
+instance (it knows the instance's latest run) and has a daemon dequeuing runs (`dagster dev`, a deployment),
+the run is submitted with its GraphQL client, as the UI's Launch button does: queued, so the instance's limits apply (one backup per
+database at a time). Otherwise it executes in a process of our own (run_process.py: `execute_in_process` on the
+same instance), which shows in the UI all the same and carries on if the command stops waiting.
+
+Secrets never go in run config (Dagster stores it): a run that needs one (a restore target's password) gets it
+in the environment of our own process, which is why such a run never goes to the webserver.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+import requests
 
 from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.follow import FinishedRun, RunProcess, follow
 from backup_pipeline.cli.home import prepare_dagster_home
 from backup_pipeline.cli.output import Progress, note
+from backup_pipeline.core.errors import BackupError, ConfigurationError
+from backup_pipeline.core.webserver import webserver_base_url
+from backup_pipeline.defs.names import PARTITION_TAG
+
+__all__ = ["FinishedRun", "RunSpec", "WaitOptions", "follow_existing", "run_job"]
+
+CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and pyproject.toml
+REPOSITORY_NAME = "__repository__"  # the repository a Definitions object makes
+RUN_LOG_FOLDER = "backup_db_runs"
+PROBE_QUERY = """query BackupDbProbe($runId: ID!) {
+  runOrError(runId: $runId) { __typename }
+  instance { daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } } }
+}"""
 
 
 @dataclass
@@ -23,23 +56,6 @@ class RunSpec:
     asset_selection: list[list[str]] | None = None
     # Environment for the run's process only (never stored): forces a process of our own.
     private_env: dict[str, str] = field(default_factory=dict, repr=False)
-
-    def public(self) -> dict:
-        return {
-            "job_name": self.job_name,
-            "run_config": self.run_config,
-            "tags": self.tags,
-            "partition_key": self.partition_key,
-            "asset_selection": self.asset_selection,
-        }
-
-
-@dataclass
-class LaunchedRun:
-    run_id: str
-    via_queue: bool
-    process: object | None = None  # worker_process.RunProcess when we run it ourselves
-    submitted_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -58,87 +74,103 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
     Returns (run id, FinishedRun or None when not waiting). `before_launch(instance)` runs first, e.g. to
     register the backup's partition, which must exist before a run for it starts.
     """
-    from backup_pipeline.cli.worker_process import start_worker
-
     home = prepare_dagster_home(note)
-    # Our own run process starts loading the code now, while we load Dagster and look for a daemon.
-    standby = start_worker(home, spec)
+    progress = Progress()
+    with dg.DagsterInstance.get() as instance:
+        if before_launch is not None:
+            before_launch(instance)
+        webserver = (
+            None if spec.private_env else queueing_webserver(instance, webserver_base_url(ctx.settings.webserver_url))
+        )
+        process = None
+        if webserver is not None:
+            run_id = submit_to_webserver(webserver, spec)
+            how = f"queued through the webserver at {webserver}"
+        else:
+            run_id, process = start_own_process(home, spec)
+            how = "running in a background process (no webserver with a daemon serves this instance)"
+        url = ctx.run_url(run_id)
+        note(f"Run {run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
+        if options.wait:
+            return run_id, follow(
+                instance, run_id, progress, ctx.run_url(run_id), options.timeout_s, process, show_logs
+            )
+        while instance.get_run_by_id(run_id) is None:  # our own process records it once it has loaded the code
+            if process.popen.poll() is not None:
+                raise BackupError(f"the run could not start ({process.ending()})")
+            time.sleep(0.2)
+        return run_id, None
+
+
+def queueing_webserver(instance: dg.DagsterInstance, url: str | None) -> str | None:
+    """`url` when a webserver there serves this instance and a daemon dequeues its runs; else None."""
+    latest = instance.get_run_records(limit=1)
+    if url is None or not latest:
+        return None  # nothing proves that the webserver's instance is ours
+    variables = {"runId": latest[0].dagster_run.run_id}
     try:
-        import dagster as dg
-
-        from backup_pipeline.cli.follow import follow
-        from backup_pipeline.cli.launch import daemon_is_running, submit_to_queue, wait_until_recorded
-        from backup_pipeline.cli.outcomes import DaemonGoneError
-
-        progress = Progress()
-        with dg.DagsterInstance.get() as instance:
-            if before_launch is not None:
-                before_launch(instance)
-            if not spec.private_env and daemon_is_running(instance):
-                standby.stand_down()
-                launched = submit_to_queue(instance, spec)
-            else:
-                launched = LaunchedRun(run_id=standby.run_id, via_queue=False, process=standby.go())
-            standby = None
-            _announce(ctx, spec, launched)
-            if not options.wait:
-                wait_until_recorded(instance, launched)
-                return launched.run_id, None
-            try:
-                finished = follow(
-                    instance,
-                    launched.run_id,
-                    progress,
-                    ctx.run_url(launched.run_id),
-                    timeout_s=options.timeout_s,
-                    process=launched.process,
-                    show_logs=show_logs,
-                    queued_at=launched.submitted_at if launched.via_queue else None,
-                )
-            except DaemonGoneError:
-                # Nobody will dequeue it: take it off the queue and run it ourselves rather than wait forever.
-                instance.run_coordinator.cancel_run(launched.run_id)
-                progress.line(f"the daemon stopped before starting run {launched.run_id}: canceled it; running it here")
-                process = start_worker(home, spec).go()
-                launched = LaunchedRun(run_id=process.run_id, via_queue=False, process=process)
-                _announce(ctx, spec, launched)
-                finished = follow(
-                    instance,
-                    launched.run_id,
-                    progress,
-                    ctx.run_url(launched.run_id),
-                    timeout_s=options.timeout_s,
-                    process=launched.process,
-                    show_logs=show_logs,
-                )
-        return launched.run_id, finished
-    finally:
-        if standby is not None:  # something failed before the run was started
-            standby.stand_down()
+        answer = requests.post(
+            f"{url.rstrip('/')}/graphql", json={"query": PROBE_QUERY, "variables": variables}, timeout=3
+        ).json()["data"]
+        ours = answer["runOrError"]["__typename"] == "Run"
+        return url if ours and answer["instance"]["daemonHealth"]["daemonStatus"]["healthy"] else None
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None  # nothing there, or not a Dagster webserver
 
 
-def _announce(ctx: CliContext, spec: RunSpec, launched: LaunchedRun) -> None:
-    how = "queued for the daemon" if launched.via_queue else "running in a background process (no daemon is running)"
-    url = ctx.run_url(launched.run_id)
-    note(f"Run {launched.run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
+def submit_to_webserver(url: str, spec: RunSpec) -> str:
+    from dagster_graphql import DagsterGraphQLClient
+
+    parts = urlsplit(url)
+    client = DagsterGraphQLClient(
+        parts.hostname, port_number=parts.port, use_https=parts.scheme == "https", path_prefix=parts.path.rstrip("/")
+    )
+    partition = {PARTITION_TAG: spec.partition_key} if spec.partition_key else {}
+    return client.submit_job_execution(
+        spec.job_name,
+        CODE_LOCATION_NAME,
+        REPOSITORY_NAME,
+        run_config=spec.run_config,
+        tags={**spec.tags, **partition},
+        asset_selection=[dg.AssetKey(path) for path in spec.asset_selection] if spec.asset_selection else None,
+    )
+
+
+def start_own_process(home: Path, spec: RunSpec) -> tuple[str, RunProcess]:
+    """`python -m backup_pipeline.cli.run_process RUN_ID SPEC`, in a session of its own (Ctrl-C here leaves it
+    running); secrets reach it in its environment, never in its arguments."""
+    run_id = str(uuid.uuid4())
+    log_path = home / RUN_LOG_FOLDER / f"{run_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    public = {k: getattr(spec, k) for k in ("job_name", "run_config", "tags", "asset_selection")}
+    argv = [
+        sys.executable,
+        "-m",
+        "backup_pipeline.cli.run_process",
+        run_id,
+        json.dumps(public),
+        spec.partition_key or "",
+    ]
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            argv,
+            env={**os.environ, **spec.private_env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return run_id, RunProcess(popen, log_path)
 
 
 def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions) -> int:
     """`backup-db follow RUN_ID`: waits for a run started earlier (e.g. after --no-wait or a timeout)."""
-    prepare_dagster_home(note)
-    import dagster as dg
-
-    from backup_pipeline.cli.follow import follow
-    from backup_pipeline.cli.worker_process import RunProcess
-    from backup_pipeline.core.errors import ConfigurationError
-
+    home = prepare_dagster_home(note)
     with dg.DagsterInstance.get() as instance:
-        process = RunProcess.of_run(Path(instance.root_directory), run_id)
-        if instance.get_run_by_id(run_id) is None and process is None:
+        if instance.get_run_by_id(run_id) is None:
             raise ConfigurationError(
-                f"there is no run {run_id} in the Dagster instance at {instance.root_directory}: check the id and "
-                "DAGSTER_HOME"
+                f"there is no run {run_id} in the Dagster instance at {home}: check the id and DAGSTER_HOME"
             )
-        follow(instance, run_id, Progress(), ctx.run_url(run_id), timeout_s=options.timeout_s, process=process)
+        follow(instance, run_id, Progress(), ctx.run_url(run_id), options.timeout_s)
         print(f"Run {run_id} of {instance.get_run_by_id(run_id).job_name} completed")
     return 0

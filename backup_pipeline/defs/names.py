@@ -32,6 +32,8 @@ PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
 # What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
 LABEL_TAG = "backup/label"
 PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values through first
+# On runs `backup-db` executes in its own process, which announces them itself: the sensors leave them alone.
+ANNOUNCED_TAG = "backup/announced_by"
 STORAGE_RESOURCE_KEY = "backup_storage"
 # On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a
 # refused prune from a failed one by its type, not by its wording.

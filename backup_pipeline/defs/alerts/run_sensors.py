@@ -11,8 +11,14 @@ import dagster as dg
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, success_text
-from backup_pipeline.defs.alerts.runs import failure_error, materialization_metadata, run_database_and_kind, run_facts
-from backup_pipeline.defs.names import QUIET_TAG, DefinitionNames, run_url
+from backup_pipeline.defs.alerts.runs import (
+    failure_error,
+    materialization_metadata,
+    run_database_and_kind,
+    run_facts,
+    run_failure_error,
+)
+from backup_pipeline.defs.names import ANNOUNCED_TAG, QUIET_TAG, DefinitionNames, run_url
 
 RUN_SENSOR_INTERVAL_S = 5
 FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
@@ -61,6 +67,8 @@ def make_discord_on_run_failure_sensor(
     def discord_on_run_failure(context: dg.RunFailureSensorContext):
         if not client.configured:
             return dg.SkipReason("Discord is not configured: set DISCORD_WEBHOOK_URL or DISCORD_BOT_TOKEN")
+        if context.dagster_run.tags.get(ANNOUNCED_TAG):
+            return dg.SkipReason(f"run {context.dagster_run.run_id} was announced by the process that ran it")
         delivered = client.post(redact(text_fn(context)), log=context.log)
         context.log.info(f"failure of run {context.dagster_run.run_id} {'posted' if delivered else 'NOT posted'}")
 
@@ -106,21 +114,49 @@ def make_discord_on_backup_success_sensor(
             return dg.SkipReason(
                 "success notices are off (Discord is not configured, or BACKUP_DISCORD_SUCCESS_NOTICES=false)"
             )
-        if run.tags.get(QUIET_TAG, "").lower() not in ("", "false", "0"):
-            return dg.SkipReason(f"run {run.run_id} is tagged {QUIET_TAG}")
-        delivered = client.post(redact(backup_success_text(context, settings, db)), log=context.log)
+        skipped = success_notice_skipped(run)
+        if skipped:
+            return dg.SkipReason(skipped)
+        delivered = client.post(redact(backup_success_text(context.instance, run, settings, db)), log=context.log)
         context.log.info(f"backup notice for run {run.run_id} {'posted' if delivered else 'NOT posted'}")
 
     return discord_on_backup_success
 
 
-def backup_success_text(context: dg.RunStatusSensorContext, settings: Settings, db: DatabaseSettings) -> str:
+def is_quiet(run: dg.DagsterRun) -> bool:
+    return run.tags.get(QUIET_TAG, "").lower() not in ("", "false", "0")
+
+
+def success_notice_skipped(run: dg.DagsterRun) -> str | None:
+    """Why the sensor posts no notice for a completed backup, if it posts none."""
+    if is_quiet(run):
+        return f"run {run.run_id} is tagged {QUIET_TAG}"
+    if run.tags.get(ANNOUNCED_TAG):
+        return f"run {run.run_id} was announced by the process that ran it"
+    return None
+
+
+def run_notice_text(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings) -> str | None:
+    """What the sensors would post for a finished run, for a run no sensor watches: its failure, or the notice of
+    a completed backup (unless quiet or notices are off); None when there is nothing to say."""
+    if run.status == dg.DagsterRunStatus.FAILURE:
+        return failure_text(run_facts(run, settings), run_failure_error(instance, run.run_id))
+    db, kind = run_database_and_kind(run, settings)
+    if run.status != dg.DagsterRunStatus.SUCCESS or db is None or kind != "backup":
+        return None
+    if is_quiet(run) or not settings.discord.success_notices:
+        return None
+    return backup_success_text(instance, run, settings, db)
+
+
+def backup_success_text(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, db: DatabaseSettings
+) -> str:
     names = DefinitionNames(db)
-    run = context.dagster_run
-    metadata = materialization_metadata(context.instance, run.run_id)
+    metadata = materialization_metadata(instance, run.run_id)
     stored = metadata.get(dg.AssetKey(names.asset_path("offsite_backup")), {})
     verification = metadata.get(dg.AssetKey(names.asset_path("restore_verification")), {})
-    stats = context.instance.get_run_stats(run.run_id)
+    stats = instance.get_run_stats(run.run_id)
     duration = stats.end_time - stats.start_time if stats.start_time and stats.end_time else stored.get("duration_s")
     return success_text(
         run_facts(run, settings),

@@ -104,20 +104,28 @@ def run_facts(run: dg.DagsterRun, settings: Settings) -> RunFacts:
 
 
 def failure_error(context: dg.RunFailureSensorContext) -> RunError:
+    return run_failure_error(context.instance, context.dagster_run.run_id, context.failure_event)
+
+
+def run_failure_error(instance: dg.DagsterInstance, run_id: str, failure_event=None) -> RunError:
     """The failing step's own error, or the run's when no step got to fail (a crash, the run monitor)."""
-    for event in context.get_step_failure_events():
-        data = event.step_failure_data
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        data = record.event_log_entry.dagster_event.step_failure_data
         if data.user_failure_data and data.user_failure_data.description:
             error_class = data.user_failure_data.metadata.get(ERROR_CLASS_METADATA)
             return RunError(data.user_failure_data.description, error_class.value if error_class else None)
         if data.error:
             error = _innermost(data.error)
             return RunError(error.message, error.cls_name)
-    event = context.failure_event
-    failure = event.job_failure_data if event.is_job_failure else None
+    if failure_event is None:
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        if not records:
+            return RunError("")
+        failure_event = records[-1].event_log_entry.dagster_event
+    failure = failure_event.job_failure_data if failure_event.is_job_failure else None
     if failure is not None and failure.error is not None:
         return RunError(failure.error.message, failure.error.cls_name)
-    return RunError(event.message or "")
+    return RunError(failure_event.message or "")
 
 
 def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, dict]:

@@ -1,0 +1,40 @@
+"""Executes one run in process on the instance at DAGSTER_HOME: `python -m backup_pipeline.cli.run_process ...`.
+
+Started by `backup-db` when no webserver queues the run (runs.py), with the run's id, its job, run config and
+tags as JSON, and its partition; anything secret arrives in the environment. The daemon's run-status sensors
+never see such a run (it has no code location origin), so this process announces it on Discord itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import dagster as dg
+
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.definitions import build_definitions
+from backup_pipeline.defs.alerts.announce import ANNOUNCED_TAG, ANNOUNCER, announce_finished_run
+
+
+def main(argv: list[str]) -> int:
+    run_id, spec_json, partition_key = argv
+    spec = json.loads(spec_json)
+    settings = load_settings()
+    job = build_definitions(settings).resolve_job_def(spec["job_name"])
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            run_config=spec["run_config"],
+            instance=instance,
+            partition_key=partition_key or None,
+            asset_selection=[dg.AssetKey(path) for path in spec["asset_selection"] or []] or None,
+            run_id=run_id,
+            tags={**spec["tags"], ANNOUNCED_TAG: ANNOUNCER},
+            raise_on_error=False,
+        )
+        announce_finished_run(settings, instance, run_id)
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
