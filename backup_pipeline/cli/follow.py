@@ -1,4 +1,4 @@
-"""Waiting for a run: its status changes and our own log lines (bytes dumped, percent restored) as they come.
+"""Waiting for a run: its status changes and its own log lines (bytes dumped, percent restored) as they come.
 
 Reads the run's event log from the instance, so it follows queued runs and runs in a process of our own alike,
 and `backup-db follow RUN_ID` can pick up a run another command started.
@@ -16,6 +16,7 @@ import dagster as dg
 
 from backup_pipeline.cli.outcomes import RunFailedError, RunTimedOutError
 from backup_pipeline.cli.output import Progress
+from backup_pipeline.defs.alerts.runs import run_failure_error
 
 POLL_S = 0.5
 QUEUED_NOTE_AFTER_S = 30.0
@@ -47,69 +48,58 @@ class RunProcess:
     log_path: Path
 
     def ending(self) -> str:
-        return f"exit code {self.popen.returncode}; its output is in {self.log_path}"
+        lines = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        said = f": {lines[-1]}" if lines else ""
+        return f"exit code {self.popen.returncode}{said}; its output is in {self.log_path}"
 
 
 @dataclass
-class _RunEvents:
+class _Shown:
     progress: Progress
     show_logs: bool
     finished: FinishedRun
-    step_errors: list[str] = field(default_factory=list)  # the failing steps' own messages
-    engine_errors: list[str] = field(default_factory=list)  # when no step got to fail
-    run_failure: str = "the run failed (see its logs in the Dagster UI)"
-    shown_status: str | None = None
+    status: str | None = None
+    queued_note_shown: bool = False
 
-    def status(self, word: str) -> None:
-        if word != self.shown_status:
+    def show_status(self, word: str) -> None:
+        if word != self.status:
             self.progress.line(f"Status: {word}")
-            self.shown_status = word
+            self.status = word
 
     def take(self, entry) -> None:
         event = entry.dagster_event
         if event is None:
-            level = entry.level if isinstance(entry.level, int) else logging.getLevelName(str(entry.level).upper())
-            if self.show_logs and entry.user_message and not (isinstance(level, int) and level < logging.INFO):
+            level = entry.level if isinstance(entry.level, int) else logging.INFO
+            if self.show_logs and entry.user_message and level >= logging.INFO:
                 self.progress.line(entry.user_message)
-            return
-        kind = event.event_type
-        if kind in STATUS_WORDS:
-            self.status(STATUS_WORDS[kind])
-        if kind == dg.DagsterEventType.STEP_FAILURE:
-            data = event.step_failure_data
-            described = data.user_failure_data.description if data.user_failure_data else None
-            self.step_errors.append(
-                described or (data.error.message.strip() if data.error else f"{event.step_key} failed")
-            )
+        elif event.event_type in STATUS_WORDS:
+            self.show_status(STATUS_WORDS[event.event_type])
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             self.progress.line(f"step {event.step_key} failed")
-        elif kind == dg.DagsterEventType.ENGINE_EVENT and event.engine_event_data and event.engine_event_data.error:
-            self.engine_errors.append(event.engine_event_data.error.message.strip())
-        elif kind == dg.DagsterEventType.RUN_FAILURE:
-            self.run_failure = event.message or self.run_failure
-        elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
             self.finished.materializations[materialization.asset_key.to_user_string()] = _values(materialization)
-        elif kind == dg.DagsterEventType.STEP_OUTPUT:
+        elif event.event_type == dg.DagsterEventType.STEP_OUTPUT:
             self.finished.outputs[event.step_key] = _values(event.step_output_data)
 
 
-def follow(instance, run_id: str, progress: Progress, run_url: str, timeout_s=None, process=None, show_logs=True):
-    """Waits for the run to finish, printing its progress; returns a FinishedRun or raises RunFailedError or
-    RunTimedOutError. `process`: our own process running it, whose early end means the run cannot finish."""
-    events = _RunEvents(progress=progress, show_logs=show_logs, finished=FinishedRun(run_id=run_id))
-    cursor, queued_note_shown = None, False
+def follow(instance, run_id: str, progress: Progress, run_url, timeout_s=None, process=None, show_logs=True):
+    """Waits for the run to finish, printing its progress; returns a FinishedRun, or raises RunFailedError (with
+    the failing step's own message) or RunTimedOutError. `process`: our own process running it, if any."""
+    shown = _Shown(progress=progress, show_logs=show_logs, finished=FinishedRun(run_id=run_id))
+    cursor = None
     while True:
         run = instance.get_run_by_id(run_id)
         if run is None:
-            events.status("starting")  # our own process is still loading the code
+            shown.show_status("starting")  # our own process is still loading the code
         else:
             # Status first, events after: a run that finished in between still has all its events read.
-            cursor = _read_events(instance, run_id, cursor, events)
+            cursor = _read_events(instance, run_id, cursor, shown)
             if run.is_finished:
                 break
             queued = run.status == dg.DagsterRunStatus.QUEUED
-            if queued and progress.elapsed > QUEUED_NOTE_AFTER_S and not queued_note_shown:
-                queued_note_shown = True
+            if queued and progress.elapsed > QUEUED_NOTE_AFTER_S and not shown.queued_note_shown:
+                shown.queued_note_shown = True
                 progress.line(
                     "still queued: the daemon starts it once the instance's limits allow (one backup per database "
                     "at a time); check that `dagster dev` or `dagster-daemon run` is still running"
@@ -121,25 +111,25 @@ def follow(instance, run_id: str, progress: Progress, run_url: str, timeout_s=No
             if not run.is_finished:
                 instance.report_run_failed(run, f"the process running it ended unexpectedly ({process.ending()})")
             process = None  # the loop reads the run's end
-        elif timeout_s is not None and progress.elapsed >= timeout_s:
+        elif timeout_s is not None and progress.elapsed >= timeout_s and run is not None:
+            # Not before the run is recorded (our process loads the code first): `follow` needs it to exist.
             raise RunTimedOutError(
-                f"timed out after {timeout_s:g} s: run {run_id} is still {events.shown_status} and keeps going. "
-                f"Follow it with `backup-db follow {run_id}`"
-                + (f", or in the Dagster UI at {run_url}" if run_url else "")
+                f"timed out after {timeout_s:g} s: run {run_id} is still {shown.status} and keeps going. Follow it "
+                f"with `backup-db follow {run_id}`" + (f", or in the Dagster UI at {run_url}" if run_url else "")
             )
         else:
             time.sleep(POLL_S)
     if run.status != dg.DagsterRunStatus.SUCCESS:
-        errors = dict.fromkeys(events.step_errors or events.engine_errors)
-        raise RunFailedError("\n".join(errors) or events.run_failure, run_id)
-    return events.finished
+        error = run_failure_error(instance, run_id).message
+        raise RunFailedError(error or f"the run {shown.status} (see its logs in the Dagster UI)", run_id)
+    return shown.finished
 
 
-def _read_events(instance, run_id: str, cursor, events: _RunEvents):
+def _read_events(instance, run_id: str, cursor, shown: _Shown):
     while True:
         page = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
         for record in page.records:
-            events.take(record.event_log_entry)
+            shown.take(record.event_log_entry)
         cursor = page.cursor
         if not page.has_more:
             return cursor

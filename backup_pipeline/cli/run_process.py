@@ -1,7 +1,7 @@
 """Executes one run in process on the instance at DAGSTER_HOME: `python -m backup_pipeline.cli.run_process ...`.
 
-Started by `backup-db` when no webserver queues the run (runs.py), with the run's id, its job, run config and
-tags as JSON, and its partition; anything secret arrives in the environment. The daemon's run-status sensors
+Started by `backup-db` when no webserver queues the run (runs.py), with the run's id and its job, run config,
+tags and partition as JSON; anything secret arrives in the environment. The daemon's run-status sensors
 never see such a run (it has no code location origin), so this process announces it on Discord itself.
 """
 
@@ -18,15 +18,17 @@ from backup_pipeline.defs.alerts.announce import ANNOUNCED_TAG, ANNOUNCER, annou
 
 
 def main(argv: list[str]) -> int:
-    run_id, spec_json, partition_key = argv
+    run_id, spec_json = argv
     spec = json.loads(spec_json)
     settings = load_settings()
-    job = build_definitions(settings).resolve_job_def(spec["job_name"])
+    defs = build_definitions(settings)
+    # resolve_job_def from dagster 1.11 on (get_job_def warns there); 1.10 has only get_job_def.
+    job = getattr(defs, "resolve_job_def", defs.get_job_def)(spec["job_name"])
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             run_config=spec["run_config"],
             instance=instance,
-            partition_key=partition_key or None,
+            partition_key=spec["partition_key"],
             asset_selection=[dg.AssetKey(path) for path in spec["asset_selection"] or []] or None,
             run_id=run_id,
             tags={**spec["tags"], ANNOUNCED_TAG: ANNOUNCER},

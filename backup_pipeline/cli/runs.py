@@ -26,14 +26,12 @@ import dagster as dg
 import requests
 
 from backup_pipeline.cli.context import CliContext
-from backup_pipeline.cli.follow import FinishedRun, RunProcess, follow
+from backup_pipeline.cli.follow import RunProcess, follow
 from backup_pipeline.cli.home import prepare_dagster_home
 from backup_pipeline.cli.output import Progress, note
 from backup_pipeline.core.errors import BackupError, ConfigurationError
 from backup_pipeline.core.webserver import webserver_base_url
 from backup_pipeline.defs.names import PARTITION_TAG
-
-__all__ = ["FinishedRun", "RunSpec", "WaitOptions", "follow_existing", "run_job"]
 
 CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and pyproject.toml
 REPOSITORY_NAME = "__repository__"  # the repository a Definitions object makes
@@ -137,20 +135,13 @@ def submit_to_webserver(url: str, spec: RunSpec) -> str:
 
 
 def start_own_process(home: Path, spec: RunSpec) -> tuple[str, RunProcess]:
-    """`python -m backup_pipeline.cli.run_process RUN_ID SPEC`, in a session of its own (Ctrl-C here leaves it
+    """`python -m backup_pipeline.cli.run_process RUN_ID SPEC` in a session of its own (Ctrl-C here leaves it
     running); secrets reach it in its environment, never in its arguments."""
     run_id = str(uuid.uuid4())
     log_path = home / RUN_LOG_FOLDER / f"{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    public = {k: getattr(spec, k) for k in ("job_name", "run_config", "tags", "asset_selection")}
-    argv = [
-        sys.executable,
-        "-m",
-        "backup_pipeline.cli.run_process",
-        run_id,
-        json.dumps(public),
-        spec.partition_key or "",
-    ]
+    public = {k: getattr(spec, k) for k in ("job_name", "run_config", "tags", "partition_key", "asset_selection")}
+    argv = [sys.executable, "-m", "backup_pipeline.cli.run_process", run_id, json.dumps(public)]
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
             argv,
