@@ -12,6 +12,7 @@ in the environment of our own process, which is why such a run never goes to the
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -77,12 +78,10 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
     with dg.DagsterInstance.get() as instance:
         if before_launch is not None:
             before_launch(instance)
-        webserver = (
-            None if spec.private_env else queueing_webserver(instance, webserver_base_url(ctx.settings.webserver_url))
-        )
-        process = None
-        if webserver is not None:
-            run_id = submit_to_webserver(webserver, spec)
+        ui = webserver_base_url(ctx.settings.webserver_url)
+        webserver = None if spec.private_env else queueing_webserver(instance, ui)
+        process, run_id = None, submit_to_webserver(webserver, spec) if webserver else None
+        if run_id is not None:
             how = f"queued through the webserver at {webserver}"
         else:
             run_id, process = start_own_process(home, spec)
@@ -90,9 +89,7 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
         url = ctx.run_url(run_id)
         note(f"Run {run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
         if options.wait:
-            return run_id, follow(
-                instance, run_id, progress, ctx.run_url(run_id), options.timeout_s, process, show_logs
-            )
+            return run_id, follow(instance, run_id, progress, url, options.timeout_s, process, show_logs)
         while instance.get_run_by_id(run_id) is None:  # our own process records it once it has loaded the code
             if process.popen.poll() is not None:
                 raise BackupError(f"the run could not start ({process.ending()})")
@@ -116,13 +113,18 @@ def queueing_webserver(instance: dg.DagsterInstance, url: str | None) -> str | N
         return None  # nothing there, or not a Dagster webserver
 
 
-def submit_to_webserver(url: str, spec: RunSpec) -> str:
+def submit_to_webserver(url: str, spec: RunSpec) -> str | None:
+    """Queues the run through the webserver's GraphQL API; its run id, or None if this client cannot express it."""
     from dagster_graphql import DagsterGraphQLClient
 
     parts = urlsplit(url)
-    client = DagsterGraphQLClient(
-        parts.hostname, port_number=parts.port, use_https=parts.scheme == "https", path_prefix=parts.path.rstrip("/")
-    )
+    # Host, port and path prefix in one: the only form every client release (1.10 on) accepts.
+    client = DagsterGraphQLClient(parts.netloc + parts.path.rstrip("/"), use_https=parts.scheme == "https")
+    extra = {}
+    if spec.asset_selection:  # a run of one database's assets among several; dagster-graphql 1.11 on
+        if "asset_selection" not in inspect.signature(client.submit_job_execution).parameters:
+            return None
+        extra["asset_selection"] = [dg.AssetKey(path) for path in spec.asset_selection]
     partition = {PARTITION_TAG: spec.partition_key} if spec.partition_key else {}
     return client.submit_job_execution(
         spec.job_name,
@@ -130,7 +132,7 @@ def submit_to_webserver(url: str, spec: RunSpec) -> str:
         REPOSITORY_NAME,
         run_config=spec.run_config,
         tags={**spec.tags, **partition},
-        asset_selection=[dg.AssetKey(path) for path in spec.asset_selection] if spec.asset_selection else None,
+        **extra,
     )
 
 
