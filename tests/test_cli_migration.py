@@ -472,3 +472,30 @@ def test_run_links_come_from_the_setting_or_a_running_webserver():
         server.shutdown()
     assert not webserver_answers(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     assert run_link("https://dagster.example.com/", "abc") == "https://dagster.example.com/runs/abc"
+
+
+def test_follow_ends_with_the_summary_of_the_verb_it_follows(world, backup):
+    started = world.run("backup", "--type", "manual", "--quiet", "--no-wait", "--json", timeout=120)
+    assert started.returncode == 0, started.stderr
+    submitted = json.loads(started.stdout)
+    followed = world.run("follow", submitted["run_id"], timeout=180)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.startswith(f"Backup {submitted['name']} stored and verified: ")
+    assert "4 tables, 6,700 rows" in followed.stdout and f"run {submitted['run_id']}" in followed.stdout
+    as_json, _ = world.run_json("follow", submitted["run_id"])
+    assert as_json["name"] == submitted["name"] and as_json["verified"] is True and as_json["rows"] == 6700
+    _delete_backup(world, submitted["name"])
+
+
+def test_a_failed_run_shows_no_dagster_internal_lines(world, tmp_path):
+    from tests.support.hardening import client_tools_folder
+
+    failing = client_tools_folder(
+        tmp_path / "bin",
+        'if [ "$1" = "--version" ]; then exec "$REAL/pg_dump" --version; fi\n'
+        'echo "pg_dump: error: query failed: server closed the connection unexpectedly" >&2\nexit 1',
+    )
+    result = world.run("backup", "--quiet", env={"BACKUP_PG_BIN_DIR": str(failing)}, timeout=180)
+    assert result.returncode == 1
+    assert "pg_dump failed: pg_dump: error: query failed: server closed the connection unexpectedly" in result.stderr
+    assert "Dependencies for step" not in result.stderr and "Not executing" not in result.stderr

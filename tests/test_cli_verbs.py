@@ -242,6 +242,9 @@ def test_prune_says_what_it_deletes_and_why(world, backup):
     followed = world.run("follow", run_id, env=env)
     assert followed.returncode == 0, followed.stderr
     assert status_lines(followed.stderr)[-1] == "completed"
+    # `follow` ends as `prune` would have: every decision, then the count.
+    assert f"delete        pruneapp_{ids['old']}: older than 30 days" in followed.stdout
+    assert "deleted 2 of 5 backups, kept 3" in followed.stdout
 
     gone = {f"db-backups/pruneapp_{ids['old']}{s}" for s in (".dump", ".dump.json", ".dump.verified.json")}
     assert world.bucket_keys() == keys - gone - {stale_upload}

@@ -64,7 +64,12 @@ def take_backup(ctx: CliContext, args) -> int:
         else:
             print(f"Backup {name} started as run {run_id}; follow it with `backup-db follow {run_id}`")
         return 0
+    report_backup(ctx, name, run_id, args.json)
+    return 0
 
+
+def report_backup(ctx: CliContext, name: BackupName, run_id: str, as_json: bool) -> None:
+    """The stored, verified backup, read back from storage: printed by `backup` and by `follow` alike."""
     catalog = ctx.catalog()
     entry = catalog.find(name)
     manifest = catalog.manifest(name)
@@ -86,11 +91,10 @@ def take_backup(ctx: CliContext, args) -> int:
         "source_server": manifest.source_server,
         "run_id": run_id,
     }
-    if args.json:
+    if as_json:
         print_json(result)
     else:
         print(backup_summary(manifest, result["uri"], run_id, ctx.run_url(run_id)))
-    return 0
 
 
 def backup_summary(manifest, uri: str, run_id: str, run_url: str | None) -> str:

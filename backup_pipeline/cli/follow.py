@@ -70,7 +70,9 @@ class _Shown:
         event = entry.dagster_event
         if event is None:
             level = entry.level if isinstance(entry.level, int) else logging.INFO
-            if self.show_logs and entry.user_message and level >= logging.INFO:
+            # Our steps log progress at INFO (and WARNING); at ERROR only Dagster's executor speaks ("Dependencies
+            # for step ... Not executing."), about steps skipped after a failure whose own message ends the command.
+            if self.show_logs and entry.user_message and logging.INFO <= level < logging.ERROR:
                 self.progress.line(entry.user_message)
         elif event.event_type in STATUS_WORDS:
             self.show_status(STATUS_WORDS[event.event_type])

@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     follow = verbs.add_parser("follow", help="wait for a run started earlier (after --no-wait or a timeout)")
     follow.add_argument("run_id", metavar="RUN_ID", help="the run id the verb printed (`backup-db follow <run id>`)")
     follow.add_argument("--timeout", type=positive_seconds, metavar="S", help="stop waiting after S seconds")
+    follow.add_argument("--json", action="store_true", help="print the result as the verb's --json would")
     return parser
 
 
@@ -149,7 +150,7 @@ def version_text() -> str:
 def run_verb(args) -> int:
     from backup_pipeline.cli.context import CliContext
 
-    ctx = CliContext.load(args.database, any_database=args.verb == "list" and args.all)
+    ctx = CliContext.load(args.database, any_database=(args.verb == "list" and args.all) or args.verb == "follow")
     if args.verb == "list":
         from backup_pipeline.cli.listing import list_all_backups, list_backups
 
@@ -186,7 +187,7 @@ def run_verb(args) -> int:
         return prune_backups(ctx, args)
     from backup_pipeline.cli.runs import WaitOptions, follow_existing
 
-    return follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout))
+    return follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout), as_json=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import print_json
 from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, DefinitionNames
 
 
 def prune_backups(ctx: CliContext, args) -> int:
     ctx.source()  # a missing or malformed DATABASE_URL is a usage error, found before any run
     names = DefinitionNames(ctx.db)
-    asset_path = names.asset_path("backup_retention")
     config = {"dry_run": args.dry_run, "allow_large_prune": args.force}
     spec = RunSpec(
         job_name=names.prune_job,
@@ -24,28 +24,33 @@ def prune_backups(ctx: CliContext, args) -> int:
     if finished is None:
         print(f"Prune started as run {run_id}; follow it with `backup-db follow {run_id}`")
         return 0
-    metadata = finished.materializations.get("/".join(asset_path), {})
+    report_prune(ctx, args.dry_run, finished, run_id, args.json)
+    return 0
+
+
+def report_prune(ctx: CliContext, dry_run: bool, finished, run_id: str, as_json: bool) -> None:
+    """Each backup's decision and its reason: printed by `prune` and by `follow` alike."""
+    metadata = finished.materializations.get("/".join(DefinitionNames(ctx.db).asset_path("backup_retention")), {})
     decisions = metadata.get("decisions_json") or []
     doomed = [d for d in decisions if d["action"] == "delete"]
-    if args.json:
+    if as_json:
         print_json(
             {
-                "dry_run": args.dry_run,
-                "deleted": 0 if args.dry_run else len(doomed),
+                "dry_run": dry_run,
+                "deleted": 0 if dry_run else len(doomed),
                 "would_delete": len(doomed),
                 "kept": len(decisions) - len(doomed),
                 "decisions": decisions,
                 "run_id": run_id,
             }
         )
-        return 0
+        return
     for decision in decisions:
         action = decision["action"]
-        label = f"would {action}" if args.dry_run else action
+        label = f"would {action}" if dry_run else action
         print(f"{label:<12}  {decision['name']}: {decision['reason']}")
-    summary = f"would delete {len(doomed)}" if args.dry_run else f"deleted {len(doomed)}"
+    summary = f"would delete {len(doomed)}" if dry_run else f"deleted {len(doomed)}"
     print(
-        f"{summary} of {len(decisions)} backups, kept {len(decisions) - len(doomed)} (run {run_id})"
-        + (" — dry run, nothing was deleted" if args.dry_run else "")
+        f"{summary} of {counted(len(decisions), 'backup')}, kept {len(decisions) - len(doomed)} (run {run_id})"
+        + (" — dry run, nothing was deleted" if dry_run else "")
     )
-    return 0

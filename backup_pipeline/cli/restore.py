@@ -86,12 +86,18 @@ def restore_backup(ctx: CliContext, args) -> int:
             f"`backup-db follow {run_id}`"
         )
         return 0
-    outcome = finished.outputs.get(op_name, {})
+    report_restore(ctx, config, server.describe(), finished, run_id, args.json)
+    return 0
+
+
+def report_restore(ctx: CliContext, config: dict, server: str, finished, run_id: str, as_json: bool) -> None:
+    """Printed by `restore` and by `follow` alike; `config` is the run's restore config."""
+    outcome = finished.outputs.get(DefinitionNames(ctx.db).restore_op, {})
     result = {
-        "name": str(name),
-        "target_db": args.target_db,
-        "server": server.describe(),
-        "replaced": args.replace,
+        "name": config.get("backup_name"),
+        "target_db": config.get("target_db"),
+        "server": server,
+        "replaced": bool(config.get("replace")),
         "tables": outcome.get("tables"),
         "rows": outcome.get("rows"),
         "duration_s": outcome.get("duration_s"),
@@ -101,11 +107,10 @@ def restore_backup(ctx: CliContext, args) -> int:
         "upgrade": outcome.get("upgrade"),
         "run_id": run_id,
     }
-    if args.json:
+    if as_json:
         print_json(result)
     else:
         print(restore_summary(result))
-    return 0
 
 
 def restore_summary(result: dict) -> str:

@@ -156,14 +156,15 @@ def start_own_process(home: Path, spec: RunSpec) -> tuple[str, RunProcess]:
     return run_id, RunProcess(popen, log_path)
 
 
-def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions) -> int:
-    """`backup-db follow RUN_ID`: waits for a run started earlier (e.g. after --no-wait or a timeout)."""
+def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions):
+    """`backup-db follow RUN_ID`: waits for a run started earlier (e.g. after --no-wait or a timeout).
+
+    Returns (the finished Dagster run, what was read from its events), for the verb's own summary."""
     home = prepare_dagster_home(note)
     with dg.DagsterInstance.get() as instance:
         if instance.get_run_by_id(run_id) is None:
             raise ConfigurationError(
                 f"there is no run {run_id} in the Dagster instance at {home}: check the id and DAGSTER_HOME"
             )
-        follow(instance, run_id, Progress(), ctx.run_url(run_id), options.timeout_s)
-        print(f"Run {run_id} of {instance.get_run_by_id(run_id).job_name} completed")
-    return 0
+        finished = follow(instance, run_id, Progress(), ctx.run_url(run_id), options.timeout_s)
+        return instance.get_run_by_id(run_id), finished

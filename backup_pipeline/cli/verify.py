@@ -29,8 +29,14 @@ def verify_backup(ctx: CliContext, args) -> int:
     if finished is None:
         print(f"Verification of {name} started as run {run_id}; follow it with `backup-db follow {run_id}`")
         return 0
-    verified = finished.materializations.get("/".join(names.asset_path("restore_verification")), {})
-    if args.json:
+    report_verification(ctx, name, finished, run_id, args.json)
+    return 0
+
+
+def report_verification(ctx: CliContext, name, finished, run_id: str, as_json: bool) -> None:
+    """Printed by `verify` and by `follow` alike."""
+    verified = finished.materializations.get("/".join(DefinitionNames(ctx.db).asset_path("restore_verification")), {})
+    if as_json:
         print_json(
             {
                 "name": str(name),
@@ -44,7 +50,6 @@ def verify_backup(ctx: CliContext, args) -> int:
         )
     else:
         print(verify_summary(str(name), verified, run_id))
-    return 0
 
 
 def verify_summary(name: str, verified: dict, run_id: str) -> str:
