@@ -321,6 +321,25 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert [c["name"] for c in as_json["tables"]["added"]] == ["app.chunks"]
     assert [c["name"] for c in as_json["functions"]["added"]] == ["app.rank(q text)"]
 
+    # The rollback: restore over the very database DATABASE_URL names; afterwards nothing differs.
+    rolled_back = world.run(
+        "restore",
+        "latest",
+        "--type",
+        "pre-migration",
+        "--target-db",
+        copy,
+        "--replace",
+        "--confirm",
+        "RESTORE",
+        env=env,
+        timeout=180,
+    )
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    assert row_counts(world.url_of(copy)) == SEED_COUNTS
+    assert "No differences" in world.run("diff", "latest", env=env, timeout=120).stdout
+    assert set(_databases(world)) == before
+
     none_daily = world.run("restore", "latest", "--type", "daily", "--target-db", "x", "--confirm", "RESTORE")
     assert none_daily.returncode == 2 and "there is no daily backup" in none_daily.stderr
 

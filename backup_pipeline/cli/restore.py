@@ -93,6 +93,7 @@ def restore_backup(ctx: CliContext, args) -> int:
 def report_restore(ctx: CliContext, config: dict, server: str, finished, run_id: str, as_json: bool) -> None:
     """Printed by `restore` and by `follow` alike; `config` is the run's restore config."""
     outcome = finished.outputs.get(DefinitionNames(ctx.db).restore_op, {})
+    manifest = ctx.catalog().manifest(ctx.backup_name(config["backup_name"]))
     result = {
         "name": config.get("backup_name"),
         "target_db": config.get("target_db"),

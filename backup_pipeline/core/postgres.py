@@ -169,6 +169,27 @@ class PostgresTarget:
                 os.unlink(path)
 
 
+MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+def admin_connection(server: PostgresTarget, outside: str):
+    """A connection to `server`'s server for creating, renaming and dropping databases, never to `outside`:
+    PostgreSQL cannot rename or drop the database a session is in, and restoring over the very database of
+    DATABASE_URL (a rollback after a failed migration) is the usual case. Then a maintenance database is used."""
+    if server.dbname != outside:
+        return server.connect()
+    last_error: BackupError | None = None
+    for maintenance in MAINTENANCE_DATABASES:
+        try:
+            return server.with_database(maintenance).connect()
+        except BackupError as error:
+            last_error = error
+    raise BackupError(
+        f"cannot replace {outside} on {server.describe()} from a session in it, and no maintenance database "
+        f"({' or '.join(MAINTENANCE_DATABASES)}) accepts a connection: {last_error}"
+    )
+
+
 def server_version(conn) -> tuple[int, str]:
     """(major, full text) of the server, e.g. (16, '16.4')."""
     num = int(conn.execute("SHOW server_version_num").fetchone()[0])

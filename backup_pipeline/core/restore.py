@@ -28,6 +28,7 @@ from backup_pipeline.core.postgres import (
     ClientTools,
     PgClient,
     PostgresTarget,
+    admin_connection,
     check_database_name,
     create_database,
     database_exists,
@@ -382,7 +383,7 @@ def restore_to_database(
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
-    admin = server.connect()
+    admin = admin_connection(server, outside=target_db)
     try:
         exists = check_restore_target(admin, server, target_db, replace)
         server_text = server_version(admin)[1]
@@ -400,7 +401,11 @@ def restore_to_database(
             drop_database(admin, work_db)
             raise
         if exists:
-            _swap(admin, target_db, work_db, log)
+            try:
+                _swap(admin, target_db, work_db, log)
+            except BaseException:
+                drop_database(admin, work_db)  # the target keeps its old contents: the copy beside it goes
+                raise
     finally:
         admin.close()
     duration = time.monotonic() - started
