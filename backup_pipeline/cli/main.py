@@ -186,8 +186,11 @@ def run_verb(args) -> int:
 
         return prune_backups(ctx, args)
     from backup_pipeline.cli.runs import WaitOptions, follow_existing
+    from backup_pipeline.cli.summaries import report_finished_run
 
-    return follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout), as_json=args.json)
+    run, finished = follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout))
+    report_finished_run(ctx, run, finished, args.json)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
