@@ -17,11 +17,11 @@ import pytest
 
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.errors import BackupError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, bundled_client_dir, server_version
-from backup_pipeline.core.restore import restore_to_database
+from backup_pipeline.core.restore import restore_into, restore_to_database
 from backup_pipeline.core.storage import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.cli import make_world, row_counts, schema_dump
@@ -149,19 +149,39 @@ def test_a_connection_that_insists_on_ssl_never_gets_a_client_built_without_it(c
     assert not PostgresTarget.from_url("postgresql://u@db.example.com/app").needs_ssl
 
 
-def test_a_pg_restore_17_or_newer_is_never_pointed_at_an_older_server(clean_env):
-    """pg_restore 17+ sets transaction_timeout, which PostgreSQL 16 and older reject."""
-    tools = ClientTools.locate()
-    for older in (12, 15, 16):
-        try:
-            chosen = tools.for_archive("15.20", server_major=older)
-        except BackupError as refused:
-            assert f"cannot restore into PostgreSQL {older}" in str(refused)
-            assert "transaction_timeout" in str(refused) and "Nothing was restored" in str(refused)
-        else:
-            assert chosen.major < 17
-    with pytest.raises(BackupError, match="restores here only into PostgreSQL 17 or newer"):
-        tools.for_archive("18.6", server_major=15)
+def test_a_server_before_17_is_backed_up_and_verified_with_the_bundled_client_alone(
+    clean_env, make_database, pg_admin_url, tmp_path
+):
+    """pg_restore 17+ sets transaction_timeout, which PostgreSQL 16 and older reject: with nothing but the
+    bundled 18 (BACKUP_PG_BIN_DIR pins it), its SQL goes through psql, and the backup verifies and restores."""
+    if server_major(pg_admin_url) >= 17:
+        pytest.skip("the machine's server is PostgreSQL 17 or newer")
+    clean_env.setenv("BACKUP_PG_BIN_DIR", str(bundled_client_dir()))
+    url = make_database(prefix="bpv_old_server")
+    catalog = BackupCatalog(LocalStorage(tmp_path / "backups"), "db-backups", PostgresTarget.from_url(url).dbname)
+    backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="daily")
+    manifest = take_backup(PostgresTarget.from_url(url), catalog, backup_id, log=QUIET).manifest
+    assert manifest.pg_dump_version.startswith("18.") and manifest.server_version.startswith(f"{server_major(url)}.")
+    name = BackupName(catalog.name_prefix, backup_id)
+    lines = []
+    outcome = verify_backup(catalog, name, PostgresTarget.from_url(pg_admin_url), log=lines.append)
+    assert outcome.tables == SEED_COUNTS and outcome.pg_restore_version.startswith("18.")
+    assert any("restoring its SQL through psql" in line for line in lines), lines
+    target_db = f"{PostgresTarget.from_url(url).dbname}_copy"
+    try:
+        restored = restore_to_database(
+            catalog, name, PostgresTarget.from_url(pg_admin_url), target_db, jobs=2, log=QUIET
+        )
+        assert restored.tables == SEED_COUNTS
+        restored_url = pg_admin_url.rsplit("/", 1)[0] + "/" + target_db
+        assert row_counts(restored_url) == SEED_COUNTS
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+    # The first failing statement still stops the restore, with the server's own message.
+    occupied = PostgresTarget.from_url(make_database(prefix="bpv_occupied"))
+    with pytest.raises(VerificationError, match=r"pg_restore of .* failed: .*already exists"):
+        restore_into(catalog, manifest, occupied, ClientTools.locate(), log=QUIET)
 
 
 def test_restoring_an_18_backup_with_an_older_configured_pg_restore_creates_nothing(

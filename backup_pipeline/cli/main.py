@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--force", action="store_true", help="allow deleting more than half of the backups")
     waits(prune, "prune")
 
+    demo = verbs.add_parser(
+        "demo",
+        help="the whole flow on a throwaway sample database (bundled PostgreSQL 18): backup, list, verify, restore",
+    )
+    demo.add_argument(
+        "--backups-dir", default="./demo-backups", metavar="DIR", help="where the demo's backups go (./demo-backups)"
+    )
+
     follow = verbs.add_parser("follow", help="wait for a run started earlier (after --no-wait or a timeout)")
     follow.add_argument("run_id", metavar="RUN_ID", help="the run id the verb printed (`backup-db follow <run id>`)")
     follow.add_argument("--timeout", type=positive_seconds, metavar="S", help="stop waiting after S seconds")
@@ -149,6 +157,11 @@ def version_text() -> str:
 
 def run_verb(args) -> int:
     from backup_pipeline.cli.context import CliContext
+
+    if args.verb == "demo":  # configures itself: a throwaway server, none of the user's settings
+        from backup_pipeline.cli.demo import run_demo
+
+        return run_demo(args)
 
     ctx = CliContext.load(args.database, any_database=(args.verb == "list" and args.all) or args.verb == "follow")
     if args.verb == "list":

@@ -423,24 +423,8 @@ class ClientTools:
                 f"packages are) and set {PG_BIN_DIR_ENV} to its bin folder. Nothing was restored"
             )
         if server_major is not None:
-            fitting = [c for c in decompressing if c.restores_into(server_major)]
-            if not fitting:
-                raise BackupError(
-                    f"{backup} needs pg_restore {needed} or newer, and pg_restore "
-                    f"{max(decompressing, key=_newness).describe()} cannot restore into PostgreSQL {server_major} (pg_restore "
-                    f"{TRANSACTION_TIMEOUT_SINCE} and newer set transaction_timeout, which servers before "
-                    f"{TRANSACTION_TIMEOUT_SINCE} reject). "
-                    + (
-                        f"Install the PostgreSQL {server_major} client (apt install postgresql-client-{server_major}) "
-                        f"and set {PG_BIN_DIR_ENV} to its bin folder, or restore into a PostgreSQL "
-                        f"{TRANSACTION_TIMEOUT_SINCE} or newer server"
-                        if needed <= server_major
-                        else f"A backup written by pg_dump {needed} restores here only into PostgreSQL "
-                        f"{TRANSACTION_TIMEOUT_SINCE} or newer: choose such a server"
-                    )
-                    + ". Nothing was restored"
-                )
-            decompressing = fitting
+            # A 17+ pg_restore into an older server goes through psql (restore.py): a direct one is better.
+            decompressing = [c for c in decompressing if c.restores_into(server_major)] or decompressing
         for major in (server_major, needed):
             same = [c for c in decompressing if c.major == major]
             if same:

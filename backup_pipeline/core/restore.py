@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from backup_pipeline.core.errors import BackupError, ConfigurationError, Verific
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
+    TRANSACTION_TIMEOUT_SINCE,
     ClientTools,
     PgClient,
     PostgresTarget,
@@ -121,18 +123,24 @@ def restore_into(
     """
     extra = ["--schema-only"] if schema_only else []
     tools = tools if isinstance(tools, PgClient) else restore_client(tools, manifest)
+    if _through_psql(tools, target):
+        log(
+            f"pg_restore {tools.version} cannot talk to this server directly (it sets transaction_timeout, which "
+            "servers before 17 reject): restoring its SQL through psql, in one stream"
+        )
+        tools = _ScriptClient(tools)
+        jobs = 1
     if manifest.format == "directory":
         _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra)
         return
     if jobs > 1:
         _restore_parallel(catalog, manifest, target, tools, log, jobs)
         return
-    argv = [tools.path("pg_restore"), *_restore_args(target), *extra]
     total = max(manifest.size_bytes, 1)
     with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
         reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        process = _start_pg_restore(tools, target, extra, env, subprocess.PIPE, err)
         try:
             _feed(plain, process.stdin)
         finally:
@@ -153,9 +161,7 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
             plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
             _stage(plain, staged, manifest.name)
         _check_checksum(reader.sha256, manifest)
-        _run_pg_restore(
-            [tools.path("pg_restore"), *_restore_args(target), f"--jobs={jobs}", staged.name], target, manifest
-        )
+        _run_pg_restore(tools, [f"--jobs={jobs}", staged.name], target, manifest)
 
 
 def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: list[str] | None = None) -> None:
@@ -181,23 +187,99 @@ def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: 
                     "or point TMPDIR at a larger disk"
                 ) from None
         _check_checksum(reader.sha256, manifest)
-        argv = [
-            tools.path("pg_restore"),
-            *_restore_args(target),
-            *(extra or []),
-            "--format=directory",
-            f"--jobs={jobs}",
-            folder,
-        ]
-        _run_pg_restore(argv, target, manifest)
+        args = [*(extra or []), "--format=directory", *([f"--jobs={jobs}"] if jobs > 1 else []), folder]
+        _run_pg_restore(tools, args, target, manifest)
 
 
-def _run_pg_restore(argv: list[str], target: PostgresTarget, manifest: Manifest) -> None:
-    with target.child_env() as env:
-        result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
-    if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines()
-        raise VerificationError(f"pg_restore of {manifest.name} failed: {lines[-1] if lines else result.returncode}")
+def _run_pg_restore(client, args: list[str], target: PostgresTarget, manifest: Manifest) -> None:
+    with target.child_env() as env, tempfile.TemporaryFile() as err:
+        code = _start_pg_restore(client, target, args, env, subprocess.DEVNULL, err).wait()
+        if code != 0:
+            raise VerificationError(f"pg_restore of {manifest.name} failed: {_last_line(err, code)}")
+
+
+class _ScriptClient:
+    """A client whose pg_restore writes SQL for psql instead of connecting (see _ScriptRestore)."""
+
+    def __init__(self, client: PgClient):
+        self.client = client
+        self.version = client.version
+
+    def path(self, tool: str) -> str:
+        return self.client.path(tool)
+
+
+def _through_psql(client: PgClient, target: PostgresTarget) -> bool:
+    """Whether this pg_restore must go through psql: 17 and newer into a server before 17."""
+    if client.major < TRANSACTION_TIMEOUT_SINCE:
+        return False
+    with target.connect() as conn:
+        return not client.restores_into(server_version(conn)[0])
+
+
+def _start_pg_restore(client, target: PostgresTarget, args: list[str], env, stdin, stderr):
+    """pg_restore into `target`, connected itself, or as SQL through psql (a _ScriptClient); `.stdin` takes
+    the archive when `stdin` is PIPE, `.wait()` gives the exit code."""
+    if isinstance(client, _ScriptClient):
+        return _ScriptRestore(client.client, target, args, env, stdin, stderr)
+    argv = [client.path("pg_restore"), *_restore_args(target), *args]
+    return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+
+class _ScriptRestore:
+    """pg_restore writing the archive as SQL, without its `SET transaction_timeout`, into psql stopping at the
+    first error (what --exit-on-error does for a direct restore)."""
+
+    _SKIPPED = b"SET transaction_timeout = 0;\n"
+    _HEADER_BYTES = 1024 * 1024  # the SET comes in the script's header, before any data
+
+    def __init__(self, client: PgClient, target: PostgresTarget, args: list[str], env, stdin, stderr):
+        self._psql = subprocess.Popen(
+            [
+                client.path("psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                f"--dbname={target.conninfo_without_password()}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+        )
+        self._restore = subprocess.Popen(
+            [client.path("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "--file=-", *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+        )
+        self.stdin = self._restore.stdin
+        self._relay = threading.Thread(target=self._copy, daemon=True)
+        self._relay.start()
+
+    def _copy(self) -> None:
+        source, sink = self._restore.stdout, self._psql.stdin
+        try:
+            header = b""
+            while len(header) < self._HEADER_BYTES and (chunk := source.read(CHUNK_BYTES)):
+                header += chunk
+            sink.write(header.replace(b"\n" + self._SKIPPED, b"\n"))
+            while chunk := source.read(CHUNK_BYTES):
+                sink.write(chunk)
+        except BrokenPipeError:
+            self._restore.kill()  # psql stopped at an error: its message is the one to show
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                sink.close()
+            source.close()
+
+    def wait(self) -> int:
+        code = self._restore.wait()
+        self._relay.join()
+        psql_code = self._psql.wait()
+        return psql_code or code
 
 
 def _stage(source, out, name: str) -> None:
