@@ -429,7 +429,7 @@ def test_damaged_backups_are_refused_by_verification_and_restore(site, env, pg_a
     listed = {str(e.name) for e in site.catalog().complete()}
     assert names["missing manifest"] not in listed
     site.client.delete_objects(
-        Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in site if any(n in k for n in names.values())]}
+        Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in site.keys() if any(n in k for n in names.values())]}
     )
     site.assert_earlier_backup_untouched()
 
@@ -586,6 +586,6 @@ def test_clock_skew_never_costs_a_backup(site, env):
     metadata = allowed.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
     assert metadata["decisions"].value.count("timestamp is in the future") == 2
     site.client.delete_objects(
-        Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in site if any(n in k for n in future)]}
+        Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in site.keys() if any(n in k for n in future)]}
     )
     site.assert_earlier_backup_untouched()
