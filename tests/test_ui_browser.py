@@ -180,7 +180,7 @@ def test_pre_migration_backup_taken_watched_and_read_in_the_ui(dagster_ui, page,
     expect(page.get_by_text("backup_type: pre-migration")).to_be_visible()
     steps.shot("launchpad")
     page.get_by_role("button", name="Launch Run").click()
-    requested = page.get_by_text(re.compile(r"backup pre-migration_\d{8}_\d{6} requested"))
+    requested = page.get_by_text(re.compile(r"backup pre-migration_\d{8}_\d{6} (of \S+ )?requested"))
     expect(requested).to_be_visible(timeout=RUN_TIMEOUT_MS)
     backup_id = re.search(r"pre-migration_\d{8}_\d{6}", requested.inner_text()).group(0)
     steps.shot("request-run")
