@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 
 from backup_pipeline import __version__
 from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.config import DEFAULT_STALL_SECONDS
 from backup_pipeline.core.dump import DumpOptions, Log, start_dump
 from backup_pipeline.core.encryption import EncryptingReader
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName, check_label
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, advisory_lock
-from backup_pipeline.core.streams import HashingReader, human_bytes
+from backup_pipeline.core.streams import HashingReader, StallWatch, human_bytes, run_watched
 
 
 @dataclass
@@ -31,6 +32,7 @@ def take_backup(
     options: DumpOptions | None = None,
     log: Log = print,
     label: str | None = None,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
 ) -> BackupResult:
     tools = tools or ClientTools.locate()
     if label is not None:
@@ -46,7 +48,7 @@ def take_backup(
                 f"another run is writing {name} right now: a backup is never written twice. Wait for that run "
                 "(it shows in the Dagster UI), or start a new backup"
             )
-        return _store_new_backup(target, catalog, name, tools, options, log, label)
+        return _store_new_backup(target, catalog, name, tools, options, log, label, stall_seconds)
 
 
 def _store_new_backup(
@@ -57,6 +59,7 @@ def _store_new_backup(
     options: DumpOptions,
     log: Log,
     label: str | None,
+    stall_seconds: float,
 ) -> BackupResult:
     storage = catalog.storage
     backup_id = name.id
@@ -69,12 +72,18 @@ def _store_new_backup(
     with start_dump(target, tools, options, log) as dump:
         # Encrypted (when a key is configured) before upload; size and sha256 describe the stored bytes.
         source = dump.stdout if catalog.encryption is None else EncryptingReader(dump.stdout, catalog.encryption)
+        watch = StallWatch(stall_seconds)
         reader = HashingReader(
             source,
             on_progress=lambda n: log(f"dumped and uploaded {human_bytes(n)} so far"),
+            watch=watch,
         )
         try:
-            storage.upload_stream(dump_key, reader, expected_bytes=dump.database_size_bytes)
+            run_watched(
+                lambda: storage.upload_stream(dump_key, reader, expected_bytes=dump.database_size_bytes),
+                watch,
+                stop=dump.kill,
+            )
         except BaseException:
             dump.kill()
             _remove_partial(storage, dump_key)

@@ -26,6 +26,8 @@ DEFAULT_KEEP_LAST = 7
 DEFAULT_SCHEDULE_CRON = "0 6 * * *"
 DEFAULT_FRESHNESS_HOURS = 26
 DEFAULT_S3_MAX_ATTEMPTS = 5
+DEFAULT_STALL_SECONDS = 600
+DEFAULT_HEALTH_MAX_ROW_DROP_PERCENT = 20
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
 CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
 
@@ -44,6 +46,20 @@ class DatabaseSettings(_Settings):
     storage_prefix: fields.StoragePrefix = DEFAULT_STORAGE_PREFIX
     retention_days: fields.RetentionDays = DEFAULT_RETENTION_DAYS
     keep_last: fields.KeepLast = DEFAULT_KEEP_LAST
+    # Grandfather-father-son: the newest verified backup of each of the last N days, ISO weeks, months, years.
+    keep_daily: fields.KeepDaily = 0
+    keep_weekly: fields.KeepWeekly = 0
+    keep_monthly: fields.KeepMonthly = 0
+    keep_yearly: fields.KeepYearly = 0
+    # None: pre-migration backups are kept forever; a number: their own window, in days.
+    pre_migration_retention_days: fields.RetentionDays | None = None
+    # Retention runs after each successful scheduled backup of this database (BACKUP_AUTO_PRUNE=false: only
+    # when someone runs prune).
+    auto_prune: fields.Flag = True
+    # A dump or upload that moves no bytes for this long is stopped and fails the run.
+    stall_seconds: fields.StallSeconds = DEFAULT_STALL_SECONDS
+    # The rows_not_dropped health check fails when total rows fall by more than this share.
+    health_max_row_drop_percent: fields.RowDropPercent = DEFAULT_HEALTH_MAX_ROW_DROP_PERCENT
     schedule_cron: fields.Cron = DEFAULT_SCHEDULE_CRON
     freshness_hours: fields.FreshnessHours = DEFAULT_FRESHNESS_HOURS
     # Scratch databases for verification live on this server; None: the source's server.
@@ -79,6 +95,9 @@ class StorageSettings(_Settings):
     secret_access_key_env: str | None = None
     local_dir: str = DEFAULT_LOCAL_DIR
     max_attempts: fields.S3MaxAttempts = DEFAULT_S3_MAX_ATTEMPTS
+    # boto3's request checksums and response validation; None: when_required for an endpoint that is not
+    # AWS (several S3-compatible stores reject the headers recent boto3 sends by default), else boto3's own.
+    checksums: fields.S3Checksums | None = None
     # Client-side encryption: the variable holding the key (never its value here), or a key file's path.
     # Only the file's path is looked at here; the key itself is read and checked where it is used.
     encryption_key_env: str | None = None
@@ -162,6 +181,14 @@ _DATABASE_VARIABLES = {
     "storage_prefix": "BACKUP_S3_PREFIX",
     "retention_days": "BACKUP_RETENTION_DAYS",
     "keep_last": "BACKUP_KEEP_LAST",
+    "keep_daily": "BACKUP_KEEP_DAILY",
+    "keep_weekly": "BACKUP_KEEP_WEEKLY",
+    "keep_monthly": "BACKUP_KEEP_MONTHLY",
+    "keep_yearly": "BACKUP_KEEP_YEARLY",
+    "pre_migration_retention_days": "BACKUP_PRE_MIGRATION_RETENTION_DAYS",
+    "auto_prune": "BACKUP_AUTO_PRUNE",
+    "stall_seconds": "BACKUP_STALL_SECONDS",
+    "health_max_row_drop_percent": "BACKUP_HEALTH_MAX_ROW_DROP_PERCENT",
     "schedule_cron": "BACKUP_SCHEDULE_CRON",
     "freshness_hours": "BACKUP_FRESHNESS_HOURS",
     "dump_format": "BACKUP_DUMP_FORMAT",
@@ -199,6 +226,7 @@ def _storage(env: dict[str, str]) -> StorageSettings:
         "endpoint_url": "BACKUP_S3_ENDPOINT_URL",
         "local_dir": "BACKUP_LOCAL_DIR",
         "max_attempts": "BACKUP_S3_MAX_ATTEMPTS",
+        "checksums": "BACKUP_S3_CHECKSUMS",
         "encryption_key_file": "BACKUP_ENCRYPTION_KEY_FILE",
     }
     derived = {"bucket_env": variables["bucket"]}

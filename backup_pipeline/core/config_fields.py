@@ -28,6 +28,14 @@ RETENTION_DAYS_RANGE = (1, 36_500)  # up to 100 years
 KEEP_LAST_RANGE = (0, 100_000)
 FRESHNESS_HOURS_RANGE = (1, 8_784)  # up to a leap year
 S3_MAX_ATTEMPTS_RANGE = (1, 20)
+# Grandfather-father-son counts: up to 100 years of each period.
+KEEP_DAILY_RANGE = (0, 36_500)
+KEEP_WEEKLY_RANGE = (0, 5_200)
+KEEP_MONTHLY_RANGE = (0, 1_200)
+KEEP_YEARLY_RANGE = (0, 100)
+STALL_SECONDS_RANGE = (1, 86_400)  # up to a day without a byte
+ROW_DROP_PERCENT_RANGE = (0, 100)
+S3_CHECKSUM_MODES = ("when_required", "when_supported")
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
@@ -144,6 +152,16 @@ def _flag(value: str) -> bool:
     raise ValueError(f"must be true or false, got '{value}'")
 
 
+def _checksum_mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in S3_CHECKSUM_MODES:
+        raise ValueError(
+            f"must be when_required (only the checksums an operation needs: for S3-compatible stores that reject "
+            f"boto3's default headers) or when_supported (boto3's default), got '{value[:40]}'"
+        )
+    return mode
+
+
 def _key_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError(
@@ -195,6 +213,13 @@ RetentionDays = Annotated[int, _whole_number(*RETENTION_DAYS_RANGE)]
 KeepLast = Annotated[int, _whole_number(*KEEP_LAST_RANGE)]
 FreshnessHours = Annotated[float, _number(*FRESHNESS_HOURS_RANGE)]
 S3MaxAttempts = Annotated[int, _whole_number(*S3_MAX_ATTEMPTS_RANGE)]
+KeepDaily = Annotated[int, _whole_number(*KEEP_DAILY_RANGE)]
+KeepWeekly = Annotated[int, _whole_number(*KEEP_WEEKLY_RANGE)]
+KeepMonthly = Annotated[int, _whole_number(*KEEP_MONTHLY_RANGE)]
+KeepYearly = Annotated[int, _whole_number(*KEEP_YEARLY_RANGE)]
+StallSeconds = Annotated[float, _number(*STALL_SECONDS_RANGE)]
+RowDropPercent = Annotated[float, _number(*ROW_DROP_PERCENT_RANGE)]
+S3Checksums = Annotated[str, BeforeValidator(lambda v: _checksum_mode(_text(v)))]
 DumpFormat = Annotated[str, _reusing(lambda value: check_format(value.strip().lower()))]
 DumpJobs = Annotated[int, _whole_number(1, MAX_JOBS)]
 CompressionText = Annotated[str | None, _reusing(_compression)]
@@ -224,5 +249,5 @@ WebhookUrl = Annotated[
 ChannelId = Annotated[
     str, _matching(re.compile(r"^\d+$"), "'{value}' is not a channel id: it is a number such as 1234567890123456789")
 ]
-Flag = Annotated[bool, BeforeValidator(_flag)]
+Flag = Annotated[bool, BeforeValidator(lambda v: v if isinstance(v, bool) else _flag(_text(v)))]
 KeyFile = Annotated[str, AfterValidator(_key_file)]

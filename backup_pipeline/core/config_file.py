@@ -9,6 +9,12 @@
         schedule: "0 6 * * *"      # UTC
         retention_days: 30
         keep_last: 7
+        keep_daily: 7              # grandfather-father-son (default 0: off)
+        keep_weekly: 4
+        keep_monthly: 12
+        keep_yearly: 3
+        pre_migration_retention_days: 365   # default: pre-migration backups are kept forever
+        auto_prune: true           # retention after each successful scheduled backup
         storage_prefix: db-backups/billing
 
 Every problem is reported with its line, all at once, so a file with three mistakes takes one fix-up: the
@@ -30,10 +36,17 @@ from backup_pipeline.core.config_fields import (
     Cron,
     DatabaseKey,
     EnvName,
+    Flag,
     FreshnessHours,
+    KeepDaily,
     KeepLast,
+    KeepMonthly,
+    KeepWeekly,
+    KeepYearly,
     NamePrefix,
     RetentionDays,
+    RowDropPercent,
+    StallSeconds,
     StoragePrefix,
 )
 from backup_pipeline.core.errors import ConfigurationError
@@ -49,6 +62,14 @@ class _Fields(BaseModel):
     schedule: Cron = None
     retention_days: RetentionDays = None
     keep_last: KeepLast = None
+    keep_daily: KeepDaily = None
+    keep_weekly: KeepWeekly = None
+    keep_monthly: KeepMonthly = None
+    keep_yearly: KeepYearly = None
+    pre_migration_retention_days: RetentionDays = None
+    auto_prune: Flag = None
+    stall_seconds: StallSeconds = None
+    health_max_row_drop_percent: RowDropPercent = None
     storage_prefix: StoragePrefix = None
     freshness_hours: FreshnessHours = None
     verify_url_env: EnvName = None

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 from backup_pipeline.core.config import StorageSettings
 from backup_pipeline.core.errors import BackupError, ConfigurationError
@@ -390,8 +391,23 @@ _REFUSED_CODES = frozenset(
 )
 
 
+def checksum_mode(settings: StorageSettings) -> str:
+    """boto3's request_checksum_calculation and response_checksum_validation for this storage.
+
+    Since boto3 1.36 every upload carries CRC checksum headers (and trailers on streamed parts) by default;
+    DigitalOcean Spaces, R2, MinIO and others reject some of them. On an endpoint that is not AWS only the
+    checksums an operation requires are sent (BACKUP_S3_CHECKSUMS overrides). Integrity does not depend on
+    them: the sha256 of every dump is computed on the way up, kept in its manifest and checked on download.
+    """
+    if settings.checksums:
+        return settings.checksums
+    host = (urlparse(settings.endpoint_url).hostname or "") if settings.endpoint_url else ""
+    is_aws = not host or host == "amazonaws.com" or host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    return "when_supported" if is_aws else "when_required"
+
+
 def s3_client(settings: StorageSettings, max_attempts: int | None = None):
-    """A boto3 client for the command line's light paths (the Dagster resource uses dagster-aws S3Resource)."""
+    """The one place a boto3 client for backup storage is built: the Dagster resource and the command line."""
     import boto3
     import botocore.session
     from botocore.config import Config
@@ -411,6 +427,8 @@ def s3_client(settings: StorageSettings, max_attempts: int | None = None):
             retries={"max_attempts": max_attempts or settings.max_attempts, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
+            request_checksum_calculation=checksum_mode(settings),
+            response_checksum_validation=checksum_mode(settings),
         ),
     )
 

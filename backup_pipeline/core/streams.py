@@ -1,10 +1,13 @@
-"""File-like wrappers that hash and report progress while bytes stream through."""
+"""File-like wrappers that hash and report progress while bytes stream through, and the stall watchdog."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
+
+from backup_pipeline.core.errors import BackupError
 
 ProgressCallback = Callable[[int], None]
 CHUNK_BYTES = 1024 * 1024
@@ -13,8 +16,11 @@ CHUNK_BYTES = 1024 * 1024
 class HashingReader:
     """Reads from `raw`, keeping a running sha256 and byte count; reports progress every few seconds."""
 
-    def __init__(self, raw, on_progress: ProgressCallback | None = None, every_s: float = 5.0):
+    def __init__(
+        self, raw, on_progress: ProgressCallback | None = None, every_s: float = 5.0, watch: StallWatch | None = None
+    ):
         self._raw = raw
+        self._watch = watch
         self._hash = hashlib.sha256()
         self.bytes_read = 0
         self._on_progress = on_progress
@@ -22,7 +28,11 @@ class HashingReader:
         self._last_report = time.monotonic()
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read() if size is None or size < 0 else self._read_full(size)
+        if self._watch is None:
+            data = self._raw.read() if size is None or size < 0 else self._read_full(size)
+        else:
+            with self._watch.reading():
+                data = self._raw.read() if size is None or size < 0 else self._read_full(size)
         if data:
             self._hash.update(data)
             self.bytes_read += len(data)
@@ -43,6 +53,8 @@ class HashingReader:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
+            if self._watch is not None:
+                self._watch.moved()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def readable(self) -> bool:
@@ -64,3 +76,87 @@ def human_bytes(count: float) -> str:
 def counted(count: int, noun: str) -> str:
     """`1 table`, `0 rows`, `4,120,334 rows`: a count with its noun, singular only for exactly one."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+class StalledError(BackupError):
+    """A dump or an upload moved no bytes for BACKUP_STALL_SECONDS and was stopped."""
+
+
+class StallWatch:
+    """Which side of a streamed backup has stopped moving bytes, if one has.
+
+    The uploader pulls bytes through HashingReader: while it waits inside a read, the dump owes the next
+    bytes; between reads, the upload does (it is sending what it has, or waiting for storage to accept it).
+    Whichever side has moved nothing for `limit_s` seconds is the stalled one.
+    """
+
+    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic):
+        self.limit_s = limit_s
+        self._clock = clock
+        self._last_moved = clock()
+        self._in_read = False
+        self.stalled: str | None = None  # "dump" or "upload", once declared
+
+    def moved(self) -> None:
+        self._last_moved = self._clock()
+
+    def reading(self):
+        watch = self
+
+        class _Reading:
+            def __enter__(self):
+                watch._in_read = True
+
+            def __exit__(self, *exc):
+                watch._in_read = False
+                watch.moved()
+                if watch.stalled == "dump":
+                    # pg_dump was stopped, so the read ended; the bytes so far must not pass for a whole dump.
+                    raise watch.error()
+
+        return _Reading()
+
+    def stalled_side(self) -> str | None:
+        if self._clock() - self._last_moved < self.limit_s:
+            return None
+        return "dump" if self._in_read else "upload"
+
+    def error(self) -> StalledError:
+        if self.stalled == "dump":
+            what = "the dump stalled: pg_dump wrote no bytes"
+        else:
+            what = "the upload stalled: storage accepted no bytes"
+        return StalledError(
+            f"{what} for {self.limit_s:g} s (BACKUP_STALL_SECONDS), so the backup was stopped and nothing was "
+            "stored. Check the database server (locks, load) and the network to storage, or raise "
+            "BACKUP_STALL_SECONDS if such pauses are normal here"
+        )
+
+
+def run_watched(work: Callable[[], None], watch: StallWatch, stop: Callable[[], None], poll_s: float = 0.5) -> None:
+    """Runs `work` (a streamed upload) on a thread of its own while watching it; on a stall, calls `stop` (ends
+    pg_dump) and raises StalledError naming the stalled side, without waiting for an upload that hangs."""
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the watching thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="backup-upload", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_s)
+        side = watch.stalled_side() if worker.is_alive() else None
+        if side is not None:
+            watch.stalled = side
+            stop()
+            # A stalled dump ends the upload at once (its read fails); a stalled upload may hang in a socket
+            # until boto3's own timeouts: it is left to them, on a daemon thread.
+            worker.join(5 * poll_s if side == "upload" else max(poll_s * 10, 10))
+            raise watch.error()
+    if "error" in outcome:
+        if watch.stalled:
+            raise watch.error() from None
+        raise outcome["error"]

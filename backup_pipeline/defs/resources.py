@@ -17,7 +17,7 @@ from backup_pipeline.core.config import DatabaseSettings, StorageSettings
 from backup_pipeline.core.encryption import EncryptionKey, load_key
 from backup_pipeline.core.names import backup_name_prefix
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget
-from backup_pipeline.core.storage import BackupStorage, LocalStorage, S3Storage
+from backup_pipeline.core.storage import BackupStorage, LocalStorage, storage_from_settings
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,10 @@ class BackupStorageResource(dg.ConfigurableResource):
 
     bucket: str | None = None
     local_dir: str = "./backups"
+    # Where and as whom (shown in the UI's resource config); the client itself is built by core/storage.py's
+    # s3_client, the one place that sets its retries, timeouts and checksum mode.
     s3: S3Resource
+    checksums: str | None = None
     # dg.EnvVar("BACKUP_ENCRYPTION_KEY") when set: Dagster records the variable's name, never the key.
     encryption_key: str | None = None
     encryption_key_file: str | None = None
@@ -77,12 +80,15 @@ class BackupStorageResource(dg.ConfigurableResource):
             named = StorageSettings(
                 bucket=self.bucket,
                 endpoint_url=self.s3.endpoint_url,
+                region=self.s3.region_name,
+                max_attempts=self.s3.max_attempts,
+                checksums=self.checksums,
                 access_key_id_env=self.access_key_id_env,
                 secret_access_key_env=self.secret_access_key_env,
                 bucket_env=self.bucket_env,
                 endpoint_env=self.endpoint_env,
             )
-            return S3Storage(self.s3.get_client(), self.bucket, self.s3.endpoint_url, named)
+            return storage_from_settings(named)
         return LocalStorage(self.local_dir)
 
     def encryption(self) -> EncryptionKey | None:
@@ -113,6 +119,7 @@ def storage_resource(settings: StorageSettings) -> BackupStorageResource:
         bucket=settings.bucket,
         local_dir=settings.local_dir,
         s3=s3,
+        checksums=settings.checksums,
         encryption_key=_env_var(settings.encryption_key_env),
         encryption_key_file=settings.encryption_key_file,
         bucket_env=settings.bucket_env,

@@ -86,6 +86,7 @@ def build_backup_asset(
                 db.dump_options(),
                 log=context.log.info,
                 label=label,
+                stall_seconds=db.stall_seconds,
             )
         manifest = result.manifest
         ratio = manifest.database_size_bytes / manifest.size_bytes if manifest.size_bytes else 0.0
