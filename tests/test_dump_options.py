@@ -4,6 +4,7 @@ import hashlib
 import math
 import re
 import subprocess
+import zlib
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,7 +14,7 @@ import pytest
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
-from backup_pipeline.core.dump_options import Compression, DumpOptions
+from backup_pipeline.core.dump_options import DEFAULT_COMPRESSION, Compression, DumpOptions
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
@@ -29,7 +30,9 @@ from backup_pipeline.core.storage import (
     upload_concurrency_for,
 )
 from backup_pipeline.core.verify import verify_backup
+from tests.support.cli import row_counts
 from tests.support.pipeline import failure_message, run_backup
+from tests.support.postgres_server import server_major
 from tests.support.seed import SEED_COUNTS
 
 MiB, GB, TiB = 2**20, 10**9, 2**40
@@ -89,7 +92,21 @@ def test_parts_held_in_memory_stay_within_the_budget(part):
 def test_dump_options_come_from_the_environment():
     db = load_settings({"BACKUP_DUMP_FORMAT": "directory", "BACKUP_DUMP_JOBS": "3", "BACKUP_COMPRESSION": "gzip:9"})
     assert db.databases[0].dump_options() == DumpOptions("directory", 3, Compression("gzip", 9))
-    assert load_settings({}).databases[0].dump_options() == DumpOptions("custom", 1, None)
+    # Nothing set: gzip level 1, the benchmark's choice (bench/README.md), whatever the pg_dump.
+    unset = load_settings({}).databases[0].dump_options()
+    assert unset == DumpOptions("custom", 1, Compression("gzip", 1)) == DumpOptions()
+    assert unset.description == "gzip:1" == str(DEFAULT_COMPRESSION)
+    for major, spelled in (
+        (12, "--compress=1"),
+        (15, "--compress=1"),
+        (16, "--compress=gzip:1"),
+        (18, "--compress=gzip:1"),
+    ):
+        assert spelled in unset.pg_dump_args(major, f"{major}.1")
+    # `gzip` alone is pg_dump's own default (level 6), `default` is ours.
+    assert "--compress=gzip" in DumpOptions(compression="gzip").pg_dump_args(18, "18.6")
+    assert not any(a.startswith("--compress") for a in DumpOptions(compression="gzip").pg_dump_args(15, "15.8"))
+    assert DumpOptions(compression="default") == unset
 
 
 @pytest.mark.parametrize(
@@ -154,6 +171,86 @@ def test_gzip_levels_are_applied_recorded_and_each_backup_verifies(seeded_db, tm
         )
         assert outcome.tables == SEED_COUNTS
     assert sizes["none"] > sizes["gzip:1"] >= sizes["gzip:9"]
+
+
+def _deflate_levels(archive: bytes) -> set[int]:
+    """zlib's FLEVEL (0: levels 0-1, 1: 2-5, 2: 6, 3: 7-9) of every compressed data block of a custom-format
+    archive. Each block's first chunk is a zlib stream right after its length (pg_dump's int: a sign byte and
+    4 little-endian bytes); a candidate counts only if that chunk really inflates."""
+    levels = set()
+    for match in re.finditer(rb"\x78[\x01\x5e\x9c\xda]", archive):
+        start = match.start()
+        if start < 5 or archive[start - 5] != 0:
+            continue
+        length = int.from_bytes(archive[start - 4 : start], "little")
+        if not 2 < length <= len(archive) - start:
+            continue
+        try:
+            inflated = zlib.decompressobj().decompress(archive[start : start + length])
+        except zlib.error:
+            continue
+        if inflated:
+            levels.add(archive[start + 1] >> 6)
+    return levels
+
+
+@pytest.mark.parametrize("server", ["machine", "18"])
+def test_a_backup_with_nothing_configured_is_gzip_level_1_and_restores_by_hand(server, request, clean_env, tmp_path):
+    """The default compression on each server's own pg_dump (the machine's, and 18), then README's "Restoring by
+    hand" commands: sha256sum against the manifest, createdb, pg_restore --no-owner --no-acl --exit-on-error."""
+    admin_url = request.getfixturevalue("pg_admin_url" if server == "machine" else "pg18_admin_url")
+    url = request.getfixturevalue("make_database" if server == "machine" else "make_pg18_database")(prefix="bpdefault")
+    target = PostgresTarget.from_url(url)
+    storage = LocalStorage(tmp_path / "backups")
+    catalog = _catalog(storage, url)
+    manifests = {}
+    for second, env in enumerate(({}, {"BACKUP_COMPRESSION": "gzip"})):  # nothing set; pg_dump's own default
+        options = load_settings({"DATABASE_URL": url, **env}).databases[0].dump_options()
+        backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, second, tzinfo=UTC), type="daily")
+        manifests[second] = take_backup(target, catalog, backup_id, options=options, log=lambda _: None).manifest
+    manifest, control = manifests[0], manifests[1]
+    assert manifest.compression == "gzip:1" and control.compression == "gzip"
+    dump = tmp_path / "backups" / manifest.key
+    archive = dump.read_bytes()
+    # Every data block is deflated at level 1; pg_dump's own default (6) is told apart by the same check.
+    assert _deflate_levels(archive) == {0}
+    assert _deflate_levels((tmp_path / "backups" / control.key).read_bytes()) == {2}
+    assert manifest.size_bytes > control.size_bytes
+
+    # By hand: a pg_restore at least as new as the manifest's pg_dump_version, of the server's major if any.
+    major = server_major(admin_url)
+    client = ClientTools.locate().for_archive(manifest.pg_dump_version, manifest.compression, server_major=major)
+    assert client.major >= int(manifest.pg_dump_version.split(".")[0])
+    header = subprocess.run([client.path("pg_restore"), "--list", str(dump)], capture_output=True, text=True)
+    assert header.returncode == 0, header.stderr
+    # pg_restore 16 and newer name the method (the level is not in the header); older ones print the level.
+    wanted = "gzip" if int(manifest.pg_dump_version.split(".")[0]) >= 16 else "1"
+    assert re.search(rf"^;\s+Compression: {wanted}$", header.stdout, re.M), header.stdout
+    assert hashlib.sha256(archive).hexdigest() == manifest.sha256  # sha256sum FILE
+    host, port, user = target.params["host"], target.params.get("port", "5432"), target.params["user"]
+    restored_db = f"{target.dbname}_restored"
+    connection = ["-h", host, "-p", port, "-U", user]
+    try:
+        subprocess.run([client.path("createdb"), *connection, restored_db], check=True, capture_output=True)
+        if client.restores_into(major):
+            restore = subprocess.run(
+                [client.path("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", *connection,
+                 "-d", restored_db, str(dump)],
+                capture_output=True, text=True,
+            )  # fmt: skip
+        else:  # README: into a server before 17 with pg_restore 17+, its SQL through psql
+            restore = subprocess.run(
+                f"{client.path('pg_restore')} --no-owner --no-acl -f - {dump} | grep -vx 'SET transaction_timeout = 0;'"
+                f" | {client.path('psql')} -v ON_ERROR_STOP=1 -q -h {host} -p {port} -U {user} -d {restored_db}",
+                shell=True, capture_output=True, text=True,
+            )  # fmt: skip
+        assert restore.returncode == 0, restore.stderr
+        restored_url = admin_url.rsplit("/", 1)[0] + "/" + restored_db
+        assert row_counts(restored_url) == SEED_COUNTS == manifest.tables
+        assert _content_digest(restored_url) == _content_digest(url)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{restored_db}" WITH (FORCE)')
 
 
 def test_zstd_is_refused_clearly_by_a_pg_dump_without_it_and_nothing_is_stored(seeded_db, tmp_path):

@@ -67,7 +67,7 @@ class DatabaseSettings(_Settings):
     # How pg_dump dumps (dump_options.py): custom or directory format, parallel jobs, compression.
     dump_format: fields.DumpFormat = "custom"
     dump_jobs: fields.DumpJobs = 1
-    compression: fields.CompressionText = None  # None: pg_dump's default (gzip)
+    compression: fields.CompressionText = None  # None: DEFAULT_COMPRESSION (gzip:1)
 
     @model_validator(mode="after")
     def _parallel_dumps_need_directory_format(self) -> DatabaseSettings:

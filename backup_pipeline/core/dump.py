@@ -130,7 +130,7 @@ def start_dump(
 
 def check_client_compresses(client: PgClient, options: DumpOptions) -> None:
     """lz4 and zstd are build options of pg_dump: refuse before dumping when the chosen one lacks them."""
-    method = options.compression.method if options.compression else "gzip"
+    method = options.compression.method
     if client.major >= NEWER_METHODS_SINCE and not client.supports_compression(method):
         raise ConfigurationError(
             f"BACKUP_COMPRESSION '{options.compression}' needs a pg_dump built with {method}, but pg_dump "
