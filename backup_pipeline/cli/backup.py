@@ -5,7 +5,7 @@ from __future__ import annotations
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.listing import warn_about_other_servers
 from backup_pipeline.cli.output import paint, print_json
-from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.streams import counted, human_bytes
@@ -51,13 +51,11 @@ def take_backup(ctx: CliContext, args) -> int:
         job_name=names.backup_job,
         tags=tags,
         partition_key=str(backup_id),
+        partitions=names.partitions,
         asset_selection=None if names.has_named_jobs else names.backup_selection,
     )
 
-    def register_partition(instance) -> None:
-        instance.add_dynamic_partitions(names.partitions, [str(backup_id)])
-
-    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args), before_launch=register_partition)
+    run_id, finished = run_job(ctx, spec, args)
     if finished is None:
         if args.json:
             print_json({"name": str(name), "run_id": run_id, "status": "submitted"})

@@ -198,10 +198,10 @@ def run_verb(args) -> int:
         from backup_pipeline.cli.prune import prune_backups
 
         return prune_backups(ctx, args)
-    from backup_pipeline.cli.runs import WaitOptions, follow_existing
+    from backup_pipeline.cli.runs import follow_existing
     from backup_pipeline.cli.summaries import report_finished_run
 
-    run, finished = follow_existing(ctx, args.run_id, WaitOptions(timeout_s=args.timeout))
+    run, finished = follow_existing(ctx, args.run_id, args.timeout)
     report_finished_run(ctx, run, finished, args.json)
     return EXIT_OK
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import print_json
-from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, DefinitionNames
 
@@ -20,7 +20,7 @@ def prune_backups(ctx: CliContext, args) -> int:
         asset_selection=None if names.has_named_jobs else names.prune_selection,
     )
     # The run logs one line per backup; the table at the end says the same more readably.
-    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args), show_logs=False)
+    run_id, finished = run_job(ctx, spec, args, show_logs=False)
     if finished is None:
         print(f"Prune started as run {run_id}; follow it with `backup-db follow {run_id}`")
         return 0

@@ -12,7 +12,7 @@ import os
 
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import paint, print_json
-from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, check_database_name
 from backup_pipeline.core.restore import (
@@ -79,7 +79,7 @@ def restore_backup(ctx: CliContext, args) -> int:
     spec = RunSpec(
         job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}}, private_env=private_env
     )
-    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args))
+    run_id, finished = run_job(ctx, spec, args)
     if finished is None:
         print(
             f"Restore of {name} into {args.target_db} started as run {run_id}; follow it with "

@@ -2,9 +2,10 @@
 
 With a webserver at DAGSTER_WEBSERVER_URL (else one answering at http://localhost:3000) that serves this
 instance (it knows the instance's latest run) and has a daemon dequeuing runs (`dagster dev`, a deployment),
-the run is submitted with its GraphQL client, as the UI's Launch button does: queued, so the instance's limits apply (one backup per
-database at a time). Otherwise it executes in a process of our own (run_process.py: `execute_in_process` on the
-same instance), which shows in the UI all the same and carries on if the command stops waiting.
+the run is submitted with its GraphQL client, as the UI's Launch button does: queued, so the instance's limits
+apply (one backup per database at a time). Otherwise it executes in a process of our own (run_process.py:
+`execute_in_process` on the same instance), which shows in the UI all the same and carries on if the command
+stops waiting.
 
 Secrets never go in run config (Dagster stores it): a run that needs one (a restore target's password) gets it
 in the environment of our own process, which is why such a run never goes to the webserver.
@@ -19,8 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -45,39 +45,28 @@ PROBE_QUERY = """query BackupDbProbe($runId: ID!) {
 
 @dataclass
 class RunSpec:
-    """A run to start: which job, its run config and tags, and the partition (a backup id) it is for."""
+    """A run to start: its job, run config and tags, and the partition (a backup id) it is for."""
 
     job_name: str
     run_config: dict = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     partition_key: str | None = None
+    # The dynamic partitions the key belongs to: it is added first, as a run for it needs it to exist.
+    partitions: str | None = None
     # Asset key paths to materialize, for a run of one database's assets among several (no named job).
     asset_selection: list[list[str]] | None = None
     # Environment for the run's process only (never stored): forces a process of our own.
     private_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
-@dataclass
-class WaitOptions:
-    wait: bool = True
-    timeout_s: float | None = None
+def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True):
+    """Starts `spec` as a run and, unless `args.no_wait`, follows it to the end (or `args.timeout`).
 
-    @classmethod
-    def from_args(cls, args) -> WaitOptions:
-        return cls(wait=not getattr(args, "no_wait", False), timeout_s=getattr(args, "timeout", None))
-
-
-def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: bool = True, before_launch=None):
-    """Starts `spec` as a run and, unless told not to wait, follows it to the end.
-
-    Returns (run id, FinishedRun or None when not waiting). `before_launch(instance)` runs first, e.g. to
-    register the backup's partition, which must exist before a run for it starts.
-    """
+    Returns (run id, FinishedRun or None when not waiting)."""
     home = prepare_dagster_home(note)
-    progress = Progress()
     with dg.DagsterInstance.get() as instance:
-        if before_launch is not None:
-            before_launch(instance)
+        if spec.partitions and not instance.has_dynamic_partition(spec.partitions, spec.partition_key):
+            instance.add_dynamic_partitions(spec.partitions, [spec.partition_key])
         ui = webserver_base_url(ctx.settings.webserver_url)
         webserver = None if spec.private_env else queueing_webserver(instance, ui)
         process, run_id = None, submit_to_webserver(webserver, spec) if webserver else None
@@ -88,8 +77,9 @@ def run_job(ctx: CliContext, spec: RunSpec, options: WaitOptions, show_logs: boo
             how = "running in a background process (no webserver with a daemon serves this instance)"
         url = ctx.run_url(run_id)
         note(f"Run {run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
-        if options.wait:
-            return run_id, follow(instance, run_id, progress, url, options.timeout_s, process, show_logs)
+        if not getattr(args, "no_wait", False):
+            timeout_s = getattr(args, "timeout", None)
+            return run_id, follow(instance, run_id, Progress(), url, timeout_s, process, show_logs)
         while instance.get_run_by_id(run_id) is None:  # our own process records it once it has loaded the code
             if process.popen.poll() is not None:
                 raise BackupError(f"the run could not start ({process.ending()})")
@@ -128,21 +118,21 @@ def submit_to_webserver(url: str, spec: RunSpec) -> str | None:
     partition = {PARTITION_TAG: spec.partition_key} if spec.partition_key else {}
     return client.submit_job_execution(
         spec.job_name,
-        CODE_LOCATION_NAME,
-        REPOSITORY_NAME,
+        repository_location_name=CODE_LOCATION_NAME,
+        repository_name=REPOSITORY_NAME,
         run_config=spec.run_config,
         tags={**spec.tags, **partition},
         **extra,
     )
 
 
-def start_own_process(home: Path, spec: RunSpec) -> tuple[str, RunProcess]:
+def start_own_process(home, spec: RunSpec) -> tuple[str, RunProcess]:
     """`python -m backup_pipeline.cli.run_process RUN_ID SPEC` in a session of its own (Ctrl-C here leaves it
     running); secrets reach it in its environment, never in its arguments."""
     run_id = str(uuid.uuid4())
     log_path = home / RUN_LOG_FOLDER / f"{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    public = {k: getattr(spec, k) for k in ("job_name", "run_config", "tags", "partition_key", "asset_selection")}
+    public = {k: v for k, v in asdict(spec).items() if k not in ("private_env", "partitions")}
     argv = [sys.executable, "-m", "backup_pipeline.cli.run_process", run_id, json.dumps(public)]
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
@@ -156,7 +146,7 @@ def start_own_process(home: Path, spec: RunSpec) -> tuple[str, RunProcess]:
     return run_id, RunProcess(popen, log_path)
 
 
-def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions):
+def follow_existing(ctx: CliContext, run_id: str, timeout_s: float | None):
     """`backup-db follow RUN_ID`: waits for a run started earlier (e.g. after --no-wait or a timeout).
 
     Returns (the finished Dagster run, what was read from its events), for the verb's own summary."""
@@ -166,5 +156,5 @@ def follow_existing(ctx: CliContext, run_id: str, options: WaitOptions):
             raise ConfigurationError(
                 f"there is no run {run_id} in the Dagster instance at {home}: check the id and DAGSTER_HOME"
             )
-        finished = follow(instance, run_id, Progress(), ctx.run_url(run_id), options.timeout_s)
+        finished = follow(instance, run_id, Progress(), ctx.run_url(run_id), timeout_s)
         return instance.get_run_by_id(run_id), finished

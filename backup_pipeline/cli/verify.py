@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import paint, print_json
-from backup_pipeline.cli.runs import RunSpec, WaitOptions, run_job
+from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, DefinitionNames
 
@@ -16,16 +16,13 @@ def verify_backup(ctx: CliContext, args) -> int:
     spec = RunSpec(
         job_name=names.verify_job,
         partition_key=backup_id,
+        # A backup made by another instance (or before this DAGSTER_HOME existed) has no partition here yet.
+        partitions=names.partitions,
         tags={DATABASE_TAG: ctx.db.key, KIND_TAG: "verify"},
         asset_selection=None if names.has_named_jobs else names.verify_selection,
     )
 
-    def register_partition(instance) -> None:
-        # A backup made by another instance (or before this DAGSTER_HOME existed) has no partition here yet.
-        if not instance.has_dynamic_partition(names.partitions, backup_id):
-            instance.add_dynamic_partitions(names.partitions, [backup_id])
-
-    run_id, finished = run_job(ctx, spec, WaitOptions.from_args(args), before_launch=register_partition)
+    run_id, finished = run_job(ctx, spec, args)
     if finished is None:
         print(f"Verification of {name} started as run {run_id}; follow it with `backup-db follow {run_id}`")
         return 0
