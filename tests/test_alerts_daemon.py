@@ -7,7 +7,6 @@ runs in a process of its own and announces itself: the daemon, running all along
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from backup_pipeline.defs.alerts.freshness import FRESHNESS_CHECK
 from tests.support.alert_env import WEBSERVER_URL, alert_env, password_role  # noqa: F401
 from tests.support.discord_stub import discord_stub  # noqa: F401
 from tests.support.pipeline import failure_message, run_backup
-from tests.support.processes import start_process, stop_process
+from tests.support.processes import start_daemon, stop_process
 
 pytestmark = pytest.mark.slow  # runs Dagster's own processes (daemon, webserver): -m "not slow" leaves it out
 
@@ -69,13 +68,7 @@ def _by_kind(messages: list[str]) -> dict[str, list[str]]:
 def test_daemon_posts_one_failure_message_and_one_success_notice(alert_env, tmp_path):
     instance = dg.DagsterInstance.get()
     log = tmp_path / "daemon.log"
-    daemon = start_process(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
+    daemon = start_daemon(PROJECT_ROOT, log)
     try:
         # While the daemon loads: a backup in process (no code location origin, so no alert for it).
         existing, existing_id = run_backup(instance, "manual")

@@ -169,3 +169,48 @@ def test_numbers_past_their_bounds_are_refused_with_the_bounds(tmp_path):
     assert message == f"{path} line 4: retention_days must be a whole number from 1 to 36500, got 1000000"
     message, path = error_from(tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n    freshness_hours: .inf\n")
     assert message == f"{path} line 4: freshness_hours must be a number from 1 to 8784, got inf"
+
+
+def test_retention_and_health_fields_per_database_with_bounds(tmp_path, clean_env):
+
+    path = tmp_path / "backups.yaml"
+    path.write_text(
+        "defaults:\n  keep_weekly: 4\ndatabases:\n"
+        "  - key: app\n    url_env: APP_URL\n    keep_daily: 7\n    keep_monthly: 12\n    keep_yearly: 3\n"
+        "    pre_migration_retention_days: 365\n    auto_prune: false\n    stall_seconds: 120\n"
+        "    health_max_row_drop_percent: 5\n"
+        "  - key: billing\n    url_env: BILLING_URL\n"
+    )
+    clean_env.setenv("BACKUP_CONFIG_FILE", str(path))
+    app, billing = load_settings().databases
+    assert (app.keep_daily, app.keep_weekly, app.keep_monthly, app.keep_yearly) == (7, 4, 12, 3)
+    assert (app.pre_migration_retention_days, app.auto_prune, app.stall_seconds) == (365, False, 120)
+    assert app.health_max_row_drop_percent == 5
+    assert (billing.keep_weekly, billing.auto_prune, billing.pre_migration_retention_days) == (4, True, None)
+
+    path.write_text(
+        "databases:\n  - key: app\n    url_env: APP_URL\n    keep_yearly: 500\n    auto_prune: maybe\n"
+        "    health_max_row_drop_percent: 150\n"
+    )
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "line 4: keep_yearly must be a whole number from 0 to 100, got 500" in message, message
+    assert "line 5: auto_prune must be true or false, got 'maybe'" in message
+    assert "line 6: health_max_row_drop_percent must be a number from 0 to 100, got 150" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BACKUP_KEEP_DAILY", "-1", "BACKUP_KEEP_DAILY must be a whole number from 0 to 36500, got -1"),
+        ("BACKUP_KEEP_WEEKLY", "four", "BACKUP_KEEP_WEEKLY must be a whole number from 0 to 5200, got 'four'"),
+        ("BACKUP_PRE_MIGRATION_RETENTION_DAYS", "0", "BACKUP_PRE_MIGRATION_RETENTION_DAYS must be a whole number"),
+        ("BACKUP_AUTO_PRUNE", "nope", "BACKUP_AUTO_PRUNE must be true or false, got 'nope'"),
+        ("BACKUP_STALL_SECONDS", "0", "BACKUP_STALL_SECONDS must be a number from 1 to 86400, got 0"),
+    ],
+)
+def test_bad_retention_variables_name_themselves(clean_env, variable, value, message):
+
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        load_settings({variable: value})

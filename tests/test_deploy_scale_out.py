@@ -154,12 +154,18 @@ def test_definitions_do_not_grow_with_the_databases(deployment):
     assert sorted(s.name for s in repo.sensor_defs) == [
         "backup_freshness_sensor",
         "backup_request_sensor",
+        "backup_retention_sensor",
         "discord_on_backup_success",
         "discord_on_run_failure",
     ]
     # One schedule per distinct cron: the two dozen databases' and billing's own.
     assert sorted(s.cron_schedule for s in repo.schedule_defs) == sorted(["30 2 * * *", deployment["cron"]])
-    assert {job.name for job in repo.get_all_jobs()} == {"request_backup", "restore_job", "__ASSET_JOB"}
+    assert {job.name for job in repo.get_all_jobs()} == {
+        "request_backup",
+        "restore_job",
+        "retention_job",
+        "__ASSET_JOB",
+    }
     # What a user sees per database stays: its own asset group, partitions and settings from the file.
     for key in ("db000", "db023", "billing"):
         names = DefinitionNames(load_settings().database(key))

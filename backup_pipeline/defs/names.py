@@ -47,6 +47,9 @@ RESTORE_OP = "restore_backup"
 PRUNE_OP = "backup_retention"  # the op behind every database's backup_retention asset
 REQUEST_SENSOR = "backup_request_sensor"
 FRESHNESS_SENSOR = "backup_freshness_sensor"
+RETENTION_SENSOR = "backup_retention_sensor"
+# With several databases: the one job whose runs prune one database's backups (a subset of its assets).
+RETENTION_JOB = "retention_job"
 DAILY_SCHEDULE = "daily_backup_schedule"
 # Dagster's implicit asset job: runs of a selection of assets outside any named job (the UI's Materialize
 # button, `dagster asset materialize`) are runs of it.

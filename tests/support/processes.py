@@ -22,6 +22,21 @@ def start_process(argv: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(argv, start_new_session=True, **kwargs)
 
 
+def start_daemon(project_root, log) -> subprocess.Popen:
+    """`dagster-daemon run -w workspace.yaml` with this process's environment (its DAGSTER_HOME), logging to
+    the file `log`; stop it with stop_process."""
+    import sys
+    from pathlib import Path
+
+    return start_process(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=project_root,
+        stdout=open(log, "wb"),  # noqa: SIM115 - the daemon writes to it until it is stopped
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
     if process.poll() is not None:
         return
