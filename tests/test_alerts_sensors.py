@@ -224,3 +224,55 @@ def test_sensors_run_by_default_only_once_discord_is_configured(alert_env, clean
     unconfigured = load_defs()
     for name in ("discord_on_run_failure", "discord_on_backup_success"):
         assert unconfigured.get_sensor_def(name).default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_a_backup_stamped_in_the_future_does_not_silence_the_switch_and_the_breaker_refusal_alerts(
+    alert_env, clean_env
+):
+    clean_env.setenv("BACKUP_RETENTION_DAYS", "1")
+    clean_env.setenv("BACKUP_KEEP_LAST", "1")
+    instance = dg.DagsterInstance.get()
+    defs = load_defs()
+    now = datetime.now(UTC)
+    ids = {}
+    for label, at in (("older", now - timedelta(days=3)), ("stale", now - timedelta(hours=27))):
+        result, ids[label] = run_backup(instance, "daily", str(BackupId.new("daily", at)), defs=defs)
+        assert result.success, failure_message(result)
+    # A host whose clock ran ten days ahead took one: it must not count as today's backup.
+    future, ids["future"] = run_backup(
+        instance, "daily", str(BackupId.new("daily", now + timedelta(days=10))), defs=defs
+    )
+    assert future.success, failure_message(future)
+
+    result = _evaluate_freshness(defs, instance)
+    [alert] = alert_env.stub.messages
+    assert f"No verified backup of `{_database(alert_env)}` in the last 26 hours" in alert
+    assert ids["stale"] in alert and "27.0 h old" in alert
+    assert "Ignored 1 backup(s) stamped in the future (clock skew?)" in alert and ids["future"] in alert
+    [evaluation] = result.asset_events
+    assert evaluation.passed is False and "ignored 1 backup(s) stamped in the future" in evaluation.description
+
+    # Backups are failing: retention keeps the 3-day-old backup it would otherwise delete, fails, and says so.
+    prune = defs.resolve_job_def("prune_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not prune.success and "circuit breaker" in failure_message(prune)
+    _evaluate_run_sensor(defs, "discord_on_run_failure", instance, prune)
+    refused = alert_env.stub.messages[1]
+    assert f":warning: **Retention refused to prune** `{_database(alert_env)}`: nothing was deleted" in refused
+    assert "circuit breaker" in refused and "older than the 26 h freshness window" in refused
+    listing = [str(e.name.id) for e in _catalog_entries(defs)]
+    assert set(ids.values()) <= set(listing)
+
+
+def _catalog_entries(defs):
+    from backup_pipeline.core.catalog import BackupCatalog
+    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.postgres import PostgresTarget
+    from backup_pipeline.core.storage import storage_from_settings
+
+    settings = load_settings()
+    db = settings.databases[0]
+    return BackupCatalog(
+        storage_from_settings(settings.storage),
+        db.storage_prefix,
+        PostgresTarget.from_url(os.environ[db.url_env]).dbname,
+    ).entries()

@@ -21,6 +21,7 @@ import dagster as dg
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.prune import FUTURE_TOLERANCE, newest_verified
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import fresh_again_text, stale_text
 from backup_pipeline.defs.alerts.runs import database_name
@@ -48,16 +49,25 @@ class FreshnessVerdict:
     newest_at: datetime | None = None
     age_hours: float | None = None
     problem: str | None = None
+    # Verified backups stamped in the future beyond FUTURE_TOLERANCE (a skewed clock): they prove nothing about
+    # today, and counting them would keep the switch quiet until that date.
+    ignored_future: tuple[str, ...] = ()
 
     def description(self) -> str:
         if self.problem:
             return f"could not list backups: {self.problem}"
         if self.newest_name is None:
-            return "there is no verified backup"
-        state = "within" if self.fresh else "older than"
-        return (
-            f"newest verified backup {self.newest_name} is {self.age_hours:.1f} h old, {state} {self.limit_hours:g} h"
-        )
+            text = "there is no verified backup"
+        else:
+            state = "within" if self.fresh else "older than"
+            text = (
+                f"newest verified backup {self.newest_name} is {self.age_hours:.1f} h old, {state} "
+                f"{self.limit_hours:g} h"
+            )
+        if self.ignored_future:
+            shown = ", ".join(self.ignored_future[:3]) + (" …" if len(self.ignored_future) > 3 else "")
+            text += f"; ignored {len(self.ignored_future)} backup(s) stamped in the future (clock skew?): {shown}"
+        return text
 
     def metadata(self) -> dict:
         metadata = {"limit_hours": dg.MetadataValue.float(float(self.limit_hours))}
@@ -65,13 +75,17 @@ class FreshnessVerdict:
             metadata["newest_verified_backup"] = self.newest_name
             metadata["age_hours"] = dg.MetadataValue.float(round(self.age_hours, 2))
             metadata["newest_verified_at"] = dg.MetadataValue.timestamp(self.newest_at)
+        if self.ignored_future:
+            metadata["ignored_future_backups"] = dg.MetadataValue.int(len(self.ignored_future))
         return metadata
 
 
 def verified_backup_freshness(catalog: BackupCatalog, limit_hours: float, now: datetime) -> FreshnessVerdict:
-    newest = next((e for e in catalog.entries() if e.verified), None)  # entries are newest first
+    entries = catalog.entries()  # newest first
+    future = tuple(str(e.name) for e in entries if e.verified and e.created_at > now + FUTURE_TOLERANCE)
+    newest = newest_verified(entries, now)
     if newest is None:
-        return FreshnessVerdict(fresh=False, limit_hours=limit_hours)
+        return FreshnessVerdict(fresh=False, limit_hours=limit_hours, ignored_future=future)
     age_hours = (now - newest.created_at).total_seconds() / 3600
     return FreshnessVerdict(
         fresh=age_hours <= limit_hours,
@@ -79,6 +93,7 @@ def verified_backup_freshness(catalog: BackupCatalog, limit_hours: float, now: d
         newest_name=str(newest.name),
         newest_at=newest.created_at,
         age_hours=age_hours,
+        ignored_future=future,
     )
 
 
@@ -211,6 +226,7 @@ def _alarm(db, verdict, state, now, settings, client, redact, log):
             verdict.age_hours,
             verdict.problem,
             link,
+            verdict.ignored_future,
         )
         # Only a delivered alert starts the quiet period; an undelivered one is tried again next tick.
         if client.post(redact(text), log=log):

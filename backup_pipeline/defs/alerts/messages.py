@@ -175,6 +175,7 @@ def stale_text(
     age_hours: float | None,
     problem: str | None,
     link: str | None,
+    ignored_future: tuple[str, ...] = (),
 ) -> str:
     lines = [f":rotating_light: **No verified backup of `{database}` in the last {limit_hours:g} hours**"]
     if problem:
@@ -183,6 +184,11 @@ def stale_text(
         lines.append(f"Newest verified backup: `{newest_name}` ({newest_at:%Y-%m-%d %H:%M} UTC, {age_hours:.1f} h old)")
     else:
         lines.append("There is no verified backup at all.")
+    if ignored_future:
+        lines.append(
+            f"Ignored {len(ignored_future)} backup(s) stamped in the future (clock skew?): `{ignored_future[0]}`"
+            + (" …" if len(ignored_future) > 1 else "")
+        )
     lines.append("Check the daily schedule and the latest backup_job runs; this alert repeats while it lasts.")
     if link:
         lines.append(f"Details: {link}")
