@@ -120,6 +120,22 @@ class RunError:
     error_class: str | None = None
 
 
+def health_warning(facts: RunFacts, failed: list[tuple[str, str]]) -> str:
+    """A backup that was stored and verified but looks wrong next to the previous one (core/health.py)."""
+    lines = [
+        ":warning: **Backup health warning**"
+        + (f" (`{facts.database}`)" if facts.database else "")
+        + ": the backup was stored, but compared with the previous verified backup:"
+    ]
+    if facts.backup_name:
+        lines.append(f"Backup: `{facts.backup_name}`" + (f" ({facts.backup_type})" if facts.backup_type else ""))
+    lines += [f"- {check}: {first_line(description)}" for check, description in failed]
+    lines.append("Retention keeps the last good backup before it until this one is gone.")
+    if facts.run_url:
+        lines.append(f"Logs: {facts.run_url}")
+    return "\n".join(lines)
+
+
 def failure_text(facts: RunFacts, error: RunError) -> str:
     error_line = first_line(error.message) or "no error message was recorded (see the run's logs)"
     if facts.kind == "prune" and error.error_class == RetentionRefused.__name__:

@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.health import HEALTH_CHECKS
 from backup_pipeline.defs.alerts.discord import DiscordClient
-from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, success_text
+from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, health_warning, success_text
 from backup_pipeline.defs.alerts.runs import (
+    asset_check_evaluations,
     failure_error,
     materialization_metadata,
     run_database_and_kind,
@@ -91,18 +93,20 @@ def make_discord_on_backup_success_sensor(
     name: str = "discord_on_backup_success",
     minimum_interval_seconds: int = RUN_SENSOR_INTERVAL_S,
 ) -> dg.SensorDefinition:
-    """Posts a notice for each successful backup_job run: type, file, size, duration, verified."""
-    enabled = client.configured and settings.discord.success_notices
+    """Posts a notice for each successful backup_job run (type, file, size, duration, verified), and a warning
+    when the backup failed a health check (those are posted even for quiet runs and with notices off)."""
+    notices = client.configured and settings.discord.success_notices
 
     @dg.run_status_sensor(
         name=name,
         run_status=dg.DagsterRunStatus.SUCCESS,
         minimum_interval_seconds=minimum_interval_seconds,
         monitor_all_code_locations=False,
-        default_status=dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED,
+        default_status=dg.DefaultSensorStatus.RUNNING if client.configured else dg.DefaultSensorStatus.STOPPED,
         description=(
-            "Posts a notice to Discord for each completed backup run of any database (type, file, size, duration, verified). "
-            f"Skips runs tagged {QUIET_TAG}; BACKUP_DISCORD_SUCCESS_NOTICES=false turns it off."
+            "Posts a notice to Discord for each completed backup run of any database (type, file, size, duration, "
+            f"verified), and a warning when it failed a health check. Skips the notice of runs tagged {QUIET_TAG}; "
+            "BACKUP_DISCORD_SUCCESS_NOTICES=false keeps only the warnings."
         ),
     )
     def discord_on_backup_success(context: dg.RunStatusSensorContext):
@@ -110,10 +114,16 @@ def make_discord_on_backup_success_sensor(
         db, kind = run_database_and_kind(run, settings)
         if db is None or kind != "backup":
             return  # not a backup: nothing to announce
-        if not enabled:
-            return dg.SkipReason(
-                "success notices are off (Discord is not configured, or BACKUP_DISCORD_SUCCESS_NOTICES=false)"
-            )
+        if not client.configured:
+            return dg.SkipReason("Discord is not configured")
+        if run.tags.get(ANNOUNCED_TAG):
+            return dg.SkipReason(f"run {run.run_id} was announced by the process that ran it")
+        warning = health_warning_text(context.instance, run, settings)
+        if warning is not None:
+            delivered = client.post(redact(warning), log=context.log)
+            context.log.info(f"health warning for run {run.run_id} {'posted' if delivered else 'NOT posted'}")
+        if not notices:
+            return dg.SkipReason("success notices are off (BACKUP_DISCORD_SUCCESS_NOTICES=false)")
         skipped = success_notice_skipped(run)
         if skipped:
             return dg.SkipReason(skipped)
@@ -121,6 +131,16 @@ def make_discord_on_backup_success_sensor(
         context.log.info(f"backup notice for run {run.run_id} {'posted' if delivered else 'NOT posted'}")
 
     return discord_on_backup_success
+
+
+def health_warning_text(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings) -> str | None:
+    """The warning for a backup run's failed health checks, or None when they all passed."""
+    failed = [
+        (check.check_name, check.description or "")
+        for check in asset_check_evaluations(instance, run.run_id)
+        if not check.passed and check.check_name in HEALTH_CHECKS
+    ]
+    return health_warning(run_facts(run, settings), failed) if failed else None
 
 
 def is_quiet(run: dg.DagsterRun) -> bool:
@@ -144,9 +164,11 @@ def run_notice_text(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: 
     db, kind = run_database_and_kind(run, settings)
     if run.status != dg.DagsterRunStatus.SUCCESS or db is None or kind != "backup":
         return None
+    warning = health_warning_text(instance, run, settings)
     if is_quiet(run) or not settings.discord.success_notices:
-        return None
-    return backup_success_text(instance, run, settings, db)
+        return warning
+    notice = backup_success_text(instance, run, settings, db)
+    return f"{warning}\n\n{notice}" if warning else notice
 
 
 def backup_success_text(

@@ -139,6 +139,12 @@ def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[
     return found
 
 
+def asset_check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list:
+    """The asset check evaluations a run recorded (dg.AssetCheckEvaluation: check_name, passed, description)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records]
+
+
 def _innermost(error):
     """The user's own exception, not the framework's wrapper around it."""
     while error.cause is not None:

@@ -10,6 +10,8 @@ import dagster as dg
 
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.health import HEALTH_CHECKS, compare_backups, previous_verified_manifest
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.verification import verification_spec, verify_partition
@@ -55,7 +57,8 @@ def build_backup_asset(
                 "stored_object_matches_manifest",
                 asset=offsite_key,
                 description="The stored dump's size equals the size recorded in its manifest.",
-            )
+            ),
+            *health_check_specs(offsite_key),
         ],
         partitions_def=partitions,
         can_subset=True,
@@ -124,6 +127,7 @@ def build_backup_asset(
                     "pg_dump_version": manifest.pg_dump_version,
                 },
             )
+        yield from health_check_results(context, catalog, manifest, offsite_key, db.health_max_row_drop_percent)
         if dg.AssetCheckKey(offsite_key, "stored_object_matches_manifest") not in context.selected_asset_check_keys:
             return
         stored = catalog.storage.head(manifest.key)
@@ -138,6 +142,46 @@ def build_backup_asset(
         )
 
     return dump_upload_verify
+
+
+def health_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The backup health checks (core/health.py): warnings, never blocking (a failing one blocks nothing but
+    retention of the last good backup before it)."""
+    return [
+        dg.AssetCheckSpec(
+            name,
+            asset=asset_key,
+            blocking=False,
+            description=f"{text} Compared with the previous "
+            "verified backup of the same database; a failure is a warning.",
+        )
+        for name, text in HEALTH_CHECKS.items()
+    ]
+
+
+def health_check_results(context, catalog, manifest, asset_key: dg.AssetKey, row_drop_percent: float):
+    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == asset_key} & set(HEALTH_CHECKS)
+    if not selected:
+        return
+    try:
+        previous = previous_verified_manifest(catalog, manifest)
+    except BackupError as error:  # an unreadable previous manifest: nothing to compare with, say so
+        context.log.warning(f"health checks compare with nothing: {error}")
+        previous = None
+    findings = compare_backups(manifest, previous, row_drop_percent)
+    for finding in findings:
+        if finding.check not in selected:
+            continue
+        if not finding.passed:
+            context.log.warning(f"health check {finding.check} failed: {finding.description}")
+        yield dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=finding.check,
+            passed=finding.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=finding.description,
+            metadata=finding.metadata,
+        )
 
 
 def labelled(manifest) -> dict:
