@@ -708,6 +708,8 @@ class ThrowawayServer:
         try:
             if self._as_user:
                 shutil.chown(self.folder, self._as_user, self._as_user_group())
+                if not self._user_can_run(self.bin_dir / "initdb"):
+                    self.bin_dir = self._reachable_copy()
             self._run([self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
             options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
             self._started = True
@@ -735,13 +737,31 @@ class ThrowawayServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _user_can_run(self, program: Path) -> bool:
+        check = subprocess.run(
+            [_runuser(), "-u", self._as_user, "--", "test", "-x", str(program)], capture_output=True, check=False
+        )
+        return check.returncode == 0
+
+    def _reachable_copy(self) -> Path:
+        """The binaries copied into the server's own folder, for a user who cannot reach where they are installed
+        (a project under /root, say, which is 0700): the install folder and, beside its package, the wheel's
+        shared libraries (`<package>.libs`), in the same layout, since the binaries find both by relative path."""
+        install = self.bin_dir.parent
+        package = install.parent
+        copy = self.folder / "binaries"
+        shutil.copytree(install, copy / package.name / install.name, symlinks=True)
+        for libs in package.parent.glob(f"{package.name}.libs"):
+            shutil.copytree(libs, copy / libs.name, symlinks=True)
+        return copy / package.name / install.name / self.bin_dir.name
+
     def _as_user_group(self) -> int:
         import pwd
 
         return pwd.getpwnam(self._as_user).pw_gid
 
     def _run(self, argv: list) -> None:
-        prefix = ["runuser", "-u", self._as_user, "--"] if self._as_user else []
+        prefix = [_runuser(), "-u", self._as_user, "--"] if self._as_user else []
         result = subprocess.run(
             [*prefix, *map(str, argv)],
             capture_output=True,
@@ -771,6 +791,19 @@ def _unprivileged_user() -> str | None:
             pwd.getpwnam(name)
             return name
     raise ConfigurationError("running as root with neither a postgres nor a nobody user: initdb refuses root")
+
+
+def _runuser() -> str:
+    """runuser lives in /usr/sbin, which a root shell's PATH may lack (cron, `env -i`, some images)."""
+    found = shutil.which("runuser") or next(
+        (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise ConfigurationError(
+            "running as root, the throwaway server must run as another user (initdb refuses root), and runuser "
+            "(util-linux) was not found: install util-linux, or run as a user other than root"
+        )
+    return found
 
 
 def _free_loopback_port() -> int:

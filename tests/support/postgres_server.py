@@ -2,6 +2,8 @@
 
 The machine's server: $TEST_DATABASE_URL, else 127.0.0.1:5432, else a throwaway cluster of the installed
 server binaries, else (a machine without PostgreSQL) a throwaway server from the bundled PostgreSQL 18.
+BACKUP_TEST_NO_LOCAL_SERVER=1 makes this machine look like one without PostgreSQL to the tests: neither
+127.0.0.1:5432 nor the installed server binaries are used (tests/test_fresh_machine.py).
 A PostgreSQL 18: the machine's server when it is one, else a throwaway server from the bundled binaries.
 """
 
@@ -16,6 +18,7 @@ import psycopg
 from backup_pipeline.core.postgres import SYSTEM_CLIENT_GLOBS, ThrowawayServer
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+NO_LOCAL_SERVER_ENV = "BACKUP_TEST_NO_LOCAL_SERVER"
 BUNDLED_MAJOR = 18
 
 
@@ -45,10 +48,11 @@ def admin_url() -> tuple[str, ThrowawayServer | None]:
         if not can_connect(configured):
             raise RuntimeError("TEST_DATABASE_URL is set but the server does not answer")
         return configured, None
-    if can_connect(LOCAL_URL):
+    fresh = os.environ.get(NO_LOCAL_SERVER_ENV) == "1"
+    if not fresh and can_connect(LOCAL_URL):
         return LOCAL_URL, None
     # Installed server binaries, else the bundled PostgreSQL 18 (a machine with no PostgreSQL at all).
-    server = ThrowawayServer(installed_server_bin(), label="test").start()
+    server = ThrowawayServer(None if fresh else installed_server_bin(), label="test").start()
     return server.url, server
 
 
