@@ -16,6 +16,7 @@ import dagster as dg
 
 from backup_pipeline.cli.outcomes import RunFailedError, RunTimedOutError
 from backup_pipeline.cli.output import Progress
+from backup_pipeline.defs.alerts.dead_runs import fail_unfinished_run
 from backup_pipeline.defs.alerts.runs import run_failure_error
 
 POLL_S = 0.5
@@ -57,9 +58,12 @@ class RunProcess:
         return f"exit code {self.popen.returncode}{f': {lines[-1]}' if lines else ''}; its output is in {self.log_path}"
 
 
-def follow(instance, run_id: str, progress: Progress, run_url, timeout_s=None, process=None, show_logs=True):
+def follow(
+    instance, run_id: str, progress: Progress, run_url, timeout_s=None, process=None, show_logs=True, settings=None
+):
     """Waits for the run to finish, printing its progress; returns a FinishedRun, or raises RunFailedError (with
-    the failing step's own message) or RunTimedOutError. `process`: our own process running it, if any."""
+    the failing step's own message) or RunTimedOutError. `process`: our own process running it, if any (if it
+    dies first, the run is failed and its failure posted with `settings`' Discord)."""
     finished, status, cursor, queued_noted = FinishedRun(run_id), [None], None, False
     while True:
         run = instance.get_run_by_id(run_id)
@@ -78,7 +82,10 @@ def follow(instance, run_id: str, progress: Progress, run_url, timeout_s=None, p
             if run is None:
                 raise RunFailedError(f"the run could not start ({process.ending()})", run_id)
             if not run.is_finished:
-                instance.report_run_failed(run, f"the process running it ended unexpectedly ({process.ending()})")
+                message = (
+                    f"the process running it (pid {process.popen.pid}) died before the run ended ({process.ending()})"
+                )
+                fail_unfinished_run(instance, settings, run_id, message)
             process = None  # the loop reads the run's end
         elif timeout_s is not None and progress.elapsed >= timeout_s and run is not None:
             # Not before the run is recorded (our process loads the code first): `follow` needs it to exist.

@@ -2,6 +2,11 @@
 
 A missing home is created, with the project's dagster.yaml (queued runs, one backup per database at a
 time) copied in when it has none, so the first `backup-db backup` on a fresh checkout just works.
+
+Several commands may start at once on a new home (a script backing up before each of its migrations, a CI
+matrix). Dagster creates the instance's SQLite storage on first use and stamps its schema version; two
+processes doing that together leave two version stamps ("more than one head"), and every later command fails.
+So the first creation happens under an exclusive lock on a file in the home, once per Dagster version.
 """
 
 from __future__ import annotations
@@ -11,8 +16,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from backup_pipeline.core.file_lock import exclusive_lock
+
 DEFAULT_HOME = ".dagster_home"
 INSTANCE_CONFIG = "dagster.yaml"
+INIT_LOCK = ".backup-db-init.lock"
+# Written once the instance's storage exists, holding the Dagster version that created or last opened it.
+READY_MARKER = ".backup-db-instance-ready"
 
 
 def project_instance_config() -> Path | None:
@@ -24,16 +34,44 @@ def project_instance_config() -> Path | None:
 
 
 def prepare_dagster_home(note: Callable[[str], None]) -> Path:
-    """Resolves (and if needed creates) DAGSTER_HOME, and exports it for Dagster and the run's process."""
+    """Resolves (and if needed creates) DAGSTER_HOME, exports it for Dagster and the run's process, and makes
+    sure its instance storage exists; safe when several commands do it at once."""
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser().resolve()
-    if not home.is_dir():
+    try:
         home.mkdir(parents=True)
         note(f"created the Dagster instance folder {home} (set DAGSTER_HOME to use another)")
-    config = home / INSTANCE_CONFIG
-    if not config.exists():
-        source = project_instance_config()
-        if source is not None:
-            shutil.copyfile(source, config)
-            note(f"copied {source} into {home}")
+    except FileExistsError:
+        if not home.is_dir():
+            raise
     os.environ["DAGSTER_HOME"] = str(home)
+    ensure_instance_ready(home, note)
     return home
+
+
+def ensure_instance_ready(home: Path, note: Callable[[str], None] = lambda _: None) -> None:
+    """Copies in the project's dagster.yaml when the home has none and creates the instance's storage, one
+    command at a time; a no-op once done (for this Dagster version)."""
+    import dagster as dg
+
+    marker = home / READY_MARKER
+    if _read(marker) == dg.__version__:
+        return
+    with exclusive_lock(home / INIT_LOCK):
+        if _read(marker) == dg.__version__:
+            return  # another command did it while we waited
+        config = home / INSTANCE_CONFIG
+        if not config.exists():
+            source = project_instance_config()
+            if source is not None:
+                shutil.copyfile(source, config)
+                note(f"copied {source} into {home}")
+        with dg.DagsterInstance.get() as instance:
+            instance.get_run_records(limit=1)  # the storage exists and answers
+        marker.write_text(dg.__version__)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None

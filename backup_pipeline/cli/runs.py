@@ -32,6 +32,7 @@ from backup_pipeline.cli.home import prepare_dagster_home
 from backup_pipeline.cli.output import Progress, note
 from backup_pipeline.core.errors import BackupError, ConfigurationError
 from backup_pipeline.core.webserver import webserver_base_url
+from backup_pipeline.defs.alerts.dead_runs import fail_dead_runs
 from backup_pipeline.defs.names import PARTITION_TAG
 
 CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and pyproject.toml
@@ -65,6 +66,8 @@ def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True):
     Returns (run id, FinishedRun or None when not waiting)."""
     home = prepare_dagster_home(note)
     with dg.DagsterInstance.get() as instance:
+        # A run of ours whose process was killed would hold its database's place for ever: fail it first.
+        fail_dead_runs(instance, ctx.settings, note)
         if spec.partitions and not instance.has_dynamic_partition(spec.partitions, spec.partition_key):
             instance.add_dynamic_partitions(spec.partitions, [spec.partition_key])
         ui = webserver_base_url(ctx.settings.webserver_url)
@@ -79,7 +82,9 @@ def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True):
         note(f"Run {run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
         if not getattr(args, "no_wait", False):
             timeout_s = getattr(args, "timeout", None)
-            return run_id, follow(instance, run_id, Progress(), url, timeout_s, process, show_logs)
+            return run_id, follow(
+                instance, run_id, Progress(), url, timeout_s, process, show_logs, settings=ctx.settings
+            )
         while instance.get_run_by_id(run_id) is None:  # our own process records it once it has loaded the code
             if process.popen.poll() is not None:
                 raise BackupError(f"the run could not start ({process.ending()})")
@@ -152,6 +157,7 @@ def follow_existing(ctx: CliContext, run_id: str, timeout_s: float | None):
     Returns (the finished Dagster run, what was read from its events), for the verb's own summary."""
     home = prepare_dagster_home(note)
     with dg.DagsterInstance.get() as instance:
+        fail_dead_runs(instance, ctx.settings, note)  # so that following a run whose process died ends at once
         if instance.get_run_by_id(run_id) is None:
             raise ConfigurationError(
                 f"there is no run {run_id} in the Dagster instance at {home}: check the id and DAGSTER_HOME"

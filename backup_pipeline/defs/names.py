@@ -34,6 +34,12 @@ LABEL_TAG = "backup/label"
 PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values through first
 # On runs `backup-db` executes in its own process, which announces them itself: the sensors leave them alone.
 ANNOUNCED_TAG = "backup/announced_by"
+# On those runs too: the host, pid and start time of the process running them, so a run whose process died
+# is failed (defs/alerts/dead_runs.py) instead of staying STARTED and holding its database's place in the queue.
+RUN_HOST_TAG = "backup/host"
+RUN_PID_TAG = "backup/pid"
+RUN_PID_STARTED_TAG = "backup/pid_started"
+DEAD_RUN_SENSOR = "dead_run_sensor"
 STORAGE_RESOURCE_KEY = "backup_storage"
 # On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a
 # refused prune from a failed one by its type, not by its wording.

@@ -1,8 +1,10 @@
-"""Discord alerts: run failures, backup notices, the dead-man's switch and the freshness check."""
+"""Discord alerts: run failures (also of runs whose process died), backup notices, the dead-man's switch and the
+freshness check."""
 
 import dagster as dg
 
 from backup_pipeline.core.config import Settings
+from backup_pipeline.defs.alerts.dead_runs import build_dead_run_sensor
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
 from backup_pipeline.defs.alerts.messages import Redactor
@@ -26,6 +28,7 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
             ),
             make_discord_on_backup_success_sensor(client, settings, redact=redact),
             build_freshness_sensor(settings, client, redact),
+            build_dead_run_sensor(settings),
         ],
         asset_checks=[build_freshness_checks(list(settings.databases))],
     )

@@ -1,0 +1,215 @@
+"""A backup whose process is killed (SIGKILL, as the OOM killer does) is failed, alerts, and stops holding its
+database's place; several commands started together on a new DAGSTER_HOME all work.
+
+The run's pg_dump is a stand-in that says when it has started and then waits, so the kill lands mid-dump
+every time. The killed process's group (its pg_dump) is stopped by the test whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.support.cli import CLI, make_world
+from tests.support.discord_stub import discord_stub  # noqa: F401
+from tests.support.hardening import client_tools_folder
+from tests.support.processes import free_port, start_process, stop_process
+from tests.test_cli_daemon import _daemon_healthy
+
+pytestmark = pytest.mark.slow  # kills processes, and one test runs `dagster dev`
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The daemon's dead_run_sensor ticks every 30 s; on a loaded machine its tick may come late.
+SENSOR_LIMIT_S = 120
+
+
+@pytest.fixture
+def world(pg_admin_url, moto_server, tmp_path):
+    world = make_world(pg_admin_url, moto_server, tmp_path)
+    yield world
+    world.drop_databases()
+
+
+def stalling_pg_dump(tmp_path: Path) -> tuple[Path, Path]:
+    """A BACKUP_PG_BIN_DIR whose pg_dump marks that it started, then waits (the kill comes meanwhile)."""
+    started = tmp_path / "dump-started"
+    folder = client_tools_folder(
+        tmp_path / "stalling-bin",
+        f'if [ "$1" = "--version" ]; then exec "$REAL/pg_dump" --version; fi\ntouch {started}\nsleep 300\n'
+        'exec "$REAL/pg_dump" "$@"',
+    )
+    return folder, started
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def run_of(world, run_id: str) -> dg.DagsterRun:
+    with world.instance() as instance:
+        return instance.get_run_by_id(run_id)
+
+
+def failure_time(world, run_id: str) -> float:
+    with world.instance() as instance:
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        return records[-1].event_log_entry.timestamp
+
+
+@contextlib.contextmanager
+def killed_mid_dump(world, tmp_path, env: dict[str, str]):
+    """Starts a backup (`--no-wait`), waits until its pg_dump runs, SIGKILLs the run's process (only it, as the
+    OOM killer would) and yields (run id, pid, time of the kill). Stops what is left of its group afterwards."""
+    bin_dir, started = stalling_pg_dump(tmp_path)
+    submitted = world.run("backup", "--no-wait", "--json", env={**env, "BACKUP_PG_BIN_DIR": str(bin_dir)})
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = json.loads(submitted.stdout)["run_id"]
+    pid = None
+    try:
+        wait_for(started.exists, 60, "the run's pg_dump to start")
+        run = run_of(world, run_id)
+        assert run.status == dg.DagsterRunStatus.STARTED
+        pid = int(run.tags["backup/pid"])
+        os.kill(pid, signal.SIGKILL)
+        yield run_id, pid, time.time()
+    finally:
+        if pid is not None:  # the run's process led its own group: its pg_dump stand-in is still sleeping in it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_killed_backup_is_failed_and_announced_by_the_next_command(world, tmp_path, discord_stub):
+    no_ui = {
+        "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+        "DISCORD_WEBHOOK_URL": discord_stub.webhook_url,
+    }
+    with killed_mid_dump(world, tmp_path, no_ui) as (run_id, pid, killed_at):
+        time.sleep(2)
+        # Nothing else ends it: no daemon, and its process is gone.
+        assert run_of(world, run_id).status == dg.DagsterRunStatus.STARTED
+        assert discord_stub.messages == []
+
+        again = world.run("backup", "--quiet", "--json", env=no_ui, timeout=180)
+        assert again.returncode == 0, again.stderr
+        assert f"run {run_id} failed: the process running it (pid {pid}) died" in again.stderr
+        failed_after = failure_time(world, run_id) - killed_at
+    print(f"kill to FAILURE (the next command's check): {failed_after:.1f} s")
+
+    run = run_of(world, run_id)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    messages = discord_stub.wait_for_messages(1, timeout=10)
+    assert len(messages) == 1, messages  # the failure, once; the new backup is --quiet
+    assert "Database backup failed" in messages[0]
+    assert f"the process running it (pid {pid} on " in messages[0]
+    assert json.loads(again.stdout)["verified"] is True
+
+    # Following the dead run ends at once with its failure.
+    followed = world.run("follow", run_id, timeout=60)
+    assert followed.returncode == 1
+    assert f"the process running it (pid {pid} on " in followed.stderr
+
+
+def test_several_commands_on_a_new_dagster_home_all_work(world, tmp_path):
+    home = tmp_path / "new_home"  # does not exist yet: the commands create it together
+    env = {**world.env, "DAGSTER_HOME": str(home), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"}
+    commands = [
+        subprocess.Popen(
+            [str(CLI), "prune", "--dry-run", "--json"],
+            env=env,
+            cwd=world.work_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    try:
+        outcomes = [command.communicate(timeout=300) for command in commands]
+    finally:
+        for command in commands:
+            if command.poll() is None:
+                command.kill()
+                command.wait()
+    assert [command.returncode for command in commands] == [0] * 5, [err[-2000:] for _, err in outcomes]
+    later = world.run("backup", "--quiet", "--json", env={"DAGSTER_HOME": str(home)}, timeout=180)
+    assert later.returncode == 0, later.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_run_records()) == 6
+
+
+@pytest.fixture
+def dagster_dev(world, discord_stub):
+    """`dagster dev` on the world's instance with Discord configured; its URL. Stopped afterwards."""
+    url = f"http://127.0.0.1:{free_port()}"
+    log_path = world.home / "dagster_dev.log"
+    env = {**world.env, "DISCORD_WEBHOOK_URL": discord_stub.webhook_url, "DAGSTER_WEBSERVER_URL": url}
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    argv = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]]
+    with open(log_path, "wb") as log:
+        process = start_process(argv, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: _daemon_healthy(url) or process.poll() is not None, 120, "dagster dev's daemon")
+        assert process.poll() is None, log_path.read_text()[-2000:]
+        yield url
+    finally:
+        stop_process(process)
+
+
+def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
+    world, tmp_path, discord_stub, dagster_dev
+):
+    alerts = {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url}
+    # The killed backup runs in a process of its own (no webserver named), as `backup-db` does without one.
+    own = {**alerts, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"}
+    bin_dir, started = stalling_pg_dump(tmp_path)
+    first = world.run("backup", "--no-wait", "--json", env={**own, "BACKUP_PG_BIN_DIR": str(bin_dir)})
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    pid = None
+    try:
+        wait_for(started.exists, 60, "the run's pg_dump to start")
+        pid = int(run_of(world, run_id).tags["backup/pid"])
+        # A second backup of the same database, through the webserver's queue: it waits (one per database).
+        queued = world.run(
+            "backup", "--no-wait", "--quiet", "--json", env={**alerts, "DAGSTER_WEBSERVER_URL": dagster_dev}
+        )
+        assert queued.returncode == 0, queued.stderr
+        assert "queued through the webserver" in queued.stderr
+        queued_id = json.loads(queued.stdout)["run_id"]
+        time.sleep(5)
+        assert run_of(world, queued_id).status == dg.DagsterRunStatus.QUEUED
+
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
+        wait_for(lambda: run_of(world, run_id).is_finished, SENSOR_LIMIT_S, "the daemon to fail the dead run")
+        failed_after = failure_time(world, run_id) - killed_at
+        print(f"kill to FAILURE (the daemon's dead_run_sensor): {failed_after:.1f} s")
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    assert run_of(world, run_id).status == dg.DagsterRunStatus.FAILURE
+    assert failed_after < SENSOR_LIMIT_S
+    messages = discord_stub.wait_for_messages(1, timeout=30)
+    failures = [m for m in messages if "Database backup failed" in m]
+    assert len(failures) == 1 and f"the process running it (pid {pid} on " in failures[0], messages
+
+    # No longer blocked: the queued backup of the same database starts and completes.
+    wait_for(lambda: run_of(world, queued_id).is_finished, 240, "the queued backup to finish")
+    assert run_of(world, queued_id).status == dg.DagsterRunStatus.SUCCESS
