@@ -60,6 +60,12 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def failure_alerts(stub, timeout: float) -> list[str]:
+    """The failure alerts Discord got, once at least one came (the freshness alert may come first)."""
+    wait_for(lambda: any("Database backup failed" in m for m in stub.messages), timeout, "a failure alert")
+    return [m for m in stub.messages if "Database backup failed" in m]
+
+
 def run_of(world, run_id: str) -> dg.DagsterRun:
     with world.instance() as instance:
         return instance.get_run_by_id(run_id)
@@ -152,12 +158,12 @@ def test_several_commands_on_a_new_dagster_home_all_work(world, tmp_path):
         assert len(instance.get_run_records()) == 6
 
 
-@pytest.fixture
-def dagster_dev(world, discord_stub):
-    """`dagster dev` on the world's instance with Discord configured; its URL. Stopped afterwards."""
+@contextlib.contextmanager
+def running_dagster_dev(world, extra_env: dict[str, str]):
+    """`dagster dev` on the world's instance; its URL. Stopped afterwards."""
     url = f"http://127.0.0.1:{free_port()}"
     log_path = world.home / "dagster_dev.log"
-    env = {**world.env, "DISCORD_WEBHOOK_URL": discord_stub.webhook_url, "DAGSTER_WEBSERVER_URL": url}
+    env = {**world.env, "DAGSTER_WEBSERVER_URL": url, **extra_env}
     dagster = str(Path(sys.executable).with_name("dagster"))
     argv = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]]
     with open(log_path, "wb") as log:
@@ -168,6 +174,12 @@ def dagster_dev(world, discord_stub):
         yield url
     finally:
         stop_process(process)
+
+
+@pytest.fixture
+def dagster_dev(world, discord_stub):
+    with running_dagster_dev(world, {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url}) as url:
+        yield url
 
 
 def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
@@ -206,10 +218,35 @@ def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
 
     assert run_of(world, run_id).status == dg.DagsterRunStatus.FAILURE
     assert failed_after < SENSOR_LIMIT_S
-    messages = discord_stub.wait_for_messages(1, timeout=30)
-    failures = [m for m in messages if "Database backup failed" in m]
-    assert len(failures) == 1 and f"the process running it (pid {pid} on " in failures[0], messages
+    failures = failure_alerts(discord_stub, timeout=30)
+    assert len(failures) == 1 and f"the process running it (pid {pid} on " in failures[0], failures
 
     # No longer blocked: the queued backup of the same database starts and completes.
     wait_for(lambda: run_of(world, queued_id).is_finished, 240, "the queued backup to finish")
     assert run_of(world, queued_id).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_a_run_the_daemon_launched_is_failed_when_its_worker_is_killed(world, tmp_path, discord_stub):
+    """The default launcher: the code server that started the run worker fails the run once the worker is gone."""
+    bin_dir, started = stalling_pg_dump(tmp_path)
+    extra = {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url, "BACKUP_PG_BIN_DIR": str(bin_dir)}
+    with running_dagster_dev(world, extra) as url:
+        seed = world.run("prune", "--dry-run", env={"DAGSTER_WEBSERVER_URL": url})  # a run the webserver knows
+        assert seed.returncode == 0, seed.stderr
+        queued = world.run("backup", "--no-wait", "--quiet", "--json", env={"DAGSTER_WEBSERVER_URL": url})
+        assert "queued through the webserver" in queued.stderr, queued.stderr
+        run_id = json.loads(queued.stdout)["run_id"]
+        wait_for(started.exists, 120, "the run's pg_dump to start")
+        stand_in = subprocess.run(["pgrep", "-f", f"sh {bin_dir}/pg_dump"], capture_output=True, text=True)
+        dump_pid = int(stand_in.stdout.split()[0])
+        worker = int(Path(f"/proc/{dump_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # pg_dump's parent
+        try:
+            os.kill(worker, signal.SIGKILL)
+            killed_at = time.time()
+            wait_for(lambda: run_of(world, run_id).is_finished, 60, "the code server to fail the run")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(dump_pid, signal.SIGKILL)
+        print(f"kill to FAILURE (daemon-launched run, code server): {failure_time(world, run_id) - killed_at:.1f} s")
+        assert run_of(world, run_id).status == dg.DagsterRunStatus.FAILURE
+        assert len(failure_alerts(discord_stub, timeout=60)) == 1

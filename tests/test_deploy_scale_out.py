@@ -155,6 +155,7 @@ def test_definitions_do_not_grow_with_the_databases(deployment):
         "backup_freshness_sensor",
         "backup_request_sensor",
         "backup_retention_sensor",
+        "dead_run_sensor",
         "discord_on_backup_success",
         "discord_on_run_failure",
     ]

@@ -1,0 +1,45 @@
+"""Whether the process recorded on a run still runs: a finished, a killed-but-unreaped and a reused pid are dead."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from backup_pipeline.core.process_owner import ProcessOwner, this_host
+
+
+def test_this_process_is_alive():
+    me = ProcessOwner.current()
+    assert me.host == this_host() and me.pid == os.getpid()
+    assert me.is_alive()
+
+
+def test_a_process_that_ended_is_dead():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not ProcessOwner(host=this_host(), pid=child.pid).is_alive()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_a_killed_process_its_parent_has_not_reaped_is_dead():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = replace(ProcessOwner.current(), pid=child.pid, started=None)
+        assert owner.is_alive()
+        os.kill(child.pid, signal.SIGKILL)
+        time.sleep(0.3)  # a zombie now: os.kill(pid, 0) still succeeds on it
+        assert not owner.is_alive()
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_a_pid_given_to_another_process_since_is_not_the_runs():
+    me = ProcessOwner.current()
+    assert me.started is not None
+    assert not replace(me, started=str(int(me.started) - 1)).is_alive()
