@@ -18,9 +18,7 @@ def _stalling_pg_dump(bin_dir, real_bin) -> None:
     script.write_text(
         "#!/bin/sh\n"
         'for arg in "$@"; do\n'
-        '  case "$arg" in --version|--compress=*|--schema-only|--file=/dev/null) exec "'
-        + str(real_bin)
-        + '" "$@";; esac\n'
+        '  case "$arg" in --version|--file=/dev/null) exec "' + str(real_bin) + '" "$@";; esac\n'
         "done\n"
         "printf 'PGDMP partial dump'\n"
         # exec: the sleep is pg_dump's own process, so stopping it closes the pipe.
