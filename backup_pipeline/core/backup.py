@@ -42,13 +42,19 @@ def take_backup(
     catalog.storage.check_access()
     # Two runs for one backup id (a relaunched partition, two `backup-db backup` in the same second) must never
     # both dump into one name: the first holds a lock in the database until its manifest is written.
-    with advisory_lock(target, f"backup_pipeline {name}") as obtained:
+    with advisory_lock(target, writer_lock_name(name)) as obtained:
         if not obtained:
             raise BackupError(
                 f"another run is writing {name} right now: a backup is never written twice. Wait for that run "
                 "(it shows in the Dagster UI), or start a new backup"
             )
         return _store_new_backup(target, catalog, name, tools, options, log, label, stall_seconds)
+
+
+def writer_lock_name(name: BackupName | str) -> str:
+    """The advisory lock a backup's run holds from before its dump until its manifest is written: while it is
+    held, the backup's unfinished upload is alive (core/sweep.py)."""
+    return f"backup_pipeline {name}"
 
 
 def _store_new_backup(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_pipeline.core.errors import BackupError, ConfigurationError
+from backup_pipeline.core.owners import hold
 
 PG_BIN_DIR_ENV = "BACKUP_PG_BIN_DIR"
 CONNECT_TIMEOUT_S = "10"
@@ -151,11 +152,12 @@ class PostgresTarget:
         if self.password is None:
             yield env
             return
-        fd, path = tempfile.mkstemp(prefix="backup-pgpass-")
+        # Named and locked by its owner (core/owners.py), so a sweep can remove it once a kill left it behind.
+        fd, path = tempfile.mkstemp(prefix=f"{PASSWORD_FILE_PREFIX}{os.getpid()}-")
         try:
+            hold(fd)
             try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(f"*:*:*:*:{_pgpass_escape(self.password)}\n")
+                os.write(fd, f"*:*:*:*:{_pgpass_escape(self.password)}\n".encode())
             except OSError as error:
                 raise BackupError(
                     f"cannot write the temporary password file for pg_dump/pg_restore in {os.path.dirname(path)}: "
@@ -167,6 +169,12 @@ class PostgresTarget:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+            os.close(fd)
+
+
+# Temporary password files: `backup-pgpass-<owner pid>-<random>` in the temporary folder.
+PASSWORD_FILE_PREFIX = "backup-pgpass-"
+PASSWORD_FILE = re.compile(rf"^{PASSWORD_FILE_PREFIX}(?P<pid>\d+)-[A-Za-z0-9_]+$")
 
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -503,20 +511,73 @@ def exported_snapshot(target: PostgresTarget) -> Iterator[tuple[str, object]]:
 ADVISORY_LOCK_CLASS = 0x42_50_42_4B  # "BPBK"
 
 
+def advisory_key(name: str) -> int:
+    """The second half of the advisory lock keyed by `name` (a signed 32-bit number)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+
+
 @contextlib.contextmanager
 def advisory_lock(target: PostgresTarget, name: str) -> Iterator[bool]:
     """Tries a session advisory lock keyed by `name` in `target`'s database; yields whether it was obtained.
 
     Held until the block ends (the connection closes), also when the process dies, so it never goes stale.
     """
-    import hashlib
-
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
     conn = target.connect()
     try:
-        yield bool(conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, key)).fetchone()[0])
+        yield bool(
+            conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name))).fetchone()[0]
+        )
     finally:
         conn.close()
+
+
+def held_advisory_locks(conn, names) -> set[str]:
+    """Which of `names` some session on the server holds as our advisory lock, in any database (pg_locks is
+    server-wide and readable by every role)."""
+    wanted = {advisory_key(name) & 0xFFFFFFFF: name for name in names}
+    if not wanted:
+        return set()
+    rows = conn.execute(
+        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND granted "
+        "AND classid::bigint = %s",
+        (ADVISORY_LOCK_CLASS,),
+    ).fetchall()
+    return {wanted[row[0]] for row in rows if row[0] in wanted}
+
+
+# Databases of our own making (verification, staging for a restore, the replaced contents, a schema diff):
+# bp_<purpose>_<UTC time>_<random>. Their owner holds the advisory lock keyed by the name from before it creates
+# the database until it has dropped or renamed it, so one without a lock holder was left by a killed process.
+SCRATCH_PURPOSES = ("verify", "restore", "replaced", "diff")
+SCRATCH_DATABASE = re.compile(rf"^bp_(?P<purpose>{'|'.join(SCRATCH_PURPOSES)})_(?P<at>\d{{14}})_[0-9a-f]{{8}}$")
+
+
+def scratch_database_name(purpose: str) -> str:
+    import secrets
+    from datetime import UTC, datetime
+
+    return f"bp_{purpose}_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
+
+
+def claim_scratch_database(admin, purpose: str) -> str:
+    """A new scratch database name, owned by the session `admin` until it closes (or unlocks it)."""
+    name = scratch_database_name(purpose)
+    admin.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name)))
+    return name
+
+
+def abandoned_scratch_databases(conn) -> list[str]:
+    """Our scratch databases on `conn`'s server whose owner session is gone (listed before the locks are
+    read, so a database created meanwhile is never among them)."""
+    names = [
+        row[0]
+        for row in conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+        if SCRATCH_DATABASE.match(row[0])
+    ]
+    live = held_advisory_locks(conn, names)
+    return [name for name in names if name not in live]
 
 
 def table_row_counts(conn) -> dict[str, int]:
@@ -633,6 +694,14 @@ def rename_database(conn, old: str, new: str) -> None:
     from psycopg import sql
 
     conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+
+
+def swap_databases(conn, target: str, replacement: str, old: str) -> None:
+    """`target` becomes `old` and `replacement` becomes `target`, in one transaction: a kill between the two
+    renames can never leave the server without `target`."""
+    with conn.transaction():
+        rename_database(conn, target, old)
+        rename_database(conn, replacement, target)
 
 
 def disconnect_sessions(conn, name: str) -> None:

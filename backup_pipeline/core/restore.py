@@ -1,14 +1,15 @@
 """Restoring: a stored backup streamed through sha256 into pg_restore.
 
-Shared by verification (into a scratch database) and by `restore_job` (into a new database, or over an
-existing one by restoring beside it and swapping names, so a failed restore leaves the original as it was).
+Shared by verification (into a scratch database) and by `restore_job`. A restore always goes into a scratch
+database first, renamed to the user's name only once it matched its manifest: a new database appears under its
+name only complete, and a database restored over is swapped with its new contents in one transaction, so a
+failed or killed restore leaves the original as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -25,6 +26,7 @@ from backup_pipeline.core.encryption import check_can_decrypt, decrypting
 from backup_pipeline.core.errors import BackupError, ConfigurationError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
+from backup_pipeline.core.owners import hold
 from backup_pipeline.core.postgres import (
     TRANSACTION_TIMEOUT_SINCE,
     ClientTools,
@@ -32,15 +34,19 @@ from backup_pipeline.core.postgres import (
     PostgresTarget,
     admin_connection,
     check_database_name,
+    claim_scratch_database,
     create_database,
     database_exists,
     disconnect_sessions,
     drop_database,
     rename_database,
     server_version,
+    swap_databases,
     table_row_counts,
 )
+from backup_pipeline.core.storage import partial_path
 from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, counted, human_bytes
+from backup_pipeline.core.sweep import sweep_download_partials
 
 Log = Callable[[str], None]
 MAX_RESTORE_JOBS = 64
@@ -313,7 +319,9 @@ def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, lo
             _check_checksum(reader.sha256, manifest)
             return written
         final = os.path.abspath(destination)
-        partial = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.partial-{os.getpid()}")
+        for left in sweep_download_partials(final):
+            log(f"removed {left}, a partial download a killed process left behind")
+        partial = str(partial_path(Path(final)))
         try:
             if manifest.format == "directory":
                 try:
@@ -328,6 +336,7 @@ def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, lo
                 written = sum(f.stat().st_size for f in Path(partial).rglob("*") if f.is_file())
             else:
                 with open(partial, "wb") as out:
+                    hold(out.fileno())  # a sweep leaves it alone while this process writes it
                     written = _copy(plain, out, manifest.name, os.path.dirname(final))
             _check_checksum(reader.sha256, manifest)
             if manifest.format == "directory" and os.path.isdir(final):
@@ -394,10 +403,6 @@ def compare_row_counts(expected: dict[str, int], actual: dict[str, int], name: s
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise VerificationError(f"{name} restored to different contents than were dumped: {shown}")
-
-
-def scratch_database_name(purpose: str) -> str:
-    return f"bp_{purpose}_{secrets.token_hex(6)}"
 
 
 def check_restore_jobs(jobs: int) -> int:
@@ -471,23 +476,24 @@ def restore_to_database(
         server_text = server_version(admin)[1]
         client = restore_client(tools, manifest, server, server_text)
         log(f"restoring the {describe_versions(manifest, client, server_text)}")
-        work_db = scratch_database_name("restore") if exists else target_db
+        work_db = claim_scratch_database(admin, "restore")
         create_database(admin, work_db)
         try:
-            log(f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db}")
+            log(
+                f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
+                f"(scratch database {work_db} until it is complete)"
+            )
             restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
             with server.with_database(work_db).connect() as conn:
                 counts = table_row_counts(conn)
             compare_row_counts(manifest.tables, counts, str(name))
-        except BaseException:
-            drop_database(admin, work_db)
-            raise
-        if exists:
-            try:
+            if exists:
                 _swap(admin, target_db, work_db, log)
-            except BaseException:
-                drop_database(admin, work_db)  # the target keeps its old contents: the copy beside it goes
-                raise
+            else:
+                _rename_new(admin, server, work_db, target_db)
+        except BaseException:
+            drop_database(admin, work_db)  # a target restored over keeps its old contents
+            raise
     finally:
         admin.close()
     duration = time.monotonic() - started
@@ -505,14 +511,21 @@ def restore_to_database(
     )
 
 
-def _swap(admin, target_db: str, work_db: str, log: Log) -> None:
-    old = scratch_database_name("replaced")
-    disconnect_sessions(admin, target_db)
-    rename_database(admin, target_db, old)
+def _rename_new(admin, server: PostgresTarget, work_db: str, target_db: str) -> None:
+    from psycopg import errors
+
     try:
         rename_database(admin, work_db, target_db)
-    except BaseException:
-        rename_database(admin, old, target_db)
-        raise
+    except errors.DuplicateDatabase:
+        raise ConfigurationError(
+            f"database '{target_db}' was created on {server.describe()} while the backup was being restored: "
+            "nothing of it was changed; choose a new name, or pass --replace to restore over it"
+        ) from None
+
+
+def _swap(admin, target_db: str, work_db: str, log: Log) -> None:
+    old = claim_scratch_database(admin, "replaced")
+    disconnect_sessions(admin, target_db)
+    swap_databases(admin, target_db, work_db, old)
     drop_database(admin, old)
     log(f"replaced the contents of {target_db}")

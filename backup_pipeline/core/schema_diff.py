@@ -17,11 +17,12 @@ from backup_pipeline.core.postgres import (
     SCHEMA_KINDS,
     ClientTools,
     PostgresTarget,
+    claim_scratch_database,
     create_database,
     drop_database,
     schema_objects,
 )
-from backup_pipeline.core.restore import Log, checked_manifest, restore_into, scratch_database_name
+from backup_pipeline.core.restore import Log, checked_manifest, restore_into
 
 
 @dataclass
@@ -105,9 +106,9 @@ def diff_backup_schema(
     tools = tools or ClientTools.locate()
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
-    scratch = scratch_database_name("diff")
     admin = scratch_server.connect()
     try:
+        scratch = claim_scratch_database(admin, "diff")
         create_database(admin, scratch)
         try:
             log(f"restoring the schema of {name} (no rows) into scratch database {scratch}")

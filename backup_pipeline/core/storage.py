@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 
 from backup_pipeline.core.config import StorageSettings
 from backup_pipeline.core.errors import BackupError, ConfigurationError
+from backup_pipeline.core.owners import abandoned, hold, remove
 
 MIN_PART_BYTES = 8 * 1024 * 1024
 MAX_PART_BYTES = 5 * 1024**3
@@ -32,6 +34,28 @@ DELETE_CONCURRENCY = 4
 # A streamed upload holds whole parts in memory (read, queued, in flight): at most this much, and at
 # least two parts, so memory stays flat whatever the size of the dump.
 UPLOAD_MEMORY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UnfinishedUpload:
+    """A write into storage that has not finished (or never will: its process was killed).
+
+    `ref`: what removes it (the multipart upload's id, the partial file's path); `pid`: the process writing it,
+    where storage records one (the local folder's partial files do, S3's multipart uploads do not)."""
+
+    key: str
+    ref: str
+    started: datetime | None
+    size: int
+    pid: int | None = None
+
+
+# A partial write into the local folder: `.<object name>.partial-<pid>` beside the object it becomes.
+PARTIAL_FILE = re.compile(r"^\.(?P<name>.+)\.partial-(?P<pid>\d+)$")
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.partial-{os.getpid()}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,14 @@ class BackupStorage:
     def delete_many(self, keys: Iterable[str]) -> int:
         raise NotImplementedError
 
+    def unfinished_uploads(self, prefix: str) -> list[UnfinishedUpload]:
+        """Writes under `prefix` that have not finished: running ones, and those a killed process left."""
+        return []
+
+    def discard_unfinished(self, upload: UnfinishedUpload) -> bool:
+        """Removes an unfinished write the caller judged abandoned; False when it turned out to be alive."""
+        raise NotImplementedError
+
 
 class LocalStorage(BackupStorage):
     def __init__(self, root: str | Path):
@@ -134,9 +166,10 @@ class LocalStorage(BackupStorage):
     def upload_stream(self, key: str, reader, expected_bytes: int = 0) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        partial = partial_path(path)
         try:
             with open(partial, "wb") as out:
+                hold(out.fileno())  # a sweep leaves it alone while this process writes it
                 shutil.copyfileobj(reader, out, 1024 * 1024)
             os.replace(partial, path)
         except OSError as error:
@@ -190,6 +223,39 @@ class LocalStorage(BackupStorage):
                 self._path(key).unlink()
                 deleted += 1
         return deleted
+
+    def unfinished_uploads(self, prefix: str) -> list[UnfinishedUpload]:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(folder) if folder.strip("/") else self.root
+        found = []
+        for dirpath, _dirs, files in os.walk(base) if base.is_dir() else ():
+            for name in files:
+                match = PARTIAL_FILE.match(name)
+                if not match:
+                    continue
+                path = Path(dirpath) / name
+                key = (Path(dirpath) / match["name"]).relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    stat = path.stat()
+                    found.append(
+                        UnfinishedUpload(
+                            key=key,
+                            ref=str(path),
+                            started=datetime.fromtimestamp(stat.st_mtime, UTC),
+                            size=stat.st_size,
+                            pid=int(match["pid"]),
+                        )
+                    )
+        return found
+
+    def discard_unfinished(self, upload: UnfinishedUpload) -> bool:
+        path = Path(upload.ref)
+        if upload.pid is None or not abandoned(path, upload.pid):
+            return False
+        remove(path)
+        return True
 
 
 class S3Storage(BackupStorage):
@@ -308,6 +374,41 @@ class S3Storage(BackupStorage):
             return sum(self._delete_batch(batch) for batch in batches)
         with ThreadPoolExecutor(max_workers=DELETE_CONCURRENCY) as pool:
             return sum(pool.map(self._delete_batch, batches))
+
+    def unfinished_uploads(self, prefix: str) -> list[UnfinishedUpload]:
+        found = []
+        with self._errors("list the unfinished uploads of"):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    found.append(
+                        UnfinishedUpload(
+                            key=upload["Key"], ref=upload["UploadId"], started=upload.get("Initiated"), size=0
+                        )
+                    )
+        return found
+
+    def uploaded_bytes(self, upload: UnfinishedUpload) -> int:
+        """The bytes of the parts an unfinished multipart upload holds (what it costs while it stays)."""
+        total = 0
+        with self._errors(f"list the parts of {upload.key} in"):
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=upload.key, UploadId=upload.ref
+            )
+            for page in pages:
+                total += sum(int(part.get("Size", 0)) for part in page.get("Parts", []))
+        return total
+
+    def discard_unfinished(self, upload: UnfinishedUpload) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors(f"abort the upload of {upload.key} to", passthrough=(ClientError,)):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.ref)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return False  # it finished or was aborted meanwhile
+            raise self._translate(error, f"abort the upload of {upload.key} to") from None
+        return True
 
     def _delete_batch(self, batch: list[str]) -> int:
         with self._errors("delete from"):

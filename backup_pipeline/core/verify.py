@@ -16,6 +16,7 @@ from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
     ClientTools,
     PostgresTarget,
+    claim_scratch_database,
     create_database,
     drop_database,
     server_version,
@@ -28,7 +29,6 @@ from backup_pipeline.core.restore import (
     describe_versions,
     restore_client,
     restore_into,
-    scratch_database_name,
 )
 from backup_pipeline.core.streams import counted
 
@@ -54,9 +54,9 @@ def verify_backup(
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
-    scratch = scratch_database_name("verify")
     admin = server.connect()
     try:
+        scratch = claim_scratch_database(admin, "verify")
         server_text = server_version(admin)[1]
         client = restore_client(tools, manifest, server, server_text)
         create_database(admin, scratch)

@@ -25,6 +25,7 @@ from backup_pipeline.defs.names import (
     STORAGE_RESOURCE_KEY,
     DefinitionNames,
 )
+from backup_pipeline.defs.sweeping import sweep_for
 
 
 def build_named_asset_jobs(db: DatabaseSettings) -> list:
@@ -173,6 +174,7 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 server = PostgresTarget.from_url(os.environ.get(config.target_url_env), config.target_url_env)
             else:
                 server = postgres.target()
+            sweep_for(context, db, server)
             outcome = restore_to_database(
                 catalog, name, server, config.target_db, config.replace, config.jobs, postgres.tools(), context.log.info
             )

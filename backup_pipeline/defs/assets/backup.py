@@ -16,6 +16,7 @@ from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.verification import verification_spec, verify_partition
 from backup_pipeline.defs.names import LABEL_TAG, POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.sweeping import sweep_for
 
 
 def build_backup_asset(
@@ -69,6 +70,8 @@ def build_backup_asset(
     )
     def dump_upload_verify(context: dg.AssetExecutionContext):
         selected = context.selected_asset_keys
+        with fail_clearly():
+            sweep_for(context, db)
         if selected & {dump_key, offsite_key}:
             yield from dump_and_upload(context, selected)
         if verification_key in selected:

@@ -25,6 +25,7 @@ from backup_pipeline.core.prune import (
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, PRUNE_OP, STORAGE_RESOURCE_KEY, DefinitionNames
 from backup_pipeline.defs.partitions import delete_dynamic_partitions
+from backup_pipeline.defs.sweeping import sweep_for
 
 LOG_LINES_PER_MESSAGE = 500
 
@@ -107,6 +108,8 @@ def prune_database(
     postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
     storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
     with fail_clearly():
+        if not config.dry_run:
+            sweep_for(context, db)
         catalog = storage.catalog(postgres, db.storage_prefix)
         where = f"{catalog.name_prefix} in {catalog.storage.describe()}"
         now = datetime.now(UTC)
