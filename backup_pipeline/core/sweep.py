@@ -207,6 +207,8 @@ def abandoned_uploads(
         if live is not None:
             if str(candidate.name) not in live:
                 chosen.append(candidate)
+        elif candidate.upload.pid is not None:
+            chosen.append(candidate)  # a partial file: its owner process is asked when it is removed
         elif candidate.upload.started is not None and candidate.upload.started < now - stale_after:
             chosen.append(candidate)
     return chosen

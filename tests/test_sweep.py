@@ -1,0 +1,134 @@
+"""The sweep's proofs of liveness with real parts: processes and flocks, PostgreSQL sessions, moto's S3.
+
+A sweep removes what a killed process left, and never what is not ours or still in use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.postgres import PostgresTarget, claim_scratch_database, create_database, drop_database
+from backup_pipeline.core.storage import LocalStorage, S3Storage
+from backup_pipeline.core.sweep import SweepReport, sweep_password_files, sweep_scratch_databases, sweep_storage
+
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def holder():
+    """Starts a process holding a flock on a file, as a live owner does; stopped after the test."""
+    started = []
+
+    def start(path) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "held"
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_password_files_of_dead_owners_go_and_live_or_foreign_ones_stay(tmp_path, holder):
+    dead = tmp_path / f"backup-pgpass-{_dead_pid()}-abc123"
+    dead.write_text("*:*:*:*:secret\n")
+    live = holder(tmp_path / "backup-pgpass-1-live01")  # pid 1 lives; its lock is held too
+    held_by_other_namespace = tmp_path / f"backup-pgpass-{_dead_pid()}-held01"
+    other = holder(held_by_other_namespace)  # pid in the name is gone, but the lock is held: in use
+    foreign = tmp_path / "backup-pgpass-abc123"  # no owner in the name: the old shape, or not ours
+    foreign.write_text("x")
+    assert sweep_password_files(str(tmp_path)) == [dead.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["backup-pgpass-1-live01", held_by_other_namespace.name, foreign.name]
+    )
+    assert live.poll() is None and other.poll() is None
+
+
+def test_partial_files_in_the_local_folder_of_dead_writers_go(tmp_path, holder):
+    storage = LocalStorage(tmp_path)
+    folder = tmp_path / "db-backups"
+    folder.mkdir()
+    dead = folder / f".app_manual_20260113_150000.dump.partial-{_dead_pid()}"
+    dead.write_bytes(b"x" * 1000)
+    writing = folder / f".app_manual_20260113_150001.dump.partial-{_dead_pid()}"
+    holder(writing)
+    other_db = folder / f".other_manual_20260113_150000.dump.partial-{_dead_pid()}"
+    other_db.write_bytes(b"y")
+    report = SweepReport()
+    sweep_storage(BackupCatalog(storage, "db-backups", "app"), None, report)
+    assert report.partial_files == [(str(dead), 1000)]
+    assert not dead.exists() and writing.exists() and other_db.exists()
+
+
+def test_scratch_databases_go_only_when_their_owner_session_is_gone(pg_admin_url):
+    server = PostgresTarget.from_url(pg_admin_url)
+    owner, gone = server.connect(), server.connect()
+    user_db = "bp_restore_user_named_this"
+    made = []
+    try:
+        live = claim_scratch_database(owner, "verify")
+        create_database(owner, live)
+        made.append(live)
+        dead = claim_scratch_database(gone, "restore")
+        create_database(gone, dead)
+        made += [dead, user_db]
+        create_database(owner, user_db)
+        gone.close()  # as a killed process's session ends
+        time.sleep(0.2)
+        removed = sweep_scratch_databases(server)
+        assert dead in removed and live not in removed
+        with server.connect() as conn:
+            names = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        assert live in names and user_db in names and dead not in names
+    finally:
+        for name in made:
+            drop_database(owner, name)
+        owner.close()
+
+
+def test_a_multipart_upload_of_a_running_backup_survives_and_an_abandoned_one_is_aborted(
+    moto_server, s3_bucket, seeded_db
+):
+    client = moto_server.client()
+    storage = S3Storage(client, s3_bucket, moto_server.endpoint)
+    target = PostgresTarget.from_url(seeded_db)
+    prefix = target.dbname
+    running, killed = (f"{prefix}_manual_20260113_15000{i}" for i in (1, 2))
+    uploads = {}
+    for name in (running, killed, "foreign"):
+        key = f"db-backups/{name}.dump"
+        uploads[name] = client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+        client.upload_part(
+            Bucket=s3_bucket, Key=key, UploadId=uploads[name], PartNumber=1, Body=os.urandom(5 * 1024 * 1024)
+        )
+    from backup_pipeline.core.backup import writer_lock_name
+    from backup_pipeline.core.postgres import advisory_lock
+
+    with advisory_lock(target, writer_lock_name(running)) as obtained:
+        assert obtained
+        report = SweepReport()
+        sweep_storage(BackupCatalog(storage, "db-backups", prefix), target, report)
+    left = {u["Key"] for u in client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])}
+    assert left == {f"db-backups/{running}.dump", "db-backups/foreign.dump"}
+    assert report.multipart_uploads == [(f"db-backups/{killed}.dump", 5 * 1024 * 1024)]
+    for name in (running, "foreign"):
+        client.abort_multipart_upload(Bucket=s3_bucket, Key=f"db-backups/{name}.dump", UploadId=uploads[name])
