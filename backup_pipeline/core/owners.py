@@ -15,27 +15,16 @@ import shutil
 import time
 from pathlib import Path
 
+from backup_pipeline.core.process_owner import ProcessOwner, this_host
+
 # A folder (a directory-format download) cannot hold a lock: it counts as abandoned only when its owner is gone
 # and nothing was written into it for this long.
 FOLDER_IDLE_S = 15 * 60
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process `pid` runs here (a zombie, killed but not yet reaped, does not)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            # "pid (comm) S ...": the state follows the last parenthesis (comm may hold any byte).
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    """Whether process `pid` runs on this machine (a zombie, killed but not yet reaped, does not)."""
+    return pid > 0 and ProcessOwner(host=this_host(), pid=pid).is_alive()
 
 
 def hold(fd: int) -> None:

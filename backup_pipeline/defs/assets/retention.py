@@ -108,8 +108,6 @@ def prune_database(
     postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
     storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
     with fail_clearly():
-        if not config.dry_run:
-            sweep_for(context, db)
         catalog = storage.catalog(postgres, db.storage_prefix)
         where = f"{catalog.name_prefix} in {catalog.storage.describe()}"
         now = datetime.now(UTC)
@@ -139,6 +137,8 @@ def prune_database(
             existing = set(context.instance.get_dynamic_partitions(names.partitions))
             gone = [d.name[len(catalog.name_prefix) + 1 :] for d in doomed]
             delete_dynamic_partitions(context.instance, names.partitions, [k for k in gone if k in existing])
+            # After the policy, so its counts are its own: the sweep then removes what killed runs left since.
+            sweep_for(context, db)
     table = "\n".join(
         ["| backup | action | reason |", "|---|---|---|"]
         + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]
