@@ -1,14 +1,18 @@
 """Retention deletes exactly what the policy says, only our own objects, and nothing on dry-run."""
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
+from backup_pipeline.core.backup import writer_lock_name
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
+from backup_pipeline.core.postgres import PostgresTarget, advisory_lock
 from tests.support.pipeline import failure_message, load_defs
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+IN_FLIGHT = timedelta(hours=1)  # the age of the upload a live backup run is still writing
 
 
 def _id(backup_type: str, age: timedelta) -> str:
@@ -46,7 +50,9 @@ def populated_bucket(s3_env, clean_env, moto_server):
     kept += _put_backup(client, bucket, "db-backups", _id("pre-migration", 400 * day))  # pre-migration kept
     kept += _put_backup(client, bucket, "db-backups", _id("daily", -2 * day))  # future timestamp
     deleted += _put_backup(client, bucket, "db-backups", _id("daily", 3 * day), manifest=False)  # stale incomplete
-    kept += _put_backup(client, bucket, "db-backups", _id("daily", timedelta(hours=1)), manifest=False)  # in flight
+    kept += _put_backup(client, bucket, "db-backups", _id("daily", IN_FLIGHT), manifest=False)  # in flight
+    # A young upload whose run is gone (nobody holds its writer lock): the sweep after the prune removes it.
+    deleted += _put_backup(client, bucket, "db-backups", _id("daily", timedelta(hours=2)), manifest=False)
     # Not ours: another database's backups, an app-like name with another prefix, foreign objects.
     kept += _put_backup(client, bucket, "db-backups", _id("daily", 90 * day), name_prefix="billing")
     kept += _put_backup(client, bucket, "db-backups", _id("daily", 90 * day), name_prefix="app_x")
@@ -99,7 +105,11 @@ def test_prune_deletes_exactly_the_expired_keys_and_their_partitions(populated_b
     ids = sorted({k.rsplit("/", 1)[1].split(".")[0].removeprefix("app_") for k in kept | deleted if "/app_" in k})
     instance.add_dynamic_partitions("backups", [i for i in ids if i.count("_") == 2])
 
-    result = _prune(instance, dry_run=False)
+    # The in-flight upload's run is alive: it holds the writer lock on the database's server.
+    source = PostgresTarget.from_url(os.environ["DATABASE_URL"])
+    with advisory_lock(source, writer_lock_name(f"app_{_id('daily', IN_FLIGHT)}")) as held:
+        assert held
+        result = _prune(instance, dry_run=False)
 
     assert result.success, failure_message(result)
     assert _keys(client, bucket) == kept
