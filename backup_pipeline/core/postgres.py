@@ -452,7 +452,9 @@ class ClientTools:
             f"the connection asks for SSL (sslmode require or verify-*), but {tool} "
             f"{', '.join(c.describe() for c in clients)}, the one that fits, was built without SSL support (the "
             "bundled client is): install a PostgreSQL client with SSL of the server's major or newer (for example "
-            f"apt install postgresql-client-18 from apt.postgresql.org) and set {PG_BIN_DIR_ENV} to its bin folder"
+            "apt install postgresql-client-18 from apt.postgresql.org, or the project's "
+            "deploy/install-postgres-client.sh, which the Docker image uses) and set "
+            f"{PG_BIN_DIR_ENV} to its bin folder"
         )
 
     def _none_installed(self) -> str:
