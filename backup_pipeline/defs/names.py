@@ -39,6 +39,7 @@ ANNOUNCED_TAG = "backup/announced_by"
 RUN_HOST_TAG = "backup/host"
 RUN_PID_TAG = "backup/pid"
 RUN_PID_STARTED_TAG = "backup/pid_started"
+RUN_PID_NAMESPACE_TAG = "backup/pid_namespace"
 DEAD_RUN_SENSOR = "dead_run_sensor"
 STORAGE_RESOURCE_KEY = "backup_storage"
 # On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a

@@ -43,3 +43,17 @@ def test_a_pid_given_to_another_process_since_is_not_the_runs():
     me = ProcessOwner.current()
     assert me.started is not None
     assert not replace(me, started=str(int(me.started) - 1)).is_alive()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/pid"), reason="needs PID namespaces")
+def test_a_process_of_another_pid_namespace_is_never_taken_for_dead():
+    # A container sharing this host name numbers its processes from 1: its pid, absent here, proves nothing.
+    me = ProcessOwner.current()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    boot = me.namespace.split("/", 1)[0]
+    other = replace(me, pid=child.pid, started=None, namespace=f"{boot}/pid:[1]")
+    assert other.is_alive()
+    # The same pid in this namespace is dead, and so is any process of a boot before this one.
+    assert not replace(other, namespace=me.namespace).is_alive()
+    assert not replace(other, namespace="another-boot/pid:[1]").is_alive()

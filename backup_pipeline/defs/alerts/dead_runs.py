@@ -4,9 +4,11 @@ A run that `backup-db` executes in a process of its own (cli/run_process.py) has
 run monitor could check: if that process is killed (SIGKILL, out of memory, a reboot) the run stays STARTED
 for ever, and with a daemon it holds its database's place (tag `backup/database`, limit 1), so every later
 backup of that database waits behind it. Such runs carry the host, pid and start time of their process
-(RUN_HOST_TAG...). A sensor (RUNNING by default) and every `backup-db` command that opens the instance look for
-unfinished runs of this host whose process is gone and fail them; the failure is then posted to Discord as
-the process would have posted it, since no run-status sensor watches runs executed in process.
+(RUN_HOST_TAG...) and its PID namespace, so a run of another container with the same host name is never
+failed from here (its pid means nothing in this namespace). A sensor (RUNNING by default) and every `backup-db`
+command that opens the instance look for unfinished runs of this host whose process is gone and fail them;
+the failure is then posted to Discord as the process would have posted it, since no run-status sensor watches
+runs executed in process.
 
 Dagster's public API has no call that fails a run: `DagsterInstance.report_run_failed` is what Dagster's own
 run monitor and code server use for this, a method of the public DagsterInstance class but not marked public.
@@ -31,6 +33,7 @@ from backup_pipeline.defs.names import (
     ANNOUNCED_TAG,
     DEAD_RUN_SENSOR,
     RUN_HOST_TAG,
+    RUN_PID_NAMESPACE_TAG,
     RUN_PID_STARTED_TAG,
     RUN_PID_TAG,
 )
@@ -46,6 +49,8 @@ def owner_tags(owner: ProcessOwner | None = None) -> dict[str, str]:
     tags = {RUN_HOST_TAG: owner.host, RUN_PID_TAG: str(owner.pid)}
     if owner.started:
         tags[RUN_PID_STARTED_TAG] = owner.started
+    if owner.namespace:
+        tags[RUN_PID_NAMESPACE_TAG] = owner.namespace
     return tags
 
 
@@ -54,7 +59,12 @@ def run_owner(run: dg.DagsterRun) -> ProcessOwner | None:
         pid = int(run.tags[RUN_PID_TAG])
     except (KeyError, ValueError):
         return None
-    return ProcessOwner(host=run.tags.get(RUN_HOST_TAG, ""), pid=pid, started=run.tags.get(RUN_PID_STARTED_TAG))
+    return ProcessOwner(
+        host=run.tags.get(RUN_HOST_TAG, ""),
+        pid=pid,
+        started=run.tags.get(RUN_PID_STARTED_TAG),
+        namespace=run.tags.get(RUN_PID_NAMESPACE_TAG),
+    )
 
 
 def dead_process_message(owner: ProcessOwner) -> str:
