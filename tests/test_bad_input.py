@@ -170,6 +170,12 @@ RUN_CONFIG = [
     ),
     (
         "restore_job",
+        # The shape of this tool's scratch databases, which a sweep drops once no run holds them.
+        lambda s: _restore_config(backup_name=s["name"], target_db="bp_restore_20260101000000_0123abcd"),
+        "refusing to restore into 'bp_restore_20260101000000_0123abcd': names of the form bp_<purpose>",
+    ),
+    (
+        "restore_job",
         lambda s: _restore_config(backup_name=s["name"], target_db='x"; DROP DATABASE postgres; --'),
         "may hold only letters, digits",
     ),

@@ -673,6 +673,12 @@ def check_database_name(name: str) -> str:
         )
     if name in PROTECTED_DATABASES:
         raise ConfigurationError(f"refusing to restore into '{name}': it is a system database; choose another name")
+    if SCRATCH_DATABASE.match(name):
+        # A database of that shape whose lock nobody holds is dropped by the next sweep (core/sweep.py).
+        raise ConfigurationError(
+            f"refusing to restore into '{name}': names of the form bp_<purpose>_<time>_<random> are this tool's "
+            "scratch databases, which are dropped once no run holds them; choose another name"
+        )
     return name
 
 
