@@ -132,3 +132,38 @@ def test_a_multipart_upload_of_a_running_backup_survives_and_an_abandoned_one_is
     assert report.multipart_uploads == [(f"db-backups/{killed}.dump", 5 * 1024 * 1024)]
     for name in (running, "foreign"):
         client.abort_multipart_upload(Bucket=s3_bucket, Key=f"db-backups/{name}.dump", UploadId=uploads[name])
+
+
+def test_a_running_backup_keeps_its_upload_on_a_server_that_ends_idle_sessions(
+    pg_admin_url, moto_server, s3_bucket, seeded_db
+):
+    # Managed servers often set idle_session_timeout: the writer lock's session idles for the whole dump, and
+    # a lock that went with it would let a sweep abort the upload of a backup still being written.
+    from backup_pipeline.core.backup import writer_lock_name
+    from backup_pipeline.core.postgres import advisory_lock
+
+    role = f"bp_idle_{os.urandom(3).hex()}"
+    admin = PostgresTarget.from_url(pg_admin_url).connect()
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"ALTER ROLE {role} SET idle_session_timeout = '1s'")
+    admin.execute(f"ALTER ROLE {role} SET idle_in_transaction_session_timeout = '1s'")
+    try:
+        seeded = PostgresTarget.from_url(seeded_db)
+        target = PostgresTarget.from_url(f"postgresql://{role}@{seeded.host}:{seeded.port}/{seeded.dbname}")
+        client = moto_server.client()
+        storage = S3Storage(client, s3_bucket, moto_server.endpoint)
+        running = f"{target.dbname}_manual_20260113_150009"
+        key = f"db-backups/{running}.dump"
+        upload = client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+        with advisory_lock(target, writer_lock_name(running)) as obtained:
+            assert obtained
+            time.sleep(2.5)  # the dump runs; the lock's session says nothing meanwhile
+            report = SweepReport()
+            sweep_storage(BackupCatalog(storage, "db-backups", target.dbname), seeded, report)
+        left = {u["Key"] for u in client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])}
+        assert key in left and report.multipart_uploads == []
+        client.abort_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=upload)
+    finally:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()

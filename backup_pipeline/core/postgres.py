@@ -522,15 +522,27 @@ def advisory_key(name: str) -> int:
 
 @contextlib.contextmanager
 def advisory_lock(target: PostgresTarget, name: str) -> Iterator[bool]:
-    """Tries a session advisory lock keyed by `name` in `target`'s database; yields whether it was obtained.
+    """Tries an advisory lock keyed by `name` in `target`'s database; yields whether it was obtained.
 
-    Held until the block ends (the connection closes), also when the process dies, so it never goes stale.
+    Held until the block ends, also when the process dies, so it never goes stale. It is a transaction's lock in
+    a transaction kept open for the whole block: an idle session is ended by a server's idle_session_timeout,
+    and a pooler in transaction mode (pgbouncer) hands an idle session's server connection to others and may
+    close it, either of which would free the lock while its holder still works (and a sweep would then take
+    the holder's unfinished upload for abandoned). An open transaction pins its server connection, and the
+    timeouts that end one are switched off for it; it holds no snapshot between statements, so vacuum is not
+    held back.
     """
     conn = target.connect()
     try:
-        yield bool(
-            conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name))).fetchone()[0]
-        )
+        with conn.transaction():
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            if conn.info.server_version >= TRANSACTION_TIMEOUT_SINCE * 10000:
+                conn.execute("SET LOCAL transaction_timeout = 0")
+            yield bool(
+                conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name))
+                ).fetchone()[0]
+            )
     finally:
         conn.close()
 
