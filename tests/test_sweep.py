@@ -4,6 +4,7 @@ A sweep removes what a killed process left, and never what is not ours or still 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.postgres import PostgresTarget, claim_scratch_database, create_database, drop_database
+from backup_pipeline.core.postgres import PostgresTarget, create_database, drop_database, scratch_claims
 from backup_pipeline.core.storage import LocalStorage, S3Storage
 from backup_pipeline.core.sweep import SweepReport, sweep_password_files, sweep_scratch_databases, sweep_storage
 
@@ -81,24 +82,26 @@ def test_partial_files_in_the_local_folder_of_dead_writers_go(tmp_path, holder):
 
 def test_scratch_databases_go_only_when_their_owner_session_is_gone(pg_admin_url):
     server = PostgresTarget.from_url(pg_admin_url)
-    owner, gone = server.connect(), server.connect()
+    owner = server.connect()
     user_db = "bp_restore_user_named_this"
     made = []
     try:
-        live = claim_scratch_database(owner, "verify")
+        live_claims = contextlib.ExitStack()
+        live = live_claims.enter_context(scratch_claims(server))("verify")
         create_database(owner, live)
         made.append(live)
-        dead = claim_scratch_database(gone, "restore")
-        create_database(gone, dead)
+        with scratch_claims(server) as claim:  # its end, as a killed process's session ends
+            dead = claim("restore")
+            create_database(owner, dead)
         made += [dead, user_db]
         create_database(owner, user_db)
-        gone.close()  # as a killed process's session ends
         time.sleep(0.2)
         removed = sweep_scratch_databases(server)
         assert dead in removed and live not in removed
         with server.connect() as conn:
             names = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         assert live in names and user_db in names and dead not in names
+        live_claims.close()
     finally:
         for name in made:
             drop_database(owner, name)
@@ -164,6 +167,36 @@ def test_a_running_backup_keeps_its_upload_on_a_server_that_ends_idle_sessions(
         assert key in left and report.multipart_uploads == []
         client.abort_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=upload)
     finally:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()
+
+
+def test_a_scratch_database_in_use_survives_a_sweep_on_a_server_that_ends_idle_sessions(pg_admin_url):
+    # The claim's session says nothing while pg_restore fills the scratch database: on a server that ends
+    # idle sessions (managed hosts often do), a lock that went with it would let a sweep drop the live database.
+    role = f"bp_idle_{os.urandom(3).hex()}"
+    admin_target = PostgresTarget.from_url(pg_admin_url)
+    admin = admin_target.connect()
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"ALTER ROLE {role} SET idle_session_timeout = '1s'")
+    admin.execute(f"ALTER ROLE {role} SET idle_in_transaction_session_timeout = '1s'")
+    scratch = None
+    try:
+        server = PostgresTarget(params={**admin_target.params, "user": role})
+        with scratch_claims(server) as claim:
+            scratch = claim("verify")
+            create_database(admin, scratch)
+            time.sleep(2.5)  # the restore runs; the claim's session is idle meanwhile
+            removed = sweep_scratch_databases(admin_target)
+            assert scratch not in removed
+            with admin_target.connect() as conn:
+                assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (scratch,)).fetchone()
+        # Once the claim ends, the database is abandoned and the next sweep takes it.
+        assert scratch in sweep_scratch_databases(admin_target)
+    finally:
+        if scratch:
+            drop_database(admin, scratch)
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
         admin.execute(f"DROP ROLE {role}")
         admin.close()

@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -536,17 +536,24 @@ def advisory_lock(target: PostgresTarget, name: str) -> Iterator[bool]:
     timeouts that end one are switched off for it; it holds no snapshot between statements, so vacuum is not
     held back.
     """
-    conn = target.connect()
+    with _lock_holding_transaction(target.connect()) as conn:
+        yield bool(
+            conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name))
+            ).fetchone()[0]
+        )
+
+
+@contextlib.contextmanager
+def _lock_holding_transaction(conn) -> Iterator[object]:
+    """`conn` in a transaction kept open until the block ends (then closed), for transaction-level advisory
+    locks: the timeouts that would end an idle transaction are switched off for it."""
     try:
         with conn.transaction():
             conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             if conn.info.server_version >= TRANSACTION_TIMEOUT_SINCE * 10000:
                 conn.execute("SET LOCAL transaction_timeout = 0")
-            yield bool(
-                conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name))
-                ).fetchone()[0]
-            )
+            yield conn
     finally:
         conn.close()
 
@@ -567,7 +574,8 @@ def held_advisory_locks(conn, names) -> set[str]:
 
 # Databases of our own making (verification, staging for a restore, the replaced contents, a schema diff):
 # bp_<purpose>_<UTC time>_<random>. Their owner holds the advisory lock keyed by the name from before it creates
-# the database until it has dropped or renamed it, so one without a lock holder was left by a killed process.
+# the database until it has dropped or renamed it (scratch_claims), so one without a lock holder was left by a
+# killed process.
 SCRATCH_PURPOSES = ("verify", "restore", "replaced", "diff")
 SCRATCH_DATABASE = re.compile(rf"^bp_(?P<purpose>{'|'.join(SCRATCH_PURPOSES)})_(?P<at>\d{{14}})_[0-9a-f]{{8}}$")
 
@@ -579,11 +587,26 @@ def scratch_database_name(purpose: str) -> str:
     return f"bp_{purpose}_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(4)}"
 
 
-def claim_scratch_database(admin, purpose: str) -> str:
-    """A new scratch database name, owned by the session `admin` until it closes (or unlocks it)."""
-    name = scratch_database_name(purpose)
-    admin.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name)))
-    return name
+@contextlib.contextmanager
+def scratch_claims(server: PostgresTarget, outside: str = "") -> Iterator[Callable[[str], str]]:
+    """Yields `claim(purpose)`, which returns a new scratch database name owned by this block: the advisory lock
+    keyed by it is held until the block ends (or the process dies), so a sweep leaves the database alone.
+    Claim the name before creating the database, and end the block only once it is dropped or renamed.
+
+    The locks live on a connection of their own (to `server`'s server, never in database `outside`, which may
+    be renamed or have its sessions ended), in a transaction kept open for the block, as `advisory_lock` does:
+    the connection that creates and drops the database cannot hold them, since CREATE and DROP DATABASE refuse
+    to run in a transaction, and it idles while pg_restore runs, so a server's idle_session_timeout or a pooler
+    in transaction mode would end its session and free a session lock while the database is still in use.
+    """
+    with _lock_holding_transaction(admin_connection(server, outside)) as conn:
+
+        def claim(purpose: str) -> str:
+            name = scratch_database_name(purpose)
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_LOCK_CLASS, advisory_key(name)))
+            return name
+
+        yield claim
 
 
 def abandoned_scratch_databases(conn) -> list[str]:

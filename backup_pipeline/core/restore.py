@@ -34,12 +34,12 @@ from backup_pipeline.core.postgres import (
     PostgresTarget,
     admin_connection,
     check_database_name,
-    claim_scratch_database,
     create_database,
     database_exists,
     disconnect_sessions,
     drop_database,
     rename_database,
+    scratch_claims,
     server_version,
     swap_databases,
     table_row_counts,
@@ -470,32 +470,33 @@ def restore_to_database(
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
-    admin = admin_connection(server, outside=target_db)
-    try:
-        exists = check_restore_target(admin, server, target_db, replace)
-        server_text = server_version(admin)[1]
-        client = restore_client(tools, manifest, server, server_text)
-        log(f"restoring the {describe_versions(manifest, client, server_text)}")
-        work_db = claim_scratch_database(admin, "restore")
-        create_database(admin, work_db)
+    with scratch_claims(server, outside=target_db) as claim:
+        admin = admin_connection(server, outside=target_db)
         try:
-            log(
-                f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
-                f"(scratch database {work_db} until it is complete)"
-            )
-            restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
-            with server.with_database(work_db).connect() as conn:
-                counts = table_row_counts(conn)
-            compare_row_counts(manifest.tables, counts, str(name))
-            if exists:
-                _swap(admin, target_db, work_db, log)
-            else:
-                _rename_new(admin, server, work_db, target_db)
-        except BaseException:
-            drop_database(admin, work_db)  # a target restored over keeps its old contents
-            raise
-    finally:
-        admin.close()
+            exists = check_restore_target(admin, server, target_db, replace)
+            server_text = server_version(admin)[1]
+            client = restore_client(tools, manifest, server, server_text)
+            log(f"restoring the {describe_versions(manifest, client, server_text)}")
+            work_db = claim("restore")
+            create_database(admin, work_db)
+            try:
+                log(
+                    f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
+                    f"(scratch database {work_db} until it is complete)"
+                )
+                restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
+                with server.with_database(work_db).connect() as conn:
+                    counts = table_row_counts(conn)
+                compare_row_counts(manifest.tables, counts, str(name))
+                if exists:
+                    _swap(admin, target_db, work_db, claim("replaced"), log)
+                else:
+                    _rename_new(admin, server, work_db, target_db)
+            except BaseException:
+                drop_database(admin, work_db)  # a target restored over keeps its old contents
+                raise
+        finally:
+            admin.close()
     duration = time.monotonic() - started
     log(
         f"restored {name} into {target_db}: {counted(len(counts), 'table')}, "
@@ -523,8 +524,7 @@ def _rename_new(admin, server: PostgresTarget, work_db: str, target_db: str) -> 
         ) from None
 
 
-def _swap(admin, target_db: str, work_db: str, log: Log) -> None:
-    old = claim_scratch_database(admin, "replaced")
+def _swap(admin, target_db: str, work_db: str, old: str, log: Log) -> None:
     disconnect_sessions(admin, target_db)
     swap_databases(admin, target_db, work_db, old)
     drop_database(admin, old)

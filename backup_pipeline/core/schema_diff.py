@@ -17,10 +17,10 @@ from backup_pipeline.core.postgres import (
     SCHEMA_KINDS,
     ClientTools,
     PostgresTarget,
-    claim_scratch_database,
     create_database,
     drop_database,
     schema_objects,
+    scratch_claims,
 )
 from backup_pipeline.core.restore import Log, checked_manifest, restore_into
 
@@ -106,19 +106,20 @@ def diff_backup_schema(
     tools = tools or ClientTools.locate()
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
-    admin = scratch_server.connect()
-    try:
-        scratch = claim_scratch_database(admin, "diff")
-        create_database(admin, scratch)
+    with scratch_claims(scratch_server) as claim:
+        admin = scratch_server.connect()
         try:
-            log(f"restoring the schema of {name} (no rows) into scratch database {scratch}")
-            restore_into(catalog, manifest, scratch_server.with_database(scratch), tools, log, schema_only=True)
-            with scratch_server.with_database(scratch).connect() as conn:
-                then = schema_objects(conn)
+            scratch = claim("diff")
+            create_database(admin, scratch)
+            try:
+                log(f"restoring the schema of {name} (no rows) into scratch database {scratch}")
+                restore_into(catalog, manifest, scratch_server.with_database(scratch), tools, log, schema_only=True)
+                with scratch_server.with_database(scratch).connect() as conn:
+                    then = schema_objects(conn)
+            finally:
+                drop_database(admin, scratch)
         finally:
-            drop_database(admin, scratch)
-    finally:
-        admin.close()
+            admin.close()
     with live.connect() as conn:
         now = schema_objects(conn)
     return SchemaDiff(

@@ -16,9 +16,9 @@ from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
     ClientTools,
     PostgresTarget,
-    claim_scratch_database,
     create_database,
     drop_database,
+    scratch_claims,
     server_version,
     table_row_counts,
 )
@@ -54,24 +54,25 @@ def verify_backup(
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
-    admin = server.connect()
-    try:
-        scratch = claim_scratch_database(admin, "verify")
-        server_text = server_version(admin)[1]
-        client = restore_client(tools, manifest, server, server_text)
-        create_database(admin, scratch)
-        log(
-            f"verifying {name}: restoring the {describe_versions(manifest, client, server_text)}, into scratch "
-            f"database {scratch}"
-        )
+    with scratch_claims(server) as claim:
+        admin = server.connect()
         try:
-            restore_into(catalog, manifest, server.with_database(scratch), client, log)
-            with server.with_database(scratch).connect() as conn:
-                counts = table_row_counts(conn)
+            scratch = claim("verify")
+            server_text = server_version(admin)[1]
+            client = restore_client(tools, manifest, server, server_text)
+            create_database(admin, scratch)
+            log(
+                f"verifying {name}: restoring the {describe_versions(manifest, client, server_text)}, into scratch "
+                f"database {scratch}"
+            )
+            try:
+                restore_into(catalog, manifest, server.with_database(scratch), client, log)
+                with server.with_database(scratch).connect() as conn:
+                    counts = table_row_counts(conn)
+            finally:
+                drop_database(admin, scratch)
         finally:
-            drop_database(admin, scratch)
-    finally:
-        admin.close()
+            admin.close()
     compare_row_counts(manifest.tables, counts, str(name))
     duration = time.monotonic() - started
     record = VerificationRecord(
