@@ -133,3 +133,27 @@ def test_prune_refuses_to_delete_more_than_half(s3_env, clean_env, moto_server):
     assert not result.success
     assert "would delete 3 of 4 backups, more than half" in failure_message(result)
     assert _keys(client, bucket) == before
+
+
+def test_an_old_incomplete_dump_is_kept_while_a_run_still_writes_it(s3_env, clean_env, moto_server):
+    # A dump of a large database can take longer than a day: the 24 h rule must not delete it under its run.
+    clean_env.setenv("BACKUP_NAME_PREFIX", "app")
+    client, bucket = moto_server.client(), s3_env["BACKUP_S3_BUCKET"]
+    fresh = set(_put_backup(client, bucket, "db-backups", _id("daily", timedelta(hours=2)), verified=True))
+    name = f"app_{_id('manual', timedelta(days=3))}"
+    [dump] = _put_backup(client, bucket, "db-backups", _id("manual", timedelta(days=3)), manifest=False)
+
+    source = PostgresTarget.from_url(os.environ["DATABASE_URL"])
+    with advisory_lock(source, writer_lock_name(name)) as held:
+        assert held
+        result = _prune(dg.DagsterInstance.get(), dry_run=False)
+    assert result.success, failure_message(result)
+    assert _keys(client, bucket) == fresh | {dump}
+    [decision] = [d for d in _metadata(result)["decisions_json"] if d["name"] == name]
+    assert decision["action"] == "keep" and "a run is still writing it" in decision["reason"]
+
+    result = _prune(dg.DagsterInstance.get(), dry_run=False)  # its run is gone
+    assert result.success, failure_message(result)
+    assert _keys(client, bucket) == fresh
+    [decision] = [d for d in _metadata(result)["decisions_json"] if d["name"] == name]
+    assert decision["action"] == "delete" and "older than 24 h" in decision["reason"]

@@ -14,7 +14,7 @@ from backup_pipeline.core.encryption import EncryptingReader
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName, check_label
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, advisory_lock
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, advisory_lock, held_advisory_locks
 from backup_pipeline.core.streams import HashingReader, StallWatch, human_bytes, run_watched
 
 
@@ -55,6 +55,16 @@ def writer_lock_name(name: BackupName | str) -> str:
     """The advisory lock a backup's run holds from before its dump until its manifest is written: while it is
     held, the backup's unfinished upload is alive (core/sweep.py)."""
     return f"backup_pipeline {name}"
+
+
+def backups_being_written(target: PostgresTarget, names) -> set[str]:
+    """Which of the backup `names` a live run is writing right now (it holds their writer lock on `target`'s
+    server). Raises BackupError when the server cannot be asked."""
+    locks = {writer_lock_name(name): str(name) for name in names}
+    if not locks:
+        return set()
+    with target.connect() as conn:
+        return {locks[lock] for lock in held_advisory_locks(conn, locks)}
 
 
 def _store_new_backup(

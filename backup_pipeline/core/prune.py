@@ -2,7 +2,8 @@
 
 `plan_prune` is the whole policy, a pure function of the listed backups, the policy and the time. Kept:
 anything whose timestamp lies in the future (a skewed clock must not cost backups), incomplete uploads
-younger than a grace period (they may still be running), every pre-migration backup (or, with their own
+younger than a grace period (they may still be running) or that a live run is still writing (the caller
+passes the names whose writer lock is held: a dump of a large database can take longer than the grace), every pre-migration backup (or, with their own
 window, those younger than it), the newest `keep_last` verified backups, everything younger than the
 retention window, the newest verified backup of each of the last `keep_daily` days, `keep_weekly` ISO weeks,
 `keep_monthly` months and `keep_yearly` years that have one (grandfather-father-son, counted over periods
@@ -17,7 +18,7 @@ LastModified, which a bucket copy resets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -106,10 +107,13 @@ def plan_prune(
     policy: RetentionPolicy,
     now: datetime,
     protected: Mapping[str, str] | None = None,
+    writing: Collection[str] | None = frozenset(),
 ) -> list[PruneDecision]:
     """One decision per backup (newest first); `entries` must be newest first, as the catalog lists them.
 
     `protected` maps backup names to the reason they must stay (see health.previous_good_backups).
+    `writing` names the backups a live run is writing (their writer lock is held, core/backup.py); None when
+    that could not be asked, and then no incomplete upload is deleted.
     """
     protected = protected or {}
     breaker = breaker_reason(entries, policy, now)
@@ -122,7 +126,13 @@ def plan_prune(
         if entry.created_at > now + FUTURE_TOLERANCE:
             reasons.append("timestamp is in the future (clock skew?); never deleted")
         elif not entry.complete:
-            if entry.created_at < now - policy.incomplete_grace:
+            if writing is not None and name in writing:
+                reasons.append("incomplete upload, a run is still writing it (its writer lock is held)")
+            elif writing is None:
+                reasons.append(
+                    "incomplete upload, kept: the database server could not say whether a run still writes it"
+                )
+            elif entry.created_at < now - policy.incomplete_grace:
                 delete = True
                 reasons.append(f"incomplete upload (no manifest) older than {_hours(policy.incomplete_grace)} h")
             else:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from backup_pipeline.core.backup import writer_lock_name
+from backup_pipeline.core.backup import backups_being_written
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupName, classify_key, join_key
@@ -34,7 +34,6 @@ from backup_pipeline.core.postgres import (
     PostgresTarget,
     abandoned_scratch_databases,
     drop_database,
-    held_advisory_locks,
 )
 from backup_pipeline.core.prune import INCOMPLETE_GRACE
 from backup_pipeline.core.storage import PARTIAL_FILE, UnfinishedUpload
@@ -243,12 +242,8 @@ def sweep_storage(catalog: BackupCatalog, target: PostgresTarget | None, report:
 
 def _live_writers(target: PostgresTarget, names: set[str], report: SweepReport) -> set[str] | None:
     """The backups among `names` whose run is writing them right now; None when the server cannot tell."""
-    if not names:
-        return set()
-    locks = {writer_lock_name(name): name for name in names}
     try:
-        with target.connect() as conn:
-            return {locks[lock] for lock in held_advisory_locks(conn, locks)}
+        return backups_being_written(target, names)
     except BackupError as error:
         report.problems.append(f"cannot tell which backups are being written ({error}): only old uploads are swept")
         return None

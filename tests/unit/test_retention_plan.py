@@ -71,6 +71,23 @@ def test_incomplete_uploads_are_removed_only_after_the_grace_period():
     assert decisions[str(abandoned.name)] == (True, "incomplete upload (no manifest) older than 24 h")
 
 
+def test_an_old_incomplete_upload_a_live_run_still_writes_is_kept():
+    # A large dump can outlast the grace period: while its run holds the writer lock, it is not abandoned.
+    writing = entry(timedelta(days=3), complete=False)
+    abandoned = entry(timedelta(days=3, minutes=1), complete=False)
+    ordered = [writing, abandoned]
+    decisions = {d.name: (d.delete, d.reason) for d in plan_prune(ordered, POLICY, NOW, writing={str(writing.name)})}
+    assert decisions[str(writing.name)] == (
+        False,
+        "incomplete upload, a run is still writing it (its writer lock is held)",
+    )
+    assert decisions[str(abandoned.name)] == (True, "incomplete upload (no manifest) older than 24 h")
+    # When the server could not say which runs are writing, no incomplete upload goes.
+    unknown = plan_prune(ordered, POLICY, NOW, writing=None)
+    assert [d.delete for d in unknown] == [False, False]
+    assert all("could not say whether a run still writes it" in d.reason for d in unknown)
+
+
 def test_a_timestamp_in_the_future_is_never_deleted():
     future = entry(-timedelta(days=3))
     assert plan(future)[str(future.name)] == (False, "timestamp is in the future (clock skew?); never deleted")

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from backup_pipeline.core.backup import backups_being_written
 from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.health import previous_good_backups
 from backup_pipeline.core.prune import (
     BREAKER_MARK,
@@ -100,6 +102,16 @@ def _gfs_rule(db: DatabaseSettings) -> str:
     return f", the newest of each of the last {', '.join(given)} periods" if given else ""
 
 
+def _being_written(context: dg.AssetExecutionContext, target, incomplete) -> set[str] | None:
+    """The incomplete uploads a live run is still writing (however old: a large dump can outlast the grace
+    period); None when the server cannot say, and then the policy keeps them all."""
+    try:
+        return backups_being_written(target, [e.name for e in incomplete])
+    except BackupError as error:
+        context.log.warning(f"incomplete uploads are kept: cannot tell which backups are being written ({error})")
+        return None
+
+
 def prune_database(
     context: dg.AssetExecutionContext, config: PruneConfig, db: DatabaseSettings, key: dg.AssetKey
 ) -> dg.MaterializeResult:
@@ -115,10 +127,12 @@ def prune_database(
         protected = previous_good_backups(
             catalog, [e for e in entries if e.verified], db.health_max_row_drop_percent, log=context.log.warning
         )
-        decisions = plan_prune(entries, policy, now, protected)
+        writing = _being_written(context, postgres.target(), [e for e in entries if not e.complete])
+        decisions = plan_prune(entries, policy, now, protected, writing)
         if not config.allow_large_prune:
             # Judged on what the policy alone would delete: a clock gone wrong is told as such, breaker or not.
-            check_not_too_many(plan_prune(entries, replace(policy, freshness_hours=None), now, protected), where)
+            unbroken = replace(policy, freshness_hours=None)
+            check_not_too_many(plan_prune(entries, unbroken, now, protected, writing), where)
         held = breaker_reason(entries, policy, now)
         doomed = [d for d in decisions if d.delete]
         context.log.info(f"{len(doomed)} of {len(decisions)} backups to delete{' (dry run)' if config.dry_run else ''}")
