@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.listing import warn_about_other_servers
 from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, run_job
+from backup_pipeline.cli.verify import left_out_note
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.streams import counted, human_bytes
@@ -87,12 +90,22 @@ def report_backup(ctx: CliContext, name: BackupName, run_id: str, as_json: bool)
         "verified": entry.verified,
         "label": manifest.label,
         "source_server": manifest.source_server,
+        # What the verification left out as its role cannot create it (its record names them).
+        "left_out": verification_left_out(catalog, entry),
         "run_id": run_id,
     }
     if as_json:
         print_json(result)
     else:
-        print(backup_summary(manifest, result["uri"], run_id, ctx.run_url(run_id)))
+        print(backup_summary(manifest, result["uri"], run_id, ctx.run_url(run_id)) + left_out_note(result["left_out"]))
+
+
+def verification_left_out(catalog, entry) -> list[str]:
+    try:
+        record = json.loads(catalog.storage.read_bytes(entry.verified_key))
+    except (ValueError, OSError):
+        return []
+    return list(record.get("left_out") or [])
 
 
 def backup_summary(manifest, uri: str, run_id: str, run_url: str | None) -> str:

@@ -13,6 +13,7 @@ import os
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import paint, print_json
 from backup_pipeline.cli.runs import RunSpec, run_job
+from backup_pipeline.cli.verify import left_out_names, left_out_note
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, check_database_name
 from backup_pipeline.core.restore import (
@@ -106,6 +107,7 @@ def report_restore(ctx: CliContext, config: dict, server: str, finished, run_id:
         "server_version": outcome.get("server_version"),
         "pg_restore_version": outcome.get("pg_restore_version"),
         "upgrade": outcome.get("upgrade"),
+        "left_out": left_out_names(outcome),
         "run_id": run_id,
     }
     if as_json:
@@ -128,4 +130,5 @@ def restore_summary(result: dict) -> str:
             if result.get("upgrade")
             else ""
         )
+        + left_out_note(result.get("left_out") or [])
     )

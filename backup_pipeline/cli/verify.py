@@ -42,6 +42,7 @@ def report_verification(ctx: CliContext, name, finished, run_id: str, as_json: b
                 "rows": verified.get("rows"),
                 "restore_duration_s": verified.get("restore_duration_s"),
                 "pg_restore_version": verified.get("pg_restore_version"),
+                "left_out": left_out_names(verified),
                 "run_id": run_id,
             }
         )
@@ -55,5 +56,20 @@ def verify_summary(name: str, verified: dict, run_id: str) -> str:
     return (
         paint(f"Verified {name}", "green")
         + f": {counted(verified.get('tables') or 0, 'table')} and {counted(verified.get('rows') or 0, 'row')} "
-        f"restored{with_tool} and matched its manifest (run {run_id})"
+        f"restored{with_tool} and matched its manifest (run {run_id})" + left_out_note(left_out_names(verified))
+    )
+
+
+def left_out_names(outcome: dict) -> list[str]:
+    """The objects a restore left out (run metadata `left_out`, comma-separated)."""
+    return [name for name in (outcome.get("left_out") or "").split(", ") if name]
+
+
+def left_out_note(names: list[str]) -> str:
+    """A line naming what a verification or restore left out, as its role cannot create it; '' for nothing."""
+    if not names:
+        return ""
+    return (
+        f"\nLeft out {counted(len(names), 'object')} that only a superuser can create, or that are never restored "
+        f"(subscriptions): {', '.join(names)}"
     )

@@ -181,6 +181,9 @@ class VerificationRecord:
     rows: int
     pg_restore_version: str = ""
     server_version: str = ""  # of the server the verification restored into
+    # What the verification left out of the restore because its role cannot create it (or never restores,
+    # like subscriptions), e.g. ["EVENT TRIGGER provider_ddl_audit", "EXTENSION plpython3u"].
+    left_out: list[str] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -17,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_pipeline.core.catalog import BackupCatalog
@@ -34,6 +35,7 @@ from backup_pipeline.core.postgres import (
     PostgresTarget,
     admin_connection,
     check_database_name,
+    client_tools_environment,
     create_database,
     database_exists,
     disconnect_sessions,
@@ -62,6 +64,7 @@ class RestoreOutcome:
     duration_s: float
     server_version: str = ""  # the target server's
     pg_restore_version: str = ""
+    left_out: list[str] = field(default_factory=list)  # objects the target's role cannot create (TocFilter)
 
     @property
     def upgrade(self) -> bool:
@@ -122,13 +125,181 @@ def restore_into(
     log: Log = print,
     jobs: int = 1,
     schema_only: bool = False,
-) -> None:
+) -> list[str]:
     """pg_restore the backup into the existing, empty database `target`; the checksum must match.
 
     `schema_only`: tables, indexes, constraints, functions and the rest, without rows (`backup-db diff`).
+    Returns what was left out of the archive's table of contents because the target's role cannot create it
+    (see plan_restore), e.g. ["EVENT TRIGGER provider_ddl_audit"]; anything else that fails stops the restore.
     """
-    extra = ["--schema-only"] if schema_only else []
     tools = tools if isinstance(tools, PgClient) else restore_client(tools, manifest)
+    with tempfile.TemporaryDirectory(prefix="backup-toc-") as folder:
+        toc = TocFilter(TargetRole.of(target), tools, Path(folder))
+        _restore_into(catalog, manifest, target, tools, log, jobs, ["--schema-only"] if schema_only else [], toc)
+    return toc.left_out
+
+
+# Table-of-contents entries (as `pg_restore --list` names them) that only a superuser can create. A restore as
+# another role leaves them out, names them, and stops at the first error in anything else.
+SUPERUSER_ONLY = ("EVENT TRIGGER",)
+# Never restored anywhere: a subscription would connect to its publisher from the copy (a scratch database or
+# a restore), and PostgreSQL refuses to drop a database that has one.
+NEVER_RESTORED = ("SUBSCRIPTION TABLE", "SUBSCRIPTION")
+_KNOWN_KINDS = (
+    *NEVER_RESTORED,
+    "PUBLICATION TABLES IN SCHEMA",
+    "PUBLICATION TABLE",
+    "PUBLICATION",
+    "EVENT TRIGGER",
+    "EXTENSION",
+    "COMMENT",
+    "SECURITY LABEL",
+)
+_TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
+
+
+@dataclass(frozen=True)
+class TargetRole:
+    """What the role a restore connects as may create on its server."""
+
+    name: str
+    superuser: bool
+    untrusted_extensions: frozenset[str]  # extensions only a superuser can create there
+
+    @classmethod
+    def of(cls, target: PostgresTarget) -> TargetRole:
+        with target.connect() as conn:
+            name, superuser = conn.execute(
+                "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+            untrusted = conn.execute(
+                "SELECT DISTINCT name FROM pg_available_extension_versions WHERE superuser AND NOT trusted"
+            ).fetchall()
+        return cls(name, bool(superuser), frozenset(row[0] for row in untrusted))
+
+
+def _entry_kind(line: str) -> tuple[str, list[str]] | None:
+    """(kind, the fields after it: schema, name..., owner) of a `pg_restore --list` line of a kind we judge."""
+    match = _TOC_ENTRY.match(line)
+    if match is None:
+        return None
+    rest = match["rest"]
+    for kind in _KNOWN_KINDS:
+        if rest.startswith(kind + " "):
+            return kind, rest[len(kind) + 1 :].split()
+    return None
+
+
+def filter_table_of_contents(toc: str, role: TargetRole) -> tuple[str, list[str]]:
+    """The `--use-list` text without what `role` cannot create, and those objects named (e.g.
+    `EVENT TRIGGER provider_ddl_audit`, `COMMENT ON EXTENSION plpython3u`).
+
+    Left out: subscriptions always; for a role that is not a superuser also event triggers, extensions only a
+    superuser may create (untrusted ones such as plpython3u, or pg_stat_statements), publications FOR ALL TABLES
+    or FOR TABLES IN SCHEMA (the table of contents tells them by their lack of single-table members, so an
+    empty publication is left out too), and comments on any of those.
+    """
+    entries = [(line, _entry_kind(line)) for line in toc.splitlines()]
+    # PUBLICATION TABLE fields: schema, publication, table, owner.
+    with_tables = {
+        fields[1] for _, entry in entries if entry and entry[0] == "PUBLICATION TABLE" for fields in [entry[1]]
+    }
+    kept, left_out, left_out_objects = [], [], set()
+    for line, entry in entries:
+        if entry is None:
+            kept.append(line)
+            continue
+        kind, fields = entry
+        name = fields[1] if len(fields) > 1 else ""  # fields: schema ('-' for none), name, owner
+        if kind in NEVER_RESTORED or (not role.superuser and _needs_superuser(kind, name, role, with_tables)):
+            if kind != "PUBLICATION TABLES IN SCHEMA":  # a part of its publication, named once as that
+                left_out.append(f"{kind} {name}")
+                left_out_objects.add(f"{kind} {name}")
+            continue
+        if kind in ("COMMENT", "SECURITY LABEL"):
+            on = " ".join(fields[1:])  # e.g. `EXTENSION plpython3u` or `EVENT TRIGGER audit <owner>`
+            if any(on == obj or on.startswith(obj + " ") for obj in left_out_objects):
+                left_out.append(f"{kind} ON {on.split(' ' + fields[-1])[0] if len(fields) > 3 else on}")
+                continue
+        kept.append(line)
+    return "\n".join(kept) + "\n", left_out
+
+
+def _needs_superuser(kind: str, name: str, role: TargetRole, with_tables: set[str]) -> bool:
+    if kind in SUPERUSER_ONLY or kind == "PUBLICATION TABLES IN SCHEMA":
+        return True
+    if kind == "EXTENSION":
+        return name in role.untrusted_extensions
+    return kind == "PUBLICATION" and name not in with_tables
+
+
+@dataclass
+class TocFilter:
+    """Per restore: reads the archive's table of contents and writes the `--use-list` file without what the
+    target's role cannot create; `left_out` names those objects."""
+
+    role: TargetRole
+    client: object
+    folder: Path
+    left_out: list[str] = field(default_factory=list)
+
+    def args_for(self, archive: str | None = None, stream=None) -> list[str]:
+        """pg_restore's `--use-list` for the archive at `archive`, or read from the start of `stream` (a custom-
+        format dump's table of contents is at its head); [] when nothing is left out, or when the table of
+        contents cannot be read (the restore itself then says what is wrong with the archive)."""
+        toc = _list_archive(self.client, archive, stream)
+        if toc is None:
+            return []
+        kept, self.left_out = filter_table_of_contents(toc, self.role)
+        if not self.left_out:
+            return []
+        path = self.folder / "restore.list"
+        path.write_text(kept)
+        return [f"--use-list={path}"]
+
+    def report(self, log: Log) -> None:
+        if self.left_out:
+            log(
+                f"left out of the restore {counted(len(self.left_out), 'object')} that role {self.role.name} "
+                f"{'must never restore' if self.role.superuser else 'cannot create (not a superuser)'}: "
+                f"{', '.join(self.left_out)}"
+            )
+
+
+def _list_archive(client, archive: str | None, stream) -> str | None:
+    argv = [client.path("pg_restore"), "--list", *([archive] if archive else [])]
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stream is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=client_tools_environment(),
+        )
+        feeder = None
+        if stream is not None:
+            feeder = threading.Thread(target=_feed_until_closed, args=(stream, process.stdin), daemon=True)
+            feeder.start()
+        toc = process.stdout.read().decode(errors="replace")
+        code = process.wait()
+        if feeder is not None:
+            feeder.join()
+    return toc if code == 0 else None
+
+
+def _feed_until_closed(source, sink) -> None:
+    """Copies `source` into `sink` until either ends (pg_restore --list stops reading after the table of contents)."""
+    try:
+        while chunk := source.read(CHUNK_BYTES):
+            sink.write(chunk)
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            sink.close()
+
+
+def _restore_into(catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter) -> None:
     if _through_psql(tools, target):
         log(
             f"pg_restore {tools.version} cannot talk to this server directly (it sets transaction_timeout, which "
@@ -137,11 +308,14 @@ def restore_into(
         tools = _ScriptClient(tools)
         jobs = 1
     if manifest.format == "directory":
-        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra)
+        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra, toc)
         return
     if jobs > 1:
-        _restore_parallel(catalog, manifest, target, tools, log, jobs)
+        _restore_parallel(catalog, manifest, target, tools, log, jobs, extra, toc)
         return
+    with catalog.storage.open_stream(manifest.key) as body:
+        extra = [*extra, *toc.args_for(stream=decrypting(body, manifest.encryption, catalog.encryption, manifest.name))]
+    toc.report(log)
     total = max(manifest.size_bytes, 1)
     with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
         reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
@@ -155,10 +329,10 @@ def restore_into(
             code = process.wait()
         _check_checksum(reader.sha256, manifest)
         if code != 0:
-            raise VerificationError(f"pg_restore of {manifest.name} failed: {_last_line(err, code)}")
+            raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
 
 
-def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
+def _restore_parallel(catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter) -> None:
     # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
     # Unbuffered, so a full disk surfaces in _stage and closing the file never retries a failed write.
     with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump", buffering=0) as staged:
@@ -167,10 +341,12 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int) -> None:
             plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
             _stage(plain, staged, manifest.name)
         _check_checksum(reader.sha256, manifest)
-        _run_pg_restore(tools, [f"--jobs={jobs}", staged.name], target, manifest)
+        extra = [*extra, *toc.args_for(staged.name)]
+        toc.report(log)
+        _run_pg_restore(tools, [*extra, f"--jobs={jobs}", staged.name], target, manifest)
 
 
-def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: list[str] | None = None) -> None:
+def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter) -> None:
     # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
     # pg_restore the folder with `jobs` in parallel.
     with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
@@ -193,7 +369,9 @@ def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: 
                     "or point TMPDIR at a larger disk"
                 ) from None
         _check_checksum(reader.sha256, manifest)
-        args = [*(extra or []), "--format=directory", *([f"--jobs={jobs}"] if jobs > 1 else []), folder]
+        extra = [*extra, *toc.args_for(folder)]
+        toc.report(log)
+        args = [*extra, "--format=directory", *([f"--jobs={jobs}"] if jobs > 1 else []), folder]
         _run_pg_restore(tools, args, target, manifest)
 
 
@@ -201,7 +379,7 @@ def _run_pg_restore(client, args: list[str], target: PostgresTarget, manifest: M
     with target.child_env() as env, tempfile.TemporaryFile() as err:
         code = _start_pg_restore(client, target, args, env, subprocess.DEVNULL, err).wait()
         if code != 0:
-            raise VerificationError(f"pg_restore of {manifest.name} failed: {_last_line(err, code)}")
+            raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
 
 
 class _ScriptClient:
@@ -385,10 +563,22 @@ def _check_checksum(actual: str, manifest: Manifest) -> None:
         )
 
 
-def _last_line(stderr_file, code: int) -> str:
+def _error_text(stderr_file, code: int) -> str:
+    """PostgreSQL's ERROR line (with its DETAIL or HINT and the command it refused), not just pg_restore's last
+    line, which is often only `Command was: ...`."""
     stderr_file.seek(0)
-    lines = [ln for ln in stderr_file.read().decode(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else f"exit code {code}"
+    lines = [ln.strip() for ln in stderr_file.read().decode(errors="replace").splitlines() if ln.strip()]
+    first_error = next((i for i, line in enumerate(lines) if "ERROR:" in line), None)
+    if first_error is None:
+        first_error = next((i for i, line in enumerate(lines) if "error:" in line.lower()), None)
+    if first_error is None:
+        return lines[-1] if lines else f"exit code {code}"
+    shown = [lines[first_error]]
+    for line in lines[first_error + 1 : first_error + 4]:
+        if not line.startswith(("DETAIL:", "HINT:", "Command was:", "LINE ")):
+            break
+        shown.append(line)
+    return " ".join(shown)[:2000]
 
 
 def compare_row_counts(expected: dict[str, int], actual: dict[str, int], name: str) -> None:
@@ -484,7 +674,7 @@ def restore_to_database(
                     f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
                     f"(scratch database {work_db} until it is complete)"
                 )
-                restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
+                left_out = restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
                 with server.with_database(work_db).connect() as conn:
                     counts = table_row_counts(conn)
                 compare_row_counts(manifest.tables, counts, str(name))
@@ -509,6 +699,7 @@ def restore_to_database(
         duration_s=round(duration, 3),
         server_version=server_text,
         pg_restore_version=client.version,
+        left_out=left_out,
     )
 
 

@@ -7,7 +7,7 @@ The scratch database is dropped afterwards, whatever happened. Passing writes th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backup_pipeline.core.catalog import BackupCatalog
@@ -41,6 +41,7 @@ class VerificationOutcome:
     duration_s: float
     pg_restore_version: str = ""
     server_version: str = ""  # of the server that hosted the scratch database
+    left_out: list[str] = field(default_factory=list)  # objects its role cannot create, not restored
 
 
 def verify_backup(
@@ -66,7 +67,7 @@ def verify_backup(
                 f"database {scratch}"
             )
             try:
-                restore_into(catalog, manifest, server.with_database(scratch), client, log)
+                left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)
                 with server.with_database(scratch).connect() as conn:
                     counts = table_row_counts(conn)
             finally:
@@ -84,11 +85,13 @@ def verify_backup(
         rows=sum(counts.values()),
         pg_restore_version=client.version,
         server_version=server_text,
+        left_out=left_out,
     )
     catalog.storage.put_bytes(name.verified_key(catalog.storage_prefix), record.to_json())
     log(
         f"verified {name}: {counted(len(counts), 'table')} and {counted(record.rows, 'row')} match the manifest "
         f"({duration:.1f} s)"
+        + (f"; left out, as its role cannot create them: {', '.join(left_out)}" if left_out else "")
     )
     return VerificationOutcome(
         manifest=manifest,
@@ -97,4 +100,5 @@ def verify_backup(
         duration_s=record.restore_duration_s,
         pg_restore_version=client.version,
         server_version=server_text,
+        left_out=left_out,
     )

@@ -190,6 +190,8 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 "server_version": outcome.server_version,
                 "pg_restore_version": outcome.pg_restore_version,
                 "upgrade": outcome.upgrade,
+                "left_out_count": len(outcome.left_out),
+                "left_out": ", ".join(outcome.left_out),
             }
         )
 
