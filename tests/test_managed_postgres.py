@@ -98,6 +98,9 @@ def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(worl
     assert set(PROVIDER_OBJECTS) <= set(record["left_out"])
     assert not any(o.startswith("TABLE") for o in record["left_out"])  # the app's own objects all restored
     assert scratch_databases(managed_server) == set()
+    # Verified again on its own: the run's metadata names them too (`verify --json` reads it).
+    verified, _ = world.run_json("verify", name)
+    assert set(PROVIDER_OBJECTS) <= set(verified["left_out"])
 
     target = world.new_database_name("restored")
     restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE")
@@ -154,6 +157,16 @@ def test_libpq_password_sources_reach_pg_dump_and_pg_restore(world, managed_serv
     # The password is nowhere in what the command printed.
     assert managed_server.owner_password not in backup.stdout + backup.stderr
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_a_subscription_is_never_restored_so_the_scratch_database_is_dropped(world, managed_server):
+    """The provider's superuser's own backup holds the subscription (doadmin's pg_dump cannot read it): its
+    verification leaves it out, names it, and drops its scratch database."""
+    env = {"DATABASE_URL": managed_server.provider_url(world.db_name), "BACKUP_NAME_PREFIX": "superuser"}
+    backup = world.run("backup", "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    assert json.loads(backup.stdout)["left_out"] == ["SUBSCRIPTION provider_replica"]
+    assert scratch_databases(managed_server) == set()
 
 
 def test_a_restore_that_fails_says_what_postgresql_refused(world, managed_server):

@@ -292,7 +292,7 @@ def _feed_until_closed(source, sink) -> None:
     try:
         while chunk := source.read(CHUNK_BYTES):
             sink.write(chunk)
-    except (BrokenPipeError, OSError, ValueError):
+    except Exception:  # pg_restore stopped reading, or the object could not be read: the restore itself says which
         pass
     finally:
         with contextlib.suppress(BrokenPipeError, OSError):
