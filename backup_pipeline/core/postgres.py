@@ -791,10 +791,31 @@ def swap_databases(conn, target: str, replacement: str, old: str) -> None:
 
 
 def disconnect_sessions(conn, name: str) -> None:
-    conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+    """Ends the client sessions connected to database `name`, so it can be renamed.
+
+    Only client sessions: the server's own workers in it (autovacuum) yield to a rename by themselves, and a role
+    that is not a superuser may not end them. A session this role may not end either (a provider's superuser's
+    monitoring, say) is refused clearly, before anything is renamed."""
+    from psycopg import errors
+
+    refused = []
+    rows = conn.execute(
+        # backend_type is hidden (NULL) in other roles' rows for a role that is not a superuser; the server's own
+        # workers have no user.
+        "SELECT pid, usename FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND usename IS NOT NULL AND coalesce(backend_type, 'client backend') = 'client backend'",
         (name,),
-    )
+    ).fetchall()
+    for pid, user in rows:
+        try:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        except errors.InsufficientPrivilege:
+            refused.append(f"{user} (pid {pid})")
+    if refused:
+        raise BackupError(
+            f"sessions of {', '.join(refused)} are connected to {name}, and this role may not end them: nothing was "
+            f"replaced. Disconnect them (or grant this role pg_signal_backend) and restore again"
+        )
 
 
 _CLIENT_ENV = frozenset(
