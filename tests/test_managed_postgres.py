@@ -324,3 +324,15 @@ def test_replace_refuses_clearly_when_a_session_it_may_not_end_holds_the_target(
     finally:
         own.close()
         provider.close()
+
+
+def test_a_first_backup_without_an_ssl_client_names_the_command_that_fixes_it(world, managed_server, tmp_path):
+    """Python 3.11 without `backup-db install-client` run yet: the bundled client has no SSL; the backup is
+    refused before anything is dumped, and the message names that one command."""
+    if any(c.supports_ssl() and c.major >= 18 for c in ClientTools.locate().clients if c.origin != "installed"):
+        pytest.skip("an SSL-capable PostgreSQL 18 client is installed on this machine besides install-client's")
+    keys = world.bucket_keys()
+    refused = world.run("backup", env={"XDG_DATA_HOME": str(tmp_path)})
+    assert refused.returncode in (1, 2), refused.stdout
+    assert "built without SSL support" in refused.stderr and "run `backup-db install-client`" in refused.stderr
+    assert world.bucket_keys() == keys
