@@ -98,7 +98,7 @@ class Site:
         result = self.earlier_run
         assert result.success, failure_message(result)
         self.earlier = bucket_state(self.client, self.bucket)
-        assert len(self.earlier) == 3  # dump, manifest, verification marker
+        assert len(self.earlier) == 4  # dump, manifest, saved roles, verification marker
 
     def keys(self) -> set[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
@@ -158,7 +158,7 @@ def test_discord_down_or_rate_limiting_leaves_backups_alone(site):
     """The earlier backup ran while Discord answered 503 and then 429 (retry after 30 s): it is stored and
     verified all the same, and the notice about it is given up within seconds, logged, never raised."""
     assert site.earlier_run.success
-    assert len(site.earlier) == 3 and any(k.endswith(".verified.json") for k in site.earlier)
+    assert len(site.earlier) == 4 and any(k.endswith(".verified.json") for k in site.earlier)
     started = time.monotonic()
     _evaluate_run_sensor("discord_on_backup_success", site.earlier_run)  # 503 x3: given up
     _evaluate_run_sensor("discord_on_backup_success", site.earlier_run)  # 429, retry after 30 s: not waited for

@@ -126,6 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore over an existing database: restored beside it, swapped in only once it matches",
     )
     restore.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel pg_restore jobs (default 1)")
+    restore.add_argument(
+        "--no-owner", action="store_true", help="leave out the backup's owners: objects belong to the restoring role"
+    )
+    restore.add_argument(
+        "--no-acl", action="store_true", help="leave out the backup's GRANTs and REVOKEs (objects and database)"
+    )
+    restore.add_argument(
+        "--role-map",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="apply the backup's owners and privileges of role OLD to role NEW of this server (repeatable)",
+    )
+    restore.add_argument(
+        "--create-roles",
+        action="store_true",
+        help="create the roles the backup names that this server lacks, from those saved with it (no passwords)",
+    )
+    restore.add_argument(
+        "--replication",
+        choices=["recreate-slots", "keep-old"],
+        help="with --replace over a database with logical slots, publications or subscriptions: recreate its "
+        "slots on the restored database, or keep the old database under a new name",
+    )
     restore.add_argument("--confirm", metavar="RESTORE", help="must be RESTORE")
     waits(restore, "restore")
 

@@ -16,8 +16,11 @@ from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.cli.verify import left_out_names, left_out_note
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, check_database_name
+from backup_pipeline.core.privileges import PrivilegeChoices
+from backup_pipeline.core.replication import check_replication, replication_state
 from backup_pipeline.core.restore import (
     RESTORE_CONFIRMATION,
+    check_backup_roles,
     check_restore_jobs,
     check_restore_target,
     checked_manifest,
@@ -53,9 +56,15 @@ def restore_backup(ctx: CliContext, args) -> int:
         server = PostgresTarget.from_url(args.target_url, "--target-url")
         # libpq would read PGPASSWORD itself, but pg_restore gets the password only through us.
         password = server.password or os.environ.get("PGPASSWORD") or None
+    choices = PrivilegeChoices.parse(args.no_owner, args.no_acl, args.role_map, args.create_roles)
     admin = server.connect()
     try:
-        check_restore_target(admin, server, args.target_db, args.replace)
+        exists = check_restore_target(admin, server, args.target_db, args.replace)
+        # Refused here, before a run exists: roles the server lacks, replication state nobody said what to do with.
+        check_backup_roles(admin, ctx.catalog(), manifest, choices, server, log=lambda _: None, create=False)
+        if exists:
+            with server.with_database(args.target_db).connect() as conn:
+                check_replication(replication_state(admin, conn, args.target_db), args.target_db, args.replication)
     finally:
         admin.close()
 
@@ -65,6 +74,11 @@ def restore_backup(ctx: CliContext, args) -> int:
         "target_db": args.target_db,
         "replace": args.replace,
         "jobs": args.jobs,
+        "no_owner": args.no_owner,
+        "no_acl": args.no_acl,
+        "role_map": [f"{old}={new}" for old, new in choices.role_map.items()],
+        "create_roles": args.create_roles,
+        "replication": args.replication or "",
         "confirm": RESTORE_CONFIRMATION,
     }
     private_env = {}
@@ -108,6 +122,9 @@ def report_restore(ctx: CliContext, config: dict, server: str, finished, run_id:
         "pg_restore_version": outcome.get("pg_restore_version"),
         "upgrade": outcome.get("upgrade"),
         "left_out": left_out_names(outcome),
+        "privileges_applied": outcome.get("privileges_applied"),
+        "not_applied": outcome.get("not_applied") or [],
+        "notes": outcome.get("notes") or [],
         "run_id": run_id,
     }
     if as_json:
@@ -131,4 +148,15 @@ def restore_summary(result: dict) -> str:
             else ""
         )
         + left_out_note(result.get("left_out") or [])
+        + "".join(f"\n{note}" for note in result.get("notes") or [])
+        + (
+            paint(
+                f"\nCould not apply {counted(len(result['not_applied']), 'statement')} of the backup's owners and "
+                "privileges (the restoring role may not; apply them as a superuser or a member of the owner role):",
+                "yellow",
+            )
+            + "".join(f"\n  {line}" for line in result["not_applied"])
+            if result.get("not_applied")
+            else ""
+        )
     )

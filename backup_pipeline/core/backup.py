@@ -110,6 +110,9 @@ def _store_new_backup(
             _remove_partial(storage, dump_key)
             raise
     duration = time.monotonic() - started
+    # Beside the dump, before the manifest: an upload that stops here is incomplete and swept with its dump.
+    roles_key = name.roles_key(catalog.storage_prefix)
+    storage.put_bytes(roles_key, dump.role_definitions)
     manifest = Manifest(
         name=str(name),
         backup_id=str(backup_id),
@@ -133,6 +136,9 @@ def _store_new_backup(
         label=label,
         source_host=target.host,
         source_port=target.port,
+        database_properties=dump.database_properties,
+        roles=dump.roles,
+        roles_key=roles_key,
     )
     # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
     storage.put_bytes(manifest_key, manifest.to_json())

@@ -155,6 +155,6 @@ def group_objects(objects: Iterable[StoredObject], storage_prefix: str, name_pre
             entry.dump = obj
         elif kind == "manifest":
             entry.manifest_key = obj.key
-        else:
+        elif kind == "verified":
             entry.verified_key = obj.key
     return sorted(entries.values(), key=lambda e: e.created_at, reverse=True)

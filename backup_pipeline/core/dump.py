@@ -28,6 +28,7 @@ from backup_pipeline.core.postgres import (
     server_version,
     table_row_counts,
 )
+from backup_pipeline.core.privileges import database_properties, named_roles, role_definitions
 from backup_pipeline.core.streams import human_bytes
 
 Log = Callable[[str], None]
@@ -48,6 +49,10 @@ class RunningDump:
     _stderr: object = field(repr=False)
     _counts: dict = field(default_factory=dict, repr=False)
     _counting: threading.Thread | None = field(default=None, repr=False)
+    # Read in the dump's snapshot (core/privileges.py): what the archive cannot hold, and the roles it names.
+    database_properties: dict = field(default_factory=dict)
+    roles: dict = field(default_factory=dict)
+    role_definitions: bytes = b""
 
     def finish(self) -> dict[str, int]:
         """Waits for pg_dump and the row counts; raises with pg_dump's own message when it failed."""
@@ -90,6 +95,9 @@ def start_dump(
         check_client_compresses(client, options)
         pg_dump_text = client.version
         size = database_size(conn)
+        properties = database_properties(conn)
+        roles = named_roles(conn, properties)
+        definitions = role_definitions(conn, roles)
         log(
             f"dumping {target.describe()} (PostgreSQL {server_text}, {human_bytes(size)} on disk) with pg_dump "
             f"{client.describe()}"
@@ -115,6 +123,9 @@ def start_dump(
                 server_version=server_text,
                 pg_dump_version=pg_dump_text,
                 database_size_bytes=size,
+                database_properties=properties,
+                roles=roles,
+                role_definitions=definitions,
                 _process=process,
                 _stderr=stderr,
             )

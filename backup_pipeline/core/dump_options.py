@@ -91,7 +91,8 @@ class DumpOptions:
         check_jobs(self.jobs, self.format)
 
     def pg_dump_args(self, pg_dump_major: int, pg_dump_text: str) -> list[str]:
-        args = [f"--format={self.format}", "--no-owner", "--no-acl"]
+        # Owners and privileges stay in the archive: whether a restore applies them is decided when restoring.
+        args = [f"--format={self.format}"]
         if self.format == "directory":
             # The folder is only staging on the way to storage: no need for pg_dump to fsync it.
             args += [f"--jobs={self.jobs}", "--no-sync"]

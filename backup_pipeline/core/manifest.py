@@ -44,6 +44,17 @@ class Manifest:
     source_port: int | None = None
     manifest_version: int = MANIFEST_VERSION
     extra: dict = field(default_factory=dict)
+    # Owners and privileges: the archive holds them (pg_dump without --no-owner --no-acl); what it cannot hold,
+    # the database's own owner, ACL, settings, encoding and locale, is here (core/privileges.py). Absent from
+    # backups taken before, whose archives carry no privileges.
+    database_properties: dict | None = None
+    # Role -> what the backup uses it for (owner, grantee, ...), and the object beside the dump defining them.
+    roles: dict | None = None
+    roles_key: str | None = None
+
+    @property
+    def carries_privileges(self) -> bool:
+        return self.database_properties is not None
 
     @property
     def total_rows(self) -> int:
@@ -139,6 +150,12 @@ _FIELD_CHECKS = {
     "source_port": ("a port number or null", lambda v: v is None or (_is_int(v) and 0 < v < 65536)),
     "manifest_version": ("a whole number", _is_int),
     "extra": ("an object", lambda v: isinstance(v, dict)),
+    "database_properties": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "roles": (
+        "an object of role names to lists of uses, or null",
+        lambda v: v is None or (isinstance(v, dict) and all(isinstance(u, list) for u in v.values())),
+    ),
+    "roles_key": ("text or null", lambda v: v is None or isinstance(v, str)),
 }
 _OPTIONAL = frozenset(
     {
@@ -153,6 +170,9 @@ _OPTIONAL = frozenset(
         "source_port",
         "manifest_version",
         "extra",
+        "database_properties",
+        "roles",
+        "roles_key",
     }
 )
 

@@ -2,7 +2,8 @@
 
 A backup id is `<type>_<YYYYMMDD_HHMMSS>` (UTC) and is also the Dagster partition key.
 The object holding the dump is `<storage prefix>/<name prefix>_<backup id>.dump`, its manifest
-`<...>.dump.json`, and the marker written once verification passed `<...>.dump.verified.json`.
+`<...>.dump.json`, the roles its objects name `<...>.dump.roles.json`, and the marker written once verification
+passed `<...>.dump.verified.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".dump.json"
 VERIFIED_SUFFIX = ".dump.verified.json"
+# The roles the backup's objects name, for recreating them in a new cluster (written before the manifest).
+ROLES_SUFFIX = ".dump.roles.json"
 
 _BACKUP_ID = re.compile(r"^(?P<type>daily|pre-migration|manual)_(?P<ts>\d{8}_\d{6})$")
 _NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -78,6 +81,9 @@ class BackupName:
     def verified_key(self, storage_prefix: str) -> str:
         return join_key(storage_prefix, f"{self}{VERIFIED_SUFFIX}")
 
+    def roles_key(self, storage_prefix: str) -> str:
+        return join_key(storage_prefix, f"{self}{ROLES_SUFFIX}")
+
     @classmethod
     def parse(cls, text: str, prefix: str) -> BackupName:
         """Accepts `app_manual_20260113_150000`, with or without `.dump`, or a bare backup id."""
@@ -96,7 +102,7 @@ class BackupName:
 
 
 def classify_key(key: str, storage_prefix: str, name_prefix: str) -> tuple[BackupName, str] | None:
-    """(name, kind) for one of our objects, kind being dump, manifest or verified; None for anything else.
+    """(name, kind) for one of our objects, kind being dump, manifest, verified or roles; None for anything else.
 
     Only names with our own name prefix and shape are ours: another database's backups and foreign
     objects under the same storage prefix are never touched.
@@ -105,7 +111,13 @@ def classify_key(key: str, storage_prefix: str, name_prefix: str) -> tuple[Backu
     if not key.startswith(folder):
         return None
     base = key[len(folder) :]
-    for suffix, kind in ((VERIFIED_SUFFIX, "verified"), (MANIFEST_SUFFIX, "manifest"), (DUMP_SUFFIX, "dump")):  # noqa: B007 (kind is the answer after the loop)
+    kinds = (
+        (VERIFIED_SUFFIX, "verified"),
+        (ROLES_SUFFIX, "roles"),
+        (MANIFEST_SUFFIX, "manifest"),
+        (DUMP_SUFFIX, "dump"),
+    )
+    for suffix, kind in kinds:  # noqa: B007 (kind is the answer after the loop)
         if base.endswith(suffix):
             stem = base[: -len(suffix)]
             break
@@ -132,7 +144,7 @@ def classify_any_key(key: str, storage_prefix: str) -> tuple[BackupName, str] | 
     folder = join_key(storage_prefix, "")
     if not key.startswith(folder) or "/" in key[len(folder) :]:
         return None
-    for suffix in (VERIFIED_SUFFIX, MANIFEST_SUFFIX, DUMP_SUFFIX):
+    for suffix in (VERIFIED_SUFFIX, ROLES_SUFFIX, MANIFEST_SUFFIX, DUMP_SUFFIX):
         if key.endswith(suffix):
             match = _ANY_STEM.match(key[len(folder) : -len(suffix)])
             return classify_key(key, storage_prefix, match["prefix"]) if match else None

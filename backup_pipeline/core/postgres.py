@@ -865,7 +865,7 @@ class ThrowawayServer:
     server runs as the `postgres` user (or `nobody` on a machine without PostgreSQL's packages).
     """
 
-    def __init__(self, bin_dir: Path | None = None, label: str = "throwaway"):
+    def __init__(self, bin_dir: Path | None = None, label: str = "throwaway", settings: dict[str, str] | None = None):
         bin_dir = bin_dir or bundled_client_dir()
         if bin_dir is None or not (bin_dir / "initdb").exists():
             raise ConfigurationError(
@@ -879,6 +879,8 @@ class ThrowawayServer:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self._as_user = _unprivileged_user()
         self._started = False
+        # More server settings (for example wal_level=logical), as `-c name=value`.
+        self.settings = dict(settings or {})
 
     def start(self) -> ThrowawayServer:
         try:
@@ -888,6 +890,7 @@ class ThrowawayServer:
                     self.bin_dir = self._reachable_copy()
             self._run([self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
             options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+            options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
             self._started = True
             self._run(
                 [self.bin_dir / "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "-o", options, "start"]

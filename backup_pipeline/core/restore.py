@@ -36,7 +36,6 @@ from backup_pipeline.core.postgres import (
     admin_connection,
     check_database_name,
     client_tools_environment,
-    create_database,
     database_exists,
     disconnect_sessions,
     drop_database,
@@ -46,6 +45,26 @@ from backup_pipeline.core.postgres import (
     swap_databases,
     table_row_counts,
 )
+from backup_pipeline.core.privileges import (
+    AppliedPrivileges,
+    PrivilegeChoices,
+    apply_database_properties,
+    apply_script,
+    check_roles,
+    create_database_sql,
+    create_saved_roles,
+    privilege_script,
+)
+from backup_pipeline.core.replication import (
+    KEEP_OLD,
+    RECREATE_SLOTS,
+    ReplicationState,
+    check_replication,
+    move_slots,
+    removal_hint,
+    replication_state,
+)
+from backup_pipeline.core.replication import check_choice as check_replication_choice
 from backup_pipeline.core.storage import partial_path
 from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, counted, human_bytes
 from backup_pipeline.core.sweep import sweep_download_partials
@@ -65,6 +84,8 @@ class RestoreOutcome:
     server_version: str = ""  # the target server's
     pg_restore_version: str = ""
     left_out: list[str] = field(default_factory=list)  # objects the target's role cannot create (TocFilter)
+    # What was applied of the backup's owners, privileges and settings, what could not be, and what was left.
+    privileges: AppliedPrivileges | None = None
 
     @property
     def upgrade(self) -> bool:
@@ -125,17 +146,22 @@ def restore_into(
     log: Log = print,
     jobs: int = 1,
     schema_only: bool = False,
+    schema_out: list[str] | None = None,
 ) -> list[str]:
     """pg_restore the backup into the existing, empty database `target`; the checksum must match.
 
-    `schema_only`: tables, indexes, constraints, functions and the rest, without rows (`backup-db diff`).
+    Owners and privileges are left out (--no-owner --no-acl): a restore applies them afterwards, one statement
+    at a time (core/privileges.py). `schema_only`: tables, indexes, constraints, functions and the rest, without
+    rows (`backup-db diff`). `schema_out`: gets the archive's schema as SQL (owners and ACLs included, without
+    what was left out), read from its table of contents.
     Returns what was left out of the archive's table of contents because the target's role cannot create it
     (see plan_restore), e.g. ["EVENT TRIGGER provider_ddl_audit"]; anything else that fails stops the restore.
     """
     tools = tools if isinstance(tools, PgClient) else restore_client(tools, manifest)
     with tempfile.TemporaryDirectory(prefix="backup-toc-") as folder:
         toc = TocFilter(TargetRole.of(target), tools, Path(folder))
-        _restore_into(catalog, manifest, target, tools, log, jobs, ["--schema-only"] if schema_only else [], toc)
+        extra = ["--schema-only"] if schema_only else []
+        _restore_into(catalog, manifest, target, tools, log, jobs, extra, toc, schema_out)
     return toc.left_out
 
 
@@ -299,7 +325,9 @@ def _feed_until_closed(source, sink) -> None:
             sink.close()
 
 
-def _restore_into(catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter) -> None:
+def _restore_into(
+    catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
+) -> None:
     if _through_psql(tools, target):
         log(
             f"pg_restore {tools.version} cannot talk to this server directly (it sets transaction_timeout, which "
@@ -308,10 +336,10 @@ def _restore_into(catalog, manifest, target, tools, log, jobs: int, extra: list[
         tools = _ScriptClient(tools)
         jobs = 1
     if manifest.format == "directory":
-        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra, toc)
+        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra, toc, schema_out)
         return
     if jobs > 1:
-        _restore_parallel(catalog, manifest, target, tools, log, jobs, extra, toc)
+        _restore_parallel(catalog, manifest, target, tools, log, jobs, extra, toc, schema_out)
         return
     with catalog.storage.open_stream(manifest.key) as body:
         extra = [*extra, *toc.args_for(stream=decrypting(body, manifest.encryption, catalog.encryption, manifest.name))]
@@ -330,9 +358,62 @@ def _restore_into(catalog, manifest, target, tools, log, jobs: int, extra: list[
         _check_checksum(reader.sha256, manifest)
         if code != 0:
             raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
+    if schema_out is not None:  # read again from the start of the object: the table of contents only
+        schema_out.append(_streamed_schema_sql(catalog, manifest, tools, _list_args(extra)))
 
 
-def _restore_parallel(catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter) -> None:
+def _list_args(extra: list[str]) -> list[str]:
+    return [arg for arg in extra if arg.startswith("--use-list=")]
+
+
+def _schema_sql(client, args: list[str], archive: str | None = None, stdin=None) -> subprocess.Popen:
+    """pg_restore writing the archive's schema as SQL to its stdout (it reads only the table of contents)."""
+    client = client.client if isinstance(client, _ScriptClient) else client
+    argv = [client.path("pg_restore"), "--schema-only", "--file=-", *args, *([archive] if archive else [])]
+    return subprocess.Popen(
+        argv,
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=client_tools_environment(),
+    )
+
+
+def _local_schema_sql(client, args: list[str], archive: str, manifest: Manifest) -> str:
+    process = _schema_sql(client, args, archive)
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise VerificationError(f"pg_restore could not list {manifest.name}'s schema: {err.decode().strip()[-300:]}")
+    return out.decode(errors="replace")
+
+
+def _streamed_schema_sql(catalog: BackupCatalog, manifest: Manifest, client, args: list[str]) -> str:
+    """The schema of a custom-format archive as SQL, from the start of the stored object only: its table of
+    contents comes before the data, and pg_restore stops reading once it has it."""
+    process = _schema_sql(client, args, stdin=subprocess.PIPE)
+    out: list[bytes] = []
+    reading = threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True)
+    reading.start()
+    with catalog.storage.open_stream(manifest.key) as body:
+        plain = decrypting(body, manifest.encryption, catalog.encryption, manifest.name)
+        try:
+            while chunk := plain.read(CHUNK_BYTES):
+                process.stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # pg_restore has the table of contents: the rows are not needed
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+    reading.join()
+    err = process.stderr.read()
+    if process.wait() != 0:
+        raise VerificationError(f"pg_restore could not list {manifest.name}'s schema: {err.decode().strip()[-300:]}")
+    return out[0].decode(errors="replace") if out else ""
+
+
+def _restore_parallel(
+    catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
+) -> None:
     # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
     # Unbuffered, so a full disk surfaces in _stage and closing the file never retries a failed write.
     with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump", buffering=0) as staged:
@@ -344,9 +425,13 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int, extra: l
         extra = [*extra, *toc.args_for(staged.name)]
         toc.report(log)
         _run_pg_restore(tools, [*extra, f"--jobs={jobs}", staged.name], target, manifest)
+        if schema_out is not None:
+            schema_out.append(_local_schema_sql(tools, _list_args(extra), staged.name, manifest))
 
 
-def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter) -> None:
+def _restore_directory(
+    catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
+) -> None:
     # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
     # pg_restore the folder with `jobs` in parallel.
     with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
@@ -373,6 +458,8 @@ def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: 
         toc.report(log)
         args = [*extra, "--format=directory", *([f"--jobs={jobs}"] if jobs > 1 else []), folder]
         _run_pg_restore(tools, args, target, manifest)
+        if schema_out is not None:
+            schema_out.append(_local_schema_sql(tools, _list_args(extra), folder, manifest))
 
 
 def _run_pg_restore(client, args: list[str], target: PostgresTarget, manifest: Manifest) -> None:
@@ -648,38 +735,59 @@ def restore_to_database(
     jobs: int = 1,
     tools: ClientTools | None = None,
     log: Log = print,
+    privileges: PrivilegeChoices | None = None,
+    replication: str | None = None,
 ) -> RestoreOutcome:
     """Restores `name` into `target_db` on `server`'s server and checks its row counts.
 
     Without `replace` the database must not exist. With it, the backup is restored beside the existing
-    database and the names are swapped only once the restore matched its manifest.
+    database and the names are swapped only once the restore matched its manifest. The original database's
+    encoding and locale, owners, privileges and settings are applied unless `privileges` says otherwise;
+    `replication` says what becomes of the replaced database's logical replication state (core/replication.py).
     """
     tools = tools or ClientTools.locate()
+    privileges = privileges or PrivilegeChoices()
+    replication = check_replication_choice(replication)
     check_database_name(target_db)
     check_restore_jobs(jobs)
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
+    applied = AppliedPrivileges()
     with scratch_claims(server, outside=target_db) as claim:
         admin = admin_connection(server, outside=target_db)
         try:
             exists = check_restore_target(admin, server, target_db, replace)
-            server_text = server_version(admin)[1]
+            state = _replication_before(admin, server, target_db, replication) if exists else ReplicationState()
+            check_backup_roles(admin, catalog, manifest, privileges, server, log, applied)
+            server_major, server_text = server_version(admin)
             client = restore_client(tools, manifest, server, server_text)
             log(f"restoring the {describe_versions(manifest, client, server_text)}")
             work_db = claim("restore")
-            create_database(admin, work_db)
+            _create_like_original(admin, work_db, manifest, server_major)
             try:
                 log(
                     f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
                     f"(scratch database {work_db} until it is complete)"
                 )
-                left_out = restore_into(catalog, manifest, server.with_database(work_db), client, log, jobs)
+                wants_schema = manifest.carries_privileges and not (privileges.no_owner and privileges.no_acl)
+                schema: list[str] | None = [] if wants_schema else None
+                left_out = restore_into(
+                    catalog, manifest, server.with_database(work_db), client, log, jobs, schema_out=schema
+                )
                 with server.with_database(work_db).connect() as conn:
                     counts = table_row_counts(conn)
-                compare_row_counts(manifest.tables, counts, str(name))
+                    compare_row_counts(manifest.tables, counts, str(name))
+                    if manifest.carries_privileges:
+                        apply_script(conn, privilege_script("".join(schema or [])), privileges, applied)
+                if manifest.carries_privileges:
+                    # Last, before the swap: a REVOKE CONNECT or a read-only default would have locked pg_restore out.
+                    apply_database_properties(
+                        admin, work_db, manifest.database_properties, privileges, applied, target_db
+                    )
+                    _report_privileges(applied, privileges, log)
                 if exists:
-                    _swap(admin, target_db, work_db, claim("replaced"), log)
+                    _swap(admin, server, target_db, work_db, claim("replaced"), log, state, replication, applied)
                 else:
                     _rename_new(admin, server, work_db, target_db)
             except BaseException:
@@ -700,7 +808,99 @@ def restore_to_database(
         server_version=server_text,
         pg_restore_version=client.version,
         left_out=left_out,
+        privileges=applied,
     )
+
+
+NO_PRIVILEGES_NOTE = (
+    "this backup carries no owners or privileges (it was taken with --no-owner --no-acl, before backups kept "
+    "them): every restored object belongs to the restoring role, with no GRANTs or REVOKEs, and the database has "
+    "the server's default encoding and settings"
+)
+
+
+def check_backup_roles(
+    admin,
+    catalog: BackupCatalog,
+    manifest: Manifest,
+    privileges: PrivilegeChoices,
+    server: PostgresTarget,
+    log: Log,
+    applied: AppliedPrivileges | None = None,
+    create: bool = True,
+) -> None:
+    """Before anything is created: the roles the backup names exist (or are mapped, created or left out).
+    `create`: create the missing roles now when --create-roles says so (not when only checking)."""
+    if not manifest.carries_privileges:
+        log(NO_PRIVILEGES_NOTE)
+        if applied is not None:
+            applied.notes.append(NO_PRIVILEGES_NOTE)
+        return
+    roles = manifest.roles or {}
+    saved = manifest.roles_key is not None and catalog.storage.head(manifest.roles_key) is not None
+    check_roles(admin, roles, privileges, saved, f"server {server.server}")
+    if not create:
+        return
+    if privileges.create_roles and saved:
+        wanted = [role for role in roles if role not in privileges.role_map]
+        problems = create_saved_roles(admin, catalog.storage.read_bytes(manifest.roles_key), wanted, log)
+        if applied is not None:
+            applied.not_applied.extend(problems)
+    superuser = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    if not superuser and not privileges.no_owner:
+        owners = [privileges.role(r) for r, uses in roles.items() if {"owner", "database owner"} & set(uses)]
+        cannot = [
+            role
+            for role in sorted(set(owners))
+            if not admin.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()[0]
+        ]
+        if cannot:
+            log(
+                f"the restoring role is not a superuser nor a member of {', '.join(cannot)}: objects those roles own "
+                "stay owned by the restoring role, and the restore lists each statement it could not apply"
+            )
+
+
+def _report_privileges(applied: AppliedPrivileges, privileges: PrivilegeChoices, log: Log) -> None:
+    skipped = [flag for flag, on in (("--no-owner", privileges.no_owner), ("--no-acl", privileges.no_acl)) if on]
+    if skipped:
+        applied.notes.append(
+            f"left out as asked ({' '.join(skipped)}): the backup's "
+            + ("owners and privileges" if len(skipped) == 2 else ("owners" if privileges.no_owner else "privileges"))
+        )
+    if privileges.role_map:
+        applied.notes.append(
+            "roles mapped: " + ", ".join(f"{old} -> {new}" for old, new in sorted(privileges.role_map.items()))
+        )
+    log(f"applied {counted(applied.applied, 'ownership, privilege and setting statement')}")
+    if applied.not_applied:
+        log(
+            f"could not apply {counted(len(applied.not_applied), 'statement')} (the restoring role may not): "
+            + "; ".join(applied.not_applied)
+        )
+
+
+def _create_like_original(admin, work_db: str, manifest: Manifest, server_major: int) -> None:
+    """The scratch database, from template0 with the original's encoding and locale."""
+    import psycopg
+
+    try:
+        admin.execute(create_database_sql(work_db, manifest.database_properties, server_major))
+    except psycopg.Error as error:
+        props = manifest.database_properties or {}
+        raise ConfigurationError(
+            f"cannot create a database with the original's encoding {props.get('encoding')} and locale "
+            f"{props.get('collate')}/{props.get('ctype')} on this server ({str(error).strip().splitlines()[0]}). "
+            "Nothing was created: install that locale on the server (and restart it), or restore onto a server "
+            "that has it"
+        ) from None
+
+
+def _replication_before(admin, server: PostgresTarget, target_db: str, choice: str | None) -> ReplicationState:
+    with server.with_database(target_db).connect() as conn:
+        state = replication_state(admin, conn, target_db)
+    check_replication(state, target_db, choice)
+    return state
 
 
 def _rename_new(admin, server: PostgresTarget, work_db: str, target_db: str) -> None:
@@ -715,8 +915,53 @@ def _rename_new(admin, server: PostgresTarget, work_db: str, target_db: str) -> 
         ) from None
 
 
-def _swap(admin, target_db: str, work_db: str, old: str, log: Log) -> None:
+def kept_name(target_db: str) -> str:
+    """The name an old database is kept under: not a scratch name, so no sweep ever drops it."""
+    from datetime import UTC, datetime
+
+    return f"{target_db[:30]}_replaced_{datetime.now(UTC):%Y%m%d_%H%M%S}"
+
+
+def _swap(
+    admin,
+    server: PostgresTarget,
+    target_db: str,
+    work_db: str,
+    old: str,
+    log: Log,
+    state: ReplicationState,
+    replication: str | None,
+    applied: AppliedPrivileges,
+) -> None:
+    """Swaps the restored database in. Nothing after the swap raises: the target is restored by then, and what
+    could not be tidied up is reported with how to do it."""
+    if replication == KEEP_OLD:
+        old = kept_name(target_db)
     disconnect_sessions(admin, target_db)
     swap_databases(admin, target_db, work_db, old)
-    drop_database(admin, old)
     log(f"replaced the contents of {target_db}")
+    if replication == KEEP_OLD:
+        applied.notes.append(
+            f"kept the old database as {old}"
+            + (f", with its {state.describe()}" if not state.empty else "")
+            + f"; {removal_hint(old, state)} when it is no longer needed"
+        )
+        log(applied.notes[-1])
+        return
+    if replication == RECREATE_SLOTS:
+        for note in move_slots(admin, server.with_database(target_db), state):
+            applied.notes.append(note)
+            log(note)
+    try:
+        drop_database(admin, old)
+    except Exception as error:
+        kept = old
+        with contextlib.suppress(Exception):
+            rename_database(admin, old, kept_name(target_db))
+            kept = kept_name(target_db)
+        note = (
+            f"{target_db} is restored, but the old database could not be dropped ({str(error).splitlines()[0]}): it "
+            f"is left as {kept}; {removal_hint(kept, state)}"
+        )
+        applied.notes.append(note)
+        log(note)

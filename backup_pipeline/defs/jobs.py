@@ -9,6 +9,7 @@ from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.privileges import PrivilegeChoices
 from backup_pipeline.core.restore import RESTORE_CONFIRMATION, restore_server, restore_to_database
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.names import (
@@ -151,6 +152,14 @@ class RestoreConfig(dg.Config):
     # log), and the name of an environment variable of the run's process holding the password.
     target_url: str | None = None
     target_password_env: str | None = None
+    # Owners and privileges: leave them out, apply a backup role's to another role ("old=new"), or create the
+    # roles the backup names that the server lacks (from those saved with it).
+    no_owner: bool = False
+    no_acl: bool = False
+    role_map: list[str] = []
+    create_roles: bool = False
+    # Over a database with logical replication state: "recreate-slots" or "keep-old" (else the restore refuses).
+    replication: str = ""
     confirm: str = ""
 
 
@@ -175,9 +184,22 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
             else:
                 server = postgres.target()
             sweep_for(context, db, server)
+            choices = PrivilegeChoices.parse(config.no_owner, config.no_acl, config.role_map, config.create_roles)
             outcome = restore_to_database(
-                catalog, name, server, config.target_db, config.replace, config.jobs, postgres.tools(), context.log.info
+                catalog,
+                name,
+                server,
+                config.target_db,
+                config.replace,
+                config.jobs,
+                postgres.tools(),
+                context.log.info,
+                privileges=choices,
+                replication=config.replication or None,
             )
+        applied = outcome.privileges
+        for problem in applied.not_applied:
+            context.log.warning(f"not applied: {problem}")
         context.add_output_metadata(
             {
                 "database": db.key,
@@ -192,6 +214,9 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 "upgrade": outcome.upgrade,
                 "left_out_count": len(outcome.left_out),
                 "left_out": ", ".join(outcome.left_out),
+                "privileges_applied": applied.applied,
+                "not_applied": dg.MetadataValue.json(applied.not_applied),
+                "notes": dg.MetadataValue.json(applied.notes),
             }
         )
 

@@ -32,8 +32,9 @@ def build_backup_asset(
             dg.AssetSpec(
                 dump_key,
                 description=(
-                    "pg_dump of the database in custom format (--no-owner --no-acl), taken inside an exported "
-                    "snapshot; per-table row counts come from the same snapshot. One partition per backup."
+                    "pg_dump of the database in custom format, owners and privileges included, taken inside an "
+                    "exported snapshot; per-table row counts and the database's own owner, privileges, settings "
+                    "and encoding come from the same snapshot. One partition per backup."
                 ),
                 group_name=names.group,
                 kinds={"postgres"},
