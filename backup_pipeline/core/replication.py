@@ -81,6 +81,27 @@ def check_replication(state: ReplicationState, database: str, choice: str | None
     )
 
 
+def end_consumers(admin, database: str, wait_s: float = 10.0) -> None:
+    """Ends the replication sessions (walsenders) streaming the logical slots of `database`, which block its
+    rename, and waits until they are gone. Only when told what to do with the slots (--replication)."""
+    import time
+
+    pids = [
+        row[0]
+        for row in admin.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE database = %s AND active_pid IS NOT NULL", (database,)
+        ).fetchall()
+    ]
+    for pid in pids:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    deadline = time.monotonic() + wait_s
+    while pids and time.monotonic() < deadline:
+        alive = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]
+        if not alive:
+            return
+        time.sleep(0.1)
+
+
 def move_slots(admin, new_database_target, state: ReplicationState) -> list[str]:
     """After the swap: each logical slot of the old database dropped and created again on the new one; what
     happened to each, in words."""

@@ -60,6 +60,7 @@ from backup_pipeline.core.replication import (
     RECREATE_SLOTS,
     ReplicationState,
     check_replication,
+    end_consumers,
     move_slots,
     removal_hint,
     replication_state,
@@ -937,6 +938,8 @@ def _swap(
     could not be tidied up is reported with how to do it."""
     if replication == KEEP_OLD:
         old = kept_name(target_db)
+    if replication is not None and state.slots:
+        end_consumers(admin, target_db)  # their sessions would block the rename
     disconnect_sessions(admin, target_db)
     swap_databases(admin, target_db, work_db, old)
     log(f"replaced the contents of {target_db}")
