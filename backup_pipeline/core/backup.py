@@ -139,6 +139,7 @@ def _store_new_backup(
         database_properties=dump.database_properties,
         roles=dump.roles,
         roles_key=roles_key,
+        encoding=dump.encoding,
     )
     # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
     storage.put_bytes(manifest_key, manifest.to_json())

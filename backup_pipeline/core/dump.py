@@ -45,6 +45,7 @@ class RunningDump:
     server_version: str
     pg_dump_version: str
     database_size_bytes: int
+    encoding: str | None
     _process: subprocess.Popen = field(repr=False)
     _stderr: object = field(repr=False)
     _counts: dict = field(default_factory=dict, repr=False)
@@ -126,6 +127,7 @@ def start_dump(
                 database_properties=properties,
                 roles=roles,
                 role_definitions=definitions,
+                encoding=conn.info.parameter_status("server_encoding"),
                 _process=process,
                 _stderr=stderr,
             )

@@ -42,6 +42,8 @@ class Manifest:
     # The server it was dumped from (never the user or password): two servers writing one prefix show apart.
     source_host: str | None = None
     source_port: int | None = None
+    # The source database's server encoding (SQL_ASCII, LATIN1, UTF8...): a restore creates its database in it.
+    encoding: str | None = None
     manifest_version: int = MANIFEST_VERSION
     extra: dict = field(default_factory=dict)
     # Owners and privileges: the archive holds them (pg_dump without --no-owner --no-acl); what it cannot hold,
@@ -148,6 +150,7 @@ _FIELD_CHECKS = {
     "label": ("text or null", lambda v: v is None or isinstance(v, str)),
     "source_host": ("text or null", lambda v: v is None or isinstance(v, str)),
     "source_port": ("a port number or null", lambda v: v is None or (_is_int(v) and 0 < v < 65536)),
+    "encoding": ("text or null", lambda v: v is None or isinstance(v, str)),
     "manifest_version": ("a whole number", _is_int),
     "extra": ("an object", lambda v: isinstance(v, dict)),
     "database_properties": ("an object or null", lambda v: v is None or isinstance(v, dict)),
@@ -168,6 +171,7 @@ _OPTIONAL = frozenset(
         "label",
         "source_host",
         "source_port",
+        "encoding",
         "manifest_version",
         "extra",
         "database_properties",

@@ -129,17 +129,26 @@ class PostgresTarget:
         return make_conninfo(**params)
 
     def connect(self, autocommit: bool = True):
+        """A session of this tool's own: its settings (session_settings) override the role's and the database's."""
         import psycopg
 
         params = dict(self.params)
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         params.setdefault("application_name", "backup_pipeline")
         try:
-            return psycopg.connect(autocommit=autocommit, **params)
+            conn = psycopg.connect(autocommit=True, **params)
         except psycopg.OperationalError as error:
             raise BackupError(
                 f"cannot connect to PostgreSQL at {self.describe()}: {_first_line(error)}. {self.connection_hint(error)}"
             ) from None
+        try:
+            # Set outside any transaction, so they last for the session, before autocommit may be turned off.
+            conn.execute(session_settings(conn.info.server_version, conn.info.parameter_status("server_encoding")))
+            conn.autocommit = autocommit
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def connection_hint(self, error: BaseException) -> str:
         """What to do about a failed connection, saying which certificate check failed when one did."""
@@ -199,6 +208,34 @@ class PostgresTarget:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             os.close(fd)
+
+
+# Timeouts a role or database may set (ALTER ROLE app SET statement_timeout = '1s') that must never end this
+# tool's own work: counting rows of a big table, idling while pg_restore runs, holding a lock's transaction.
+# pg_dump and pg_restore switch the same ones off for their sessions. (setting, first server version with it)
+SESSION_TIMEOUTS = (
+    ("statement_timeout", 0),
+    ("lock_timeout", 0),
+    ("idle_in_transaction_session_timeout", 90600),
+    ("idle_session_timeout", 140000),
+    ("transaction_timeout", 170000),
+)
+
+
+def session_settings(server_version_num: int, server_encoding: bytes | str | None) -> str:
+    """The SET statements every connection of ours runs first.
+
+    client_encoding: text comes back decoded whatever the database's encoding. UTF8, which every encoding converts
+    to; except on a SQL_ASCII database, whose bytes have no declared encoding and are never converted: there
+    LATIN1 maps each byte to one character and back, so names read from it (a table to count) round-trip exactly
+    (psycopg would otherwise hand back bytes, which then print as b'...').
+    """
+    if isinstance(server_encoding, bytes):
+        server_encoding = server_encoding.decode("ascii", "replace")
+    encoding = "LATIN1" if (server_encoding or "").upper() == "SQL_ASCII" else "UTF8"
+    statements = [f"SET client_encoding = '{encoding}'"]
+    statements += [f"SET {name} = 0" for name, since in SESSION_TIMEOUTS if server_version_num >= since]
+    return "; ".join(statements)
 
 
 # Temporary password files: `backup-pgpass-<owner pid>-<random>` in the temporary folder.
@@ -764,10 +801,45 @@ def database_exists(conn, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
-def create_database(conn, name: str) -> None:
+def create_database(conn, name: str, encoding: str | None = None, instead: str = "") -> str:
+    """Creates database `name` (from template0) in `encoding` (the source database's; None: the server's default)
+    and returns how it was created, for the log.
+
+    An encoding the server's default locale cannot hold (LATIN1 or SQL_ASCII beside a UTF-8 locale) gets the C
+    locale, which holds every encoding: the restored bytes are the dumped bytes. A role that may not create
+    databases is told the grant it lacks and, in `instead`, what avoids the need.
+    """
+    from psycopg import errors, sql
+
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+    if encoding:
+        create += sql.SQL(" ENCODING {}").format(sql.Literal(encoding))
+    try:
+        try:
+            conn.execute(create)
+            return f"{name} (encoding {encoding})" if encoding else name
+        except (errors.InvalidParameterValue, errors.FeatureNotSupported):
+            if not encoding:
+                raise
+        c_locale = sql.SQL(" LC_COLLATE 'C' LC_CTYPE 'C'")
+        if conn.info.server_version >= 150000:
+            c_locale = sql.SQL(" LOCALE_PROVIDER libc") + c_locale  # ICU cannot hold every encoding
+        conn.execute(create + c_locale)
+        return f"{name} (encoding {encoding}, locale C: the server's default locale does not fit {encoding})"
+    except errors.InsufficientPrivilege:
+        raise createdb_refusal(conn, instead) from None
+
+
+def createdb_refusal(conn, instead: str = "") -> BackupError:
+    """What a role that may not create databases is told: the grant it lacks and, in `instead`, what avoids it."""
     from psycopg import sql
 
-    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    role = conn.info.user
+    return BackupError(
+        f"the role {role} may not create databases on {conn.info.host}:{conn.info.port}, and this step restores "
+        f"the backup into a new database first: grant it (ALTER ROLE {sql.Identifier(role).as_string(conn)} "
+        f"CREATEDB, as a superuser or a role with CREATEROLE){instead}. Nothing was created"
+    )
 
 
 def drop_database(conn, name: str) -> None:

@@ -36,6 +36,8 @@ from backup_pipeline.core.postgres import (
     admin_connection,
     check_database_name,
     client_tools_environment,
+    create_database,
+    createdb_refusal,
     database_exists,
     disconnect_sessions,
     drop_database,
@@ -74,6 +76,8 @@ Log = Callable[[str], None]
 MAX_RESTORE_JOBS = 64
 # What a restore must be told, word for word, before it creates or replaces a database.
 RESTORE_CONFIRMATION = "RESTORE"
+# What avoids CREATEDB, in the message of a role without it.
+RESTORE_ELSEWHERE = ", or restore to a server where a role may (--target-url)"
 
 
 @dataclass
@@ -765,11 +769,11 @@ def restore_to_database(
             client = restore_client(tools, manifest, server, server_text)
             log(f"restoring the {describe_versions(manifest, client, server_text)}")
             work_db = claim("restore")
-            _create_like_original(admin, work_db, manifest, server_major)
+            created = _create_like_original(admin, work_db, manifest, server_major)
             try:
                 log(
                     f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
-                    f"(scratch database {work_db} until it is complete)"
+                    f"(scratch database {created} until it is complete)"
                 )
                 wants_schema = manifest.carries_privileges and not (privileges.no_owner and privileges.no_acl)
                 schema: list[str] | None = [] if wants_schema else None
@@ -881,12 +885,18 @@ def _report_privileges(applied: AppliedPrivileges, privileges: PrivilegeChoices,
         )
 
 
-def _create_like_original(admin, work_db: str, manifest: Manifest, server_major: int) -> None:
-    """The scratch database, from template0 with the original's encoding and locale."""
+def _create_like_original(admin, work_db: str, manifest: Manifest, server_major: int) -> str:
+    """The scratch database, from template0 with the original's encoding and locale (a backup that recorded only
+    its encoding gets that); returns how it was created, for the log."""
     import psycopg
 
+    if not manifest.database_properties:
+        return create_database(admin, work_db, manifest.encoding, instead=RESTORE_ELSEWHERE)
     try:
         admin.execute(create_database_sql(work_db, manifest.database_properties, server_major))
+        return work_db
+    except psycopg.errors.InsufficientPrivilege:
+        raise createdb_refusal(admin, RESTORE_ELSEWHERE) from None
     except psycopg.Error as error:
         props = manifest.database_properties or {}
         raise ConfigurationError(

@@ -32,6 +32,9 @@ from backup_pipeline.core.restore import (
 )
 from backup_pipeline.core.streams import counted
 
+# What avoids CREATEDB on the source server's role, in the message of a role without it.
+VERIFY_ELSEWHERE = ", or set BACKUP_VERIFY_DATABASE_URL to a server where verification may create its scratch databases"
+
 
 @dataclass
 class VerificationOutcome:
@@ -61,10 +64,10 @@ def verify_backup(
             scratch = claim("verify")
             server_text = server_version(admin)[1]
             client = restore_client(tools, manifest, server, server_text)
-            create_database(admin, scratch)
+            created = create_database(admin, scratch, manifest.encoding, instead=VERIFY_ELSEWHERE)
             log(
                 f"verifying {name}: restoring the {describe_versions(manifest, client, server_text)}, into scratch "
-                f"database {scratch}"
+                f"database {created}"
             )
             try:
                 left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)

@@ -1,0 +1,132 @@
+"""Every server encoding backs up, verifies and restores: SQL_ASCII (bytes with no declared encoding, which psycopg
+hands back as bytes unless told how to read them), LATIN1 and EUC_JP, each with non-ASCII table names and rows.
+
+The restored database keeps the source's encoding, so the stored bytes come back byte for byte.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from backup_pipeline.core.backup import take_backup
+from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.names import BackupId, BackupName
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.restore import restore_to_database
+from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.verify import verify_backup
+
+QUIET = lambda _line: None  # noqa: E731
+
+# Per encoding: a table name and rows outside ASCII, written through a UTF8 client (the server converts, except
+# SQL_ASCII, which stores the client's bytes as they come); SQL_ASCII also gets a lone LATIN1 byte (0xE9), which
+# is not UTF-8 at all.
+SAMPLES = {
+    "SQL_ASCII": ("café_ü", ["naïve", "日本語", None]),
+    "LATIN1": ("café_ü", ["ñandú ÿ", "Größe", None]),
+    "EUC_JP": ("日本_表", ["東京タワー", "ｶﾀｶﾅ と ひらがな", None]),
+}
+
+
+def _url(admin_url: str, dbname: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture
+def encoded_database(pg_admin_url):
+    """Creates a database in an encoding (C locale), fills it with SAMPLES; drops what it made afterwards."""
+    made: list[str] = []
+
+    def make(encoding: str) -> tuple[str, str]:
+        name = f"bpenc_{encoding.lower()}_{secrets.token_hex(3)}"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} ENCODING {} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                    sql.Identifier(name), sql.Literal(encoding)
+                )
+            )
+        made.append(name)
+        table, notes = SAMPLES[encoding]
+        with psycopg.connect(_url(pg_admin_url, name), autocommit=True) as conn:
+            conn.execute("SET client_encoding = 'UTF8'")
+            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(sql.Identifier(table)))
+            conn.execute(sql.SQL("CREATE TABLE plain (id int)"))
+            conn.execute("INSERT INTO plain SELECT generate_series(1, 40)")
+            for i, note in enumerate(notes):
+                conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(sql.Identifier(table)), (i, note))
+            if encoding == "SQL_ASCII":
+                conn.execute(
+                    sql.SQL("INSERT INTO {} VALUES (99, convert_from('\\x636166e9'::bytea, 'SQL_ASCII'))").format(
+                        sql.Identifier(table)
+                    )
+                )
+        return _url(pg_admin_url, name), name
+
+    yield make
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _stored_bytes(url: str) -> tuple[str, list[tuple[str, bytes | None]]]:
+    """(the database's encoding, every text value of every table as the bytes the server stores)."""
+    with psycopg.connect(url) as conn:
+        # This test's own reading: LATIN1 maps a SQL_ASCII database's bytes one to one; else UTF8.
+        ascii_db = conn.info.parameter_status("server_encoding") == "SQL_ASCII"
+        conn.execute(f"SET client_encoding = '{'LATIN1' if ascii_db else 'UTF8'}'")
+        encoding = conn.execute("SELECT getdatabaseencoding()").fetchone()[0]
+        tables = conn.execute(
+            "SELECT convert_to(relname, getdatabaseencoding()) FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1"
+        ).fetchall()
+        [table] = [
+            r[0]
+            for r in conn.execute(
+                "SELECT oid::regclass::text FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                "AND relkind = 'r' AND relname <> 'plain'"
+            ).fetchall()
+        ]
+        values = conn.execute(
+            sql.SQL("SELECT id::text, convert_to(note, getdatabaseencoding()) FROM {} ORDER BY id").format(
+                sql.SQL(table)
+            )
+        ).fetchall()
+    return encoding, [("table", bytes(t[0])) for t in tables] + [(i, bytes(v) if v else None) for i, v in values]
+
+
+@pytest.mark.parametrize("encoding", list(SAMPLES))
+def test_a_database_in_each_encoding_backs_up_verifies_and_restores_byte_for_byte(
+    clean_env, encoded_database, pg_admin_url, tmp_path, encoding
+):
+    url, dbname = encoded_database(encoding)
+    before = _stored_bytes(url)
+    assert before[0] == encoding
+    catalog = BackupCatalog(LocalStorage(tmp_path / "backups"), "db-backups", dbname)
+    backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="daily")
+
+    manifest = take_backup(PostgresTarget.from_url(url), catalog, backup_id, log=QUIET).manifest
+    rows = len(SAMPLES[encoding][1]) + (encoding == "SQL_ASCII")
+    assert sorted(manifest.tables.values()) == sorted([40, rows])
+    assert all(isinstance(name, str) and not name.startswith("b'") for name in manifest.tables)
+    assert manifest.encoding == encoding
+
+    name = BackupName(catalog.name_prefix, backup_id)
+    server = PostgresTarget.from_url(pg_admin_url)
+    lines: list[str] = []
+    verified = verify_backup(catalog, name, server, log=lines.append)
+    assert verified.tables == manifest.tables
+    assert any(f"encoding {encoding}" in line for line in lines), lines
+
+    copy = f"{dbname}_copy"
+    try:
+        restored = restore_to_database(catalog, name, server, copy, log=QUIET)
+        assert restored.tables == manifest.tables
+        assert _stored_bytes(_url(pg_admin_url, copy)) == before
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy)))
