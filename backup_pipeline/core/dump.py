@@ -192,3 +192,18 @@ def _count_rows(conn, out: dict) -> None:
         out["tables"] = table_row_counts(conn)
     except Exception as error:  # reported by finish(), on the caller's thread
         out["error"] = str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def schema_sql(target: PostgresTarget, client: PgClient) -> bytes:
+    """`pg_dump --schema-only --create` of `target`: every object, owners, privileges and the database's own
+    settings, as SQL in the database's encoding (what `backup-db diff` compares a backup's schema with)."""
+    argv = [client.path("pg_dump"), "--schema-only", "--create", f"--dbname={target.conninfo_without_password()}"]
+    with target.child_env() as env, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = subprocess.run(argv, stdout=out, stderr=err, env=env, check=False).returncode
+        err.seek(0)
+        if code != 0:
+            lines = [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
+            errors = [line for line in lines if "error:" in line] or lines or [f"exit code {code}"]
+            raise BackupError(f"pg_dump --schema-only of {target.describe()} failed: {errors[0]}")
+        out.seek(0)
+        return out.read()

@@ -708,69 +708,6 @@ def table_row_counts(conn) -> dict[str, int]:
     return counts
 
 
-_USER_SCHEMA = (
-    f"n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast%%'"
-)
-
-
-def _not_from_extension(catalog: str, oid: str) -> str:
-    # Objects an extension created come and go with the extension; they are not the application's schema.
-    return (
-        f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} "
-        "AND d.deptype = 'e')"
-    )
-
-
-_SCHEMA_QUERIES = {
-    "tables": f"""
-        SELECT n.nspname || '.' || c.relname, NULL,
-               CASE c.relkind WHEN 'v' THEN 'view: ' || pg_get_viewdef(c.oid)
-                              WHEN 'm' THEN 'materialized view: ' || pg_get_viewdef(c.oid)
-                              WHEN 'f' THEN 'foreign table' WHEN 'p' THEN 'partitioned table' ELSE 'table' END
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMA} AND {_not_from_extension("pg_class", "c.oid")}
-    """,
-    "columns": f"""
-        SELECT n.nspname || '.' || c.relname || '.' || a.attname, n.nspname || '.' || c.relname,
-               format_type(a.atttypid, a.atttypmod)
-               || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-               || COALESCE(' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid), '')
-        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-        WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMA}
-          AND {_not_from_extension("pg_class", "c.oid")}
-    """,
-    "indexes": f"""
-        SELECT n.nspname || '.' || ic.relname, tn.nspname || '.' || tc.relname, pg_get_indexdef(i.indexrelid)
-        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
-        JOIN pg_class tc ON tc.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-        WHERE {_USER_SCHEMA} AND {_not_from_extension("pg_class", "tc.oid")}
-    """,
-    "constraints": f"""
-        SELECT n.nspname || '.' || c.relname || '.' || con.conname, n.nspname || '.' || c.relname,
-               pg_get_constraintdef(con.oid)
-        FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE {_USER_SCHEMA} AND {_not_from_extension("pg_class", "c.oid")}
-    """,
-    "functions": f"""
-        SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', NULL,
-               pg_get_functiondef(p.oid)
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE p.prokind IN ('f', 'p') AND {_USER_SCHEMA} AND {_not_from_extension("pg_proc", "p.oid")}
-    """,
-}
-SCHEMA_KINDS = tuple(_SCHEMA_QUERIES)
-
-
-def schema_objects(conn) -> dict[str, dict[str, tuple[str | None, str]]]:
-    """The database's own schema, by kind (tables, columns, indexes, constraints, functions):
-    name -> (the table it belongs to, its definition as PostgreSQL prints it)."""
-    return {
-        kind: {name: (table, definition) for name, table, definition in conn.execute(query).fetchall()}
-        for kind, query in _SCHEMA_QUERIES.items()
-    }
-
-
 def database_size(conn) -> int:
     return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
 

@@ -416,6 +416,58 @@ def _streamed_schema_sql(catalog: BackupCatalog, manifest: Manifest, client, arg
     return out[0].decode(errors="replace") if out else ""
 
 
+def archive_schema_sql(catalog: BackupCatalog, manifest: Manifest, client: PgClient) -> bytes:
+    """The backup's schema as `pg_restore --schema-only --create --file=-` prints it: every object, owners and
+    privileges as the archive holds them, with the database's own settings; no server is involved. The stored
+    bytes pass through sha256 (and decryption) on the way, and a damaged backup is refused."""
+    args = [client.path("pg_restore"), "--schema-only", "--create", "--file=-"]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        if manifest.format == "directory":
+            with tempfile.TemporaryDirectory(prefix="backup-schema-") as staging:
+                folder = _unpack_checked(catalog, manifest, staging)
+                code = subprocess.run([*args, "--format=directory", folder], stdout=out, stderr=err, check=False)
+                code = code.returncode
+        else:
+            with catalog.storage.open_stream(manifest.key) as body:
+                reader = HashingReader(body)
+                plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+                process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=out, stderr=err)
+                try:
+                    _feed(plain, process.stdin)
+                finally:
+                    with contextlib.suppress(BrokenPipeError):
+                        process.stdin.close()
+                    code = process.wait()
+            _check_checksum(reader.sha256, manifest)
+        if code != 0:
+            raise VerificationError(f"pg_restore --schema-only of {manifest.name} failed: {_error_text(err, code)}")
+        out.seek(0)
+        return out.read()
+
+
+def _unpack_checked(catalog: BackupCatalog, manifest: Manifest, staging: str, log: Log | None = None) -> str:
+    """A directory-format backup unpacked into `staging`, its sha256 checked; returns the archive folder."""
+    folder = os.path.join(staging, "archive")
+    with catalog.storage.open_stream(manifest.key) as body:
+        on_progress = (lambda n: log(f"downloaded {human_bytes(n)}")) if log else None
+        reader = HashingReader(body, on_progress=on_progress)
+        plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
+        try:
+            unpack_archive(plain, folder)
+        except (tarfile.TarError, ValueError) as error:
+            while reader.read(CHUNK_BYTES):  # a damaged object: say so by its checksum when it differs
+                pass
+            _check_checksum(reader.sha256, manifest)
+            raise VerificationError(f"{manifest.name} is not a readable directory-format archive: {error}") from None
+        except OSError as error:
+            raise BackupError(
+                f"cannot unpack {manifest.name} for restoring in {staging}: {error.strerror}. Free space there "
+                "or point TMPDIR at a larger disk"
+            ) from None
+    _check_checksum(reader.sha256, manifest)
+    return folder
+
+
 def _restore_parallel(
     catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
 ) -> None:
@@ -440,25 +492,7 @@ def _restore_directory(
     # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
     # pg_restore the folder with `jobs` in parallel.
     with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
-        folder = os.path.join(staging, "archive")
-        with catalog.storage.open_stream(manifest.key) as body:
-            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
-            plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
-            try:
-                unpack_archive(plain, folder)
-            except (tarfile.TarError, ValueError) as error:
-                while reader.read(CHUNK_BYTES):  # a damaged object: say so by its checksum when it differs
-                    pass
-                _check_checksum(reader.sha256, manifest)
-                raise VerificationError(
-                    f"{manifest.name} is not a readable directory-format archive: {error}"
-                ) from None
-            except OSError as error:
-                raise BackupError(
-                    f"cannot unpack {manifest.name} for restoring in {staging}: {error.strerror}. Free space there "
-                    "or point TMPDIR at a larger disk"
-                ) from None
-        _check_checksum(reader.sha256, manifest)
+        folder = _unpack_checked(catalog, manifest, staging, log)
         extra = [*extra, *toc.args_for(folder)]
         toc.report(log)
         args = [*extra, "--format=directory", *([f"--jobs={jobs}"] if jobs > 1 else []), folder]
