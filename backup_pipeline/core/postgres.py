@@ -142,6 +142,7 @@ class PostgresTarget:
                 f"cannot connect to PostgreSQL at {self.describe()}: {_first_line(error)}. {self.connection_hint(error)}"
             ) from None
         try:
+            self._refuse_transaction_pooler(conn)
             # Set outside any transaction, so they last for the session, before autocommit may be turned off.
             conn.execute(session_settings(conn.info.server_version, conn.info.parameter_status("server_encoding")))
             conn.autocommit = autocommit
@@ -171,6 +172,34 @@ class PostgresTarget:
                 f"host name in the certificate in {self.source_env}, or use sslmode=verify-ca"
             )
         return f"Check {self.source_env} and that the server is reachable"
+
+    def _refuse_transaction_pooler(self, conn) -> None:
+        """Refuses a pooler that hands each transaction to any server session (PgBouncer, PgCat or Supavisor in
+        transaction mode): the dump's exported snapshot, the locks and the session's settings need one session.
+
+        A direct session announces its own process id at login; a pooler announces one of its own. Only then is
+        the pooler's mode probed (once per process and server), by behaviour: see _shares_sessions.
+        """
+        if conn.execute("SELECT pg_backend_pid()").fetchone()[0] == conn.info.backend_pid:
+            return
+        key = self.conninfo_without_password()
+        if key not in _POOLER_VERDICTS:
+            _POOLER_VERDICTS[key] = _shares_sessions(conn, lambda: self._raw_connection())
+        if _POOLER_VERDICTS[key]:
+            raise ConfigurationError(
+                f"{self.source_env} reaches a connection pooler in transaction mode at {self.server} (each "
+                "transaction may run on another server session), which this tool cannot work through: pg_dump's "
+                "snapshot, the row counts and the locks must stay on one session. Use the database's direct "
+                f"connection instead: {_direct_connection_hint(self.host, self.port)}. Nothing was done"
+            )
+
+    def _raw_connection(self):
+        import psycopg
+
+        params = dict(self.params)
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+        params.setdefault("application_name", "backup_pipeline")
+        return psycopg.connect(autocommit=False, **params)
 
     @contextlib.contextmanager
     def child_env(self) -> Iterator[dict[str, str]]:
@@ -208,6 +237,65 @@ class PostgresTarget:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             os.close(fd)
+
+
+# Per server (conninfo without password): whether a pooler in front of it shares server sessions.
+_POOLER_VERDICTS: dict[str, bool] = {}
+# How long a session of its own answers at most while another client holds a transaction (a pooler's shared
+# session waits until that transaction ends).
+POOLER_PROBE_WAIT_S = 3.0
+POOLER_PROBE_CLIENTS = 2
+
+
+def _shares_sessions(conn, connect: Callable[[], object]) -> bool:
+    """Whether `conn`, which came through a pooler, shares its server session with other clients.
+
+    Other clients open a transaction each, which pins a server session to them for as long as it lasts. In
+    session mode `conn` keeps its own server session throughout: no other client is ever given it, and `conn`
+    answers from it at once. In transaction mode a pooler hands the session `conn` just used to the next client
+    (PgBouncer reuses the latest idle one first), and `conn`'s next statement runs on another session, or waits.
+    """
+    import threading
+
+    own = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    others = []
+    try:
+        for _ in range(POOLER_PROBE_CLIENTS):
+            other = connect()
+            others.append(other)
+            if other.execute("SELECT pg_backend_pid()").fetchone()[0] == own:
+                return True  # our session was given to another client
+            answer: dict[str, int] = {}
+
+            def ask(into=answer) -> None:
+                into["pid"] = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+            asking = threading.Thread(target=ask, daemon=True)
+            asking.start()
+            asking.join(POOLER_PROBE_WAIT_S)
+            if asking.is_alive():  # waiting for a server session: it has none of its own
+                for client in others:
+                    client.close()
+                asking.join()
+                return True
+            if answer["pid"] != own:
+                return True
+        return False
+    finally:
+        for client in others:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+# Where managed services' transaction poolers listen, and their direct connection, for the refusal's message.
+def _direct_connection_hint(host: str, port: int) -> str:
+    if "-pooler" in host:
+        return f"Neon: the endpoint's host without -pooler ({host.replace('-pooler', '', 1)})"
+    if "supabase" in host or port == 6543:
+        return "Supabase: the direct connection, db.<project>.supabase.co port 5432 (or the session pooler, port 5432)"
+    if "ondigitalocean.com" in host or port == 25061:
+        return "DigitalOcean: the cluster's own port, 25060, and database, not a connection pool's (port 25061)"
+    return "the PostgreSQL server's own host and port, or a pool in session mode"
 
 
 # Timeouts a role or database may set (ALTER ROLE app SET statement_timeout = '1s') that must never end this
