@@ -842,7 +842,7 @@ def create_database(conn, name: str, encoding: str | None = None, instead: str =
     try:
         try:
             conn.execute(create)
-            return f"{name} (encoding {encoding})" if encoding else name
+            return f"{name} (encoding {encoding})" if encoding and encoding.upper() != "UTF8" else name
         except (errors.InvalidParameterValue, errors.FeatureNotSupported):
             if not encoding:
                 raise

@@ -403,7 +403,9 @@ def compare_entries(
 ) -> dict[str, KindDiff]:
     """Entry by entry. Columns, indexes and constraints of a table added or dropped whole are not listed again:
     the table's line says it; nor is the owner of an object that is itself added or dropped."""
-    whole = {name for (kind, name) in set(backup) ^ set(live) if kind == "tables"}
+    only_one_side = set(backup) ^ set(live)
+    whole = {name for (kind, name) in only_one_side if kind == "tables"}
+    gone_or_new = {name for (_kind, name) in only_one_side}
     kinds = {kind: KindDiff() for kind in KINDS}
     for key in sorted(set(backup) | set(live), key=lambda k: (KINDS.index(k[0]), k[1])):
         before, after = backup.get(key), live.get(key)
@@ -412,6 +414,8 @@ def compare_entries(
             continue
         if entry.kind == "owners" and (before is None or after is None):
             continue
+        if entry.name.endswith(")") and " (" in entry.name and entry.name.rsplit(" (", 1)[0] in gone_or_new:
+            continue  # a second entry of an object added or dropped whole (its OWNED BY, its ROW SECURITY)
         diff = kinds[entry.kind]
         if before is None:
             diff.added.append(Change(entry.name, None, after.definition))
