@@ -6,6 +6,7 @@ reports no differences and still says what was not compared. Nothing is created 
 
 from __future__ import annotations
 
+import base64
 import secrets
 from datetime import UTC, datetime
 
@@ -16,6 +17,9 @@ from psycopg import sql
 from backup_pipeline.cli.diff import diff_text
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.dump_options import DumpOptions
+from backup_pipeline.core.encryption import parse_key
+from backup_pipeline.core.errors import VerificationError
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.schema_diff import KINDS, diff_backup_schema
@@ -124,3 +128,30 @@ def test_diff_reports_every_kind_of_schema_change_and_nothing_for_an_unchanged_d
     assert as_json["not_compared"] and as_json["pg_dump_version"]
     # Only what changed is listed: the function whose owner changed is not "changed" itself, nor is the table.
     assert as_json["functions"]["changed"] == [] and as_json["tables"]["changed"] == []
+
+
+def test_an_encrypted_directory_format_backup_is_read_whole_and_a_damaged_one_refused(
+    make_database, clean_env, tmp_path
+):
+    url = make_database()
+    live = PostgresTarget.from_url(url)
+    key = parse_key(base64.b64encode(secrets.token_bytes(32)).decode(), "BACKUP_ENCRYPTION_KEY")
+    catalog = BackupCatalog(LocalStorage(tmp_path / "backups"), "db-backups", live.dbname, encryption=key)
+    backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="manual")
+    options = DumpOptions(format="directory", jobs=2)
+    manifest = take_backup(live, catalog, backup_id, options=options, log=QUIET).manifest
+    name = BackupName(catalog.name_prefix, backup_id)
+    assert diff_backup_schema(catalog, name, live, log=QUIET).empty
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE app.users ADD COLUMN nickname text")
+    [added] = diff_backup_schema(catalog, name, live, log=QUIET).kinds["columns"].added
+    assert added.name == "app.users.nickname"
+
+    # The same bytes, one flipped: refused by its checksum, nothing compared.
+    stored = tmp_path / "backups" / manifest.key
+    body = bytearray(stored.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    stored.write_bytes(bytes(body))
+    with pytest.raises(VerificationError, match="is corrupted|not a readable"):
+        diff_backup_schema(catalog, name, live, log=QUIET)
