@@ -44,7 +44,6 @@ KINDS = (
     "database",
     "other",
 )
-SCHEMA_KINDS = KINDS
 _KIND_OF_TYPE = {
     "TABLE": "tables",
     "VIEW": "tables",
@@ -262,6 +261,8 @@ def _entries_of(header: re.Match, body: str, database: str | None) -> list[Schem
     name = _qualified(entry_type, schema, raw_name)
     if entry_type in ("FUNCTION", "PROCEDURE"):
         name = _function_name(body) or name
+    if entry_type == "DEFAULT ACL":  # each role has default privileges of its own
+        name = f"{name} FOR ROLE {header['owner']}"
     if entry_type in _SECOND_ENTRY_TYPES:  # beside an entry of the same name and kind: named apart from it
         name = f"{name} ({entry_type.lower()})"
     if header["tablespace"]:
@@ -463,7 +464,6 @@ def diff_backup_schema(
     catalog: BackupCatalog,
     name: BackupName,
     live: PostgresTarget,
-    scratch_server: PostgresTarget | None = None,  # unused: nothing is restored any more
     tools: ClientTools | None = None,
     log: Log = print,
 ) -> SchemaDiff:
