@@ -18,6 +18,7 @@ from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.restore import restore_to_database
+from backup_pipeline.core.schema_diff import diff_backup_schema
 from backup_pipeline.core.storage import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 
@@ -37,14 +38,20 @@ def _url(admin_url: str, dbname: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + dbname
 
 
+@pytest.fixture(params=["machine", "pg18"])
+def admin_url(request):
+    """The machine's server, then the bundled PostgreSQL 18."""
+    return request.getfixturevalue("pg_admin_url" if request.param == "machine" else "pg18_admin_url")
+
+
 @pytest.fixture
-def encoded_database(pg_admin_url):
+def encoded_database(admin_url):
     """Creates a database in an encoding (C locale), fills it with SAMPLES; drops what it made afterwards."""
     made: list[str] = []
 
     def make(encoding: str) -> tuple[str, str]:
         name = f"bpenc_{encoding.lower()}_{secrets.token_hex(3)}"
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} ENCODING {} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").format(
                     sql.Identifier(name), sql.Literal(encoding)
@@ -52,7 +59,7 @@ def encoded_database(pg_admin_url):
             )
         made.append(name)
         table, notes = SAMPLES[encoding]
-        with psycopg.connect(_url(pg_admin_url, name), autocommit=True) as conn:
+        with psycopg.connect(_url(admin_url, name), autocommit=True) as conn:
             conn.execute("SET client_encoding = 'UTF8'")
             conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(sql.Identifier(table)))
             conn.execute(sql.SQL("CREATE TABLE plain (id int)"))
@@ -65,10 +72,10 @@ def encoded_database(pg_admin_url):
                         sql.Identifier(table)
                     )
                 )
-        return _url(pg_admin_url, name), name
+        return _url(admin_url, name), name
 
     yield make
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         for name in made:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -101,7 +108,7 @@ def _stored_bytes(url: str) -> tuple[str, list[tuple[str, bytes | None]]]:
 
 @pytest.mark.parametrize("encoding", list(SAMPLES))
 def test_a_database_in_each_encoding_backs_up_verifies_and_restores_byte_for_byte(
-    clean_env, encoded_database, pg_admin_url, tmp_path, encoding
+    clean_env, encoded_database, admin_url, tmp_path, encoding
 ):
     url, dbname = encoded_database(encoding)
     before = _stored_bytes(url)
@@ -116,7 +123,7 @@ def test_a_database_in_each_encoding_backs_up_verifies_and_restores_byte_for_byt
     assert manifest.encoding == encoding
 
     name = BackupName(catalog.name_prefix, backup_id)
-    server = PostgresTarget.from_url(pg_admin_url)
+    server = PostgresTarget.from_url(admin_url)
     lines: list[str] = []
     verified = verify_backup(catalog, name, server, log=lines.append)
     assert verified.tables == manifest.tables
@@ -126,7 +133,17 @@ def test_a_database_in_each_encoding_backs_up_verifies_and_restores_byte_for_byt
     try:
         restored = restore_to_database(catalog, name, server, copy, log=QUIET)
         assert restored.tables == manifest.tables
-        assert _stored_bytes(_url(pg_admin_url, copy)) == before
+        assert _stored_bytes(_url(admin_url, copy)) == before
+        # diff reads both sides in their declared encoding: the copy's schema is the backup's.
+        assert diff_backup_schema(catalog, name, PostgresTarget.from_url(_url(admin_url, copy)), log=QUIET).empty
+        word = "表" if encoding == "EUC_JP" else "größer"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET client_encoding = 'UTF8'")
+            conn.execute(f"COMMENT ON TABLE plain IS '{word}'")
+        [comment] = diff_backup_schema(catalog, name, PostgresTarget.from_url(url), log=QUIET).kinds["comments"].added
+        # A SQL_ASCII database's bytes (here UTF-8's) are shown one character per byte: nothing is lost.
+        shown = word.encode().decode("latin-1") if encoding == "SQL_ASCII" else word
+        assert comment.name == "TABLE public.plain" and f"'{shown}'" in comment.live
     finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy)))

@@ -840,9 +840,12 @@ def create_database(conn, name: str, encoding: str | None = None, instead: str =
     if encoding:
         create += sql.SQL(" ENCODING {}").format(sql.Literal(encoding))
     try:
+        # SQL_ASCII's bytes have no declared encoding: a locale that reads them as UTF-8 (which a superuser may
+        # give it) would sort and classify them as if they were; the C locale takes them as bytes.
         try:
-            conn.execute(create)
-            return f"{name} (encoding {encoding})" if encoding and encoding.upper() != "UTF8" else name
+            if (encoding or "").upper() != "SQL_ASCII":
+                conn.execute(create)
+                return f"{name} (encoding {encoding})" if encoding and encoding.upper() != "UTF8" else name
         except (errors.InvalidParameterValue, errors.FeatureNotSupported):
             if not encoding:
                 raise
