@@ -22,6 +22,7 @@ from backup_pipeline.core.restore import restore_to_database
 from backup_pipeline.core.storage import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.cli import row_counts
+from tests.support.postgres_server import server_major
 
 QUIET = lambda _line: None  # noqa: E731
 # Enough rows that counting them and restoring them take longer than the role's timeouts below.
@@ -46,14 +47,20 @@ def _url(admin_url: str, dbname: str, user: str | None = None) -> str:
     return base.replace("postgres@", f"{user}@", 1) if user else base
 
 
+@pytest.fixture(params=["machine", "pg18"])
+def admin_url(request):
+    """The machine's server, then the bundled PostgreSQL 18."""
+    return request.getfixturevalue("pg_admin_url" if request.param == "machine" else "pg18_admin_url")
+
+
 @pytest.fixture
-def role_database(pg_admin_url):
+def role_database(admin_url):
     """A login role (CREATEDB or not) owning a seeded database; both dropped afterwards, with what it created."""
     made: list[tuple[str, str]] = []
 
     def make(createdb: bool, timeouts: dict[str, str]) -> tuple[str, str]:
         role, dbname = f"bp_role_{secrets.token_hex(4)}", f"bprole_{secrets.token_hex(4)}"
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN {}").format(
                     sql.Identifier(role), sql.SQL("CREATEDB" if createdb else "NOCREATEDB")
@@ -61,9 +68,9 @@ def role_database(pg_admin_url):
             )
             made.append((role, dbname))
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role)))
-        with psycopg.connect(_url(pg_admin_url, dbname, role), autocommit=True) as conn:
+        with psycopg.connect(_url(admin_url, dbname, role), autocommit=True) as conn:
             conn.execute(SEED)
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             for setting, value in timeouts.items():
                 conn.execute(
                     sql.SQL("ALTER ROLE {} SET {} = {}").format(
@@ -73,7 +80,7 @@ def role_database(pg_admin_url):
         return role, dbname
 
     yield make
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         for role, dbname in made:
             owned = conn.execute(
                 "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)", (role,)
@@ -91,40 +98,43 @@ def _backup(url: str, tmp_path) -> tuple[BackupCatalog, BackupName, dict]:
     return catalog, BackupName(catalog.name_prefix, backup_id), manifest.tables
 
 
-def test_a_roles_timeouts_never_fail_backup_verification_or_restore(role_database, pg_admin_url, clean_env, tmp_path):
-    role, dbname = role_database(createdb=True, timeouts=ROLE_TIMEOUTS)
-    url = _url(pg_admin_url, dbname, role)
+def test_a_roles_timeouts_never_fail_backup_verification_or_restore(role_database, admin_url, clean_env, tmp_path):
+    timeouts = dict(ROLE_TIMEOUTS)
+    if server_major(admin_url) >= 17:
+        timeouts["transaction_timeout"] = "100ms"
+    role, dbname = role_database(createdb=True, timeouts=timeouts)
+    url = _url(admin_url, dbname, role)
     # The role's settings are in force for its sessions: a plain session of it cannot even count the rows.
     with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.QueryCanceled):
         conn.execute("SELECT count(*) FROM big").fetchone()
     # The tool's own sessions switch them off (and read text as UTF8).
     with PostgresTarget.from_url(url).connect() as conn:
-        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in ROLE_TIMEOUTS}
-        assert shown == dict.fromkeys(ROLE_TIMEOUTS, "0")
+        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in timeouts}
+        assert shown == dict.fromkeys(timeouts, "0")
         assert conn.execute("SHOW client_encoding").fetchone()[0] == "UTF8"
 
     catalog, name, tables = _backup(url, tmp_path)
     assert tables == {"public.big": ROWS, "public.small": 2}
 
-    server = PostgresTarget.from_url(_url(pg_admin_url, "postgres", role))
+    server = PostgresTarget.from_url(_url(admin_url, "postgres", role))
     assert verify_backup(catalog, name, server, log=QUIET).tables == tables
 
     copy = f"{dbname}_copy"
     assert restore_to_database(catalog, name, server, copy, log=QUIET).tables == tables
-    with psycopg.connect(_url(pg_admin_url, copy), autocommit=True) as conn:
+    with psycopg.connect(_url(admin_url, copy), autocommit=True) as conn:
         conn.execute("DELETE FROM small")
     # --replace: its swap runs on the connection that idled through pg_restore.
     replaced = restore_to_database(catalog, name, server, copy, replace=True, log=QUIET)
     assert replaced.tables == tables
-    assert row_counts(_url(pg_admin_url, copy)) == tables
+    assert row_counts(_url(admin_url, copy)) == tables
 
 
 def test_a_role_without_createdb_is_told_the_grant_and_the_setting_that_avoid_it(
-    role_database, pg_admin_url, clean_env, tmp_path
+    role_database, admin_url, clean_env, tmp_path
 ):
     role, dbname = role_database(createdb=False, timeouts={})
-    catalog, name, tables = _backup(_url(pg_admin_url, dbname, role), tmp_path)
-    server = PostgresTarget.from_url(_url(pg_admin_url, "postgres", role))
+    catalog, name, tables = _backup(_url(admin_url, dbname, role), tmp_path)
+    server = PostgresTarget.from_url(_url(admin_url, "postgres", role))
 
     with pytest.raises(BackupError) as verifying:
         verify_backup(catalog, name, server, log=QUIET)
@@ -135,6 +145,6 @@ def test_a_role_without_createdb_is_told_the_grant_and_the_setting_that_avoid_it
     with pytest.raises(BackupError) as restoring:
         restore_to_database(catalog, name, server, f"{dbname}_copy", log=QUIET)
     assert f'ALTER ROLE "{role}" CREATEDB' in str(restoring.value) and "--target-url" in str(restoring.value)
-    with psycopg.connect(pg_admin_url) as conn:
+    with psycopg.connect(admin_url) as conn:
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s", (f"{dbname}%",)).fetchone()[0]
     assert left == 1  # only the source: nothing was created

@@ -180,7 +180,7 @@ class PostgresTarget:
         A direct session announces its own process id at login; a pooler announces one of its own. Only then is
         the pooler's mode probed (once per process and server), by behaviour: see _shares_sessions.
         """
-        if conn.execute("SELECT pg_backend_pid()").fetchone()[0] == conn.info.backend_pid:
+        if _backend_pid(conn) == conn.info.backend_pid:
             return
         key = self.conninfo_without_password()
         if key not in _POOLER_VERDICTS:
@@ -257,18 +257,18 @@ def _shares_sessions(conn, connect: Callable[[], object]) -> bool:
     """
     import threading
 
-    own = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    own = _backend_pid(conn)
     others = []
     try:
         for _ in range(POOLER_PROBE_CLIENTS):
             other = connect()
             others.append(other)
-            if other.execute("SELECT pg_backend_pid()").fetchone()[0] == own:
+            if _backend_pid(other) == own:
                 return True  # our session was given to another client
             answer: dict[str, int] = {}
 
             def ask(into=answer) -> None:
-                into["pid"] = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+                into["pid"] = _backend_pid(conn)
 
             asking = threading.Thread(target=ask, daemon=True)
             asking.start()
@@ -285,6 +285,20 @@ def _shares_sessions(conn, connect: Callable[[], object]) -> bool:
         for client in others:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def _backend_pid(conn) -> int:
+    """The server process serving `conn` now, asked in a transaction of its own whose statement_timeout is off
+    (the role's may be tiny, and this runs before the session's settings): SET LOCAL ends with the transaction,
+    so nothing is left on a server session that a pooler may hand to another client. An open transaction (not
+    autocommit) keeps the setting for the rest of it."""
+    if not conn.autocommit:
+        conn.execute("SET LOCAL statement_timeout = 0")
+        return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    cursor = conn.execute("BEGIN; SET LOCAL statement_timeout = 0; SELECT pg_backend_pid(); COMMIT")
+    while cursor.description is None and cursor.nextset():
+        pass
+    return cursor.fetchone()[0]
 
 
 # Where managed services' transaction poolers listen, and their direct connection, for the refusal's message.
