@@ -135,8 +135,16 @@ class PostgresTarget:
         params = dict(self.params)
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         params.setdefault("application_name", "backup_pipeline")
+        # statement_timeout off from the login on, so a role's tiny one cannot cancel even the first statements;
+        # a pooler that refuses startup options (PgBouncer without ignore_startup_parameters) gets none.
+        startup = {**params, "options": f"{params.get('options', '')} {STARTUP_OPTIONS}".strip()}
         try:
-            conn = psycopg.connect(autocommit=True, **params)
+            try:
+                conn = psycopg.connect(autocommit=True, **startup)
+            except psycopg.OperationalError as error:
+                if "unsupported startup parameter" not in str(error):
+                    raise
+                conn = psycopg.connect(autocommit=True, **params)
         except psycopg.OperationalError as error:
             raise BackupError(
                 f"cannot connect to PostgreSQL at {self.describe()}: {_first_line(error)}. {self.connection_hint(error)}"
@@ -312,6 +320,8 @@ def _direct_connection_hint(host: str, port: int) -> str:
     return "the PostgreSQL server's own host and port, or a pool in session mode"
 
 
+# Sent at login where the server takes it (see PostgresTarget.connect); every version has statement_timeout.
+STARTUP_OPTIONS = "-c statement_timeout=0"
 # Timeouts a role or database may set (ALTER ROLE app SET statement_timeout = '1s') that must never end this
 # tool's own work: counting rows of a big table, idling while pg_restore runs, holding a lock's transaction.
 # pg_dump and pg_restore switch the same ones off for their sessions. (setting, first server version with it)
