@@ -35,6 +35,7 @@ from backup_pipeline.core.postgres import (
     ThrowawayServer,
     bundled_client_dir,
     client_tools_environment,
+    server_user_can_reach,
     stop_abandoned_server,
 )
 from backup_pipeline.core.streams import CHUNK_BYTES, human_bytes
@@ -67,6 +68,7 @@ DUMP_SIZE_MULTIPLE = 4
 # pg_restore -l's lines for extensions: `<id>; <oid> <oid> EXTENSION - <name> <owner>`.
 _EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+)")
 TOC_READ_LIMIT = 64 * 1024**2
+FALLBACK_PARENTS = (Path("/var/tmp"), Path("/tmp"))
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,22 @@ class LocalServerPlan:
     parent: Path | None = None  # None: the temporary folder
     bin_dir: Path | None = None  # None: BACKUP_PG_BIN_DIR when it holds a server, else the bundled binaries
 
-    @property
-    def folder_parent(self) -> Path:
-        return Path(self.parent or tempfile.gettempdir())
+    def folder_parent(self, log: Log = print) -> Path:
+        """The configured folder; else the temporary folder, or, as root when the server's user cannot pass
+        through it (TMPDIR under /root, say), the first of FALLBACK_PARENTS that user can write in."""
+        if self.parent is not None:
+            return Path(self.parent)
+        here = Path(tempfile.gettempdir())
+        if server_user_can_reach(here):
+            return here
+        for fallback in FALLBACK_PARENTS:
+            if fallback.is_dir() and server_user_can_reach(fallback):
+                log(
+                    f"the local verification server's user cannot reach the temporary folder {here} (the server "
+                    f"runs as another user than root): it is made in {fallback}; set {LOCAL_DIR_ENV} to choose"
+                )
+                return fallback
+        return here  # ThrowawayServer says what is wrong
 
     def server_bin_dir(self) -> Path | None:
         if self.bin_dir is not None:
@@ -204,7 +219,7 @@ def local_server(
 ) -> Iterator[PostgresTarget]:
     """A throwaway server for verifying `manifest`'s backup, checked for room and extensions first; stopped and
     removed when the block ends, however it ends (KeyboardInterrupt and cancellation included)."""
-    parent = plan.folder_parent
+    parent = plan.folder_parent(log)
     parent.mkdir(parents=True, exist_ok=True)
     needed = check_room(parent, manifest)
     extensions = archive_extensions(catalog, manifest, client)
@@ -222,8 +237,16 @@ def local_server(
         server.stop()
 
 
+def local_server_parents(configured: Path | None = None) -> list[Path]:
+    """Every folder a local verification server may have been made in, for the sweep."""
+    candidates = [configured] if configured else []
+    candidates += [Path(tempfile.gettempdir()), *FALLBACK_PARENTS]
+    return list(dict.fromkeys(p.resolve() for p in candidates if p.is_dir()))
+
+
 def sweep_local_servers(parent: Path | None = None) -> list[str]:
-    """Local verification servers whose owner process is gone: each is stopped and its folder removed."""
+    """Local verification servers in `parent` whose owner process is gone: each is stopped and its folder
+    removed."""
     base = Path(parent or tempfile.gettempdir())
     removed = []
     if not base.is_dir():

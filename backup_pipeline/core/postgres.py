@@ -904,7 +904,7 @@ class ThrowawayServer:
         try:
             if self._as_user:
                 shutil.chown(self.folder, self._as_user, self._as_user_group())
-                if not self._user_can_reach(self.folder):
+                if not server_user_can_reach(self.folder):
                     raise ConfigurationError(
                         f"the throwaway server runs as {self._as_user} (initdb refuses root), who cannot reach "
                         f"{self.folder.parent}: let others pass through that folder and its parents (chmod o+x), "
@@ -942,12 +942,6 @@ class ThrowawayServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def _user_can_reach(self, folder: Path) -> bool:
-        check = subprocess.run(
-            [_runuser(), "-u", self._as_user, "--", "test", "-w", str(folder)], capture_output=True, check=False
-        )
-        return check.returncode == 0
 
     def _user_can_run(self, program: Path) -> bool:
         check = subprocess.run(
@@ -1026,6 +1020,15 @@ def _postmaster_of(data: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if str(data).encode() in command else None
+
+
+def server_user_can_reach(folder: Path) -> bool:
+    """Whether the user a throwaway server runs as can write in `folder` (always, unless we are root)."""
+    user = _unprivileged_user()
+    if user is None:
+        return True
+    check = subprocess.run([_runuser(), "-u", user, "--", "test", "-w", str(folder)], capture_output=True, check=False)
+    return check.returncode == 0
 
 
 def _unprivileged_user() -> str | None:

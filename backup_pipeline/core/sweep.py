@@ -30,7 +30,7 @@ from pathlib import Path
 from backup_pipeline.core.backup import backups_being_written
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.errors import BackupError
-from backup_pipeline.core.local_verify import sweep_local_servers
+from backup_pipeline.core.local_verify import local_server_parents, sweep_local_servers
 from backup_pipeline.core.names import BackupName, classify_key, join_key
 from backup_pipeline.core.owners import abandoned, remove
 from backup_pipeline.core.postgres import (
@@ -123,8 +123,8 @@ def sweep_leftovers(
     _attempt(
         report, "temporary password files", lambda: report.password_files.extend(sweep_password_files(temp_folder))
     )
-    here = Path(temp_folder or tempfile.gettempdir()).resolve()
-    for folder in dict.fromkeys([here, Path(local_server_folder).resolve() if local_server_folder else here]):
+    extra = [Path(temp_folder).resolve()] if temp_folder else []
+    for folder in dict.fromkeys([*extra, *local_server_parents(local_server_folder)]):
         _attempt(
             report,
             f"local verification servers in {folder}",
