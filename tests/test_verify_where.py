@@ -25,8 +25,9 @@ from psycopg import sql
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.disk_room import check_room, explain_server_failure
 from backup_pipeline.core.errors import ConfigurationError, VerificationError
-from backup_pipeline.core.local_verify import LocalServerPlan, explain_server_failure, sweep_local_servers
+from backup_pipeline.core.local_verify import LocalServerPlan, sweep_local_servers
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
@@ -290,8 +291,6 @@ def test_an_old_manifest_without_the_database_size_is_sized_from_the_dump_and_sa
     manifest = Manifest.from_json(catalog.storage.read_bytes(key))
     manifest.database_size_bytes = 0  # as manifests written before it was recorded
     manifest.size_bytes = 3 * 1024**2  # claims a 3 MiB dump (the check runs before the size is compared)
-    from backup_pipeline.core.local_verify import check_room
-
     with _small_disk(tmp_path / "small", "150m") as small:
         with pytest.raises(VerificationError, match=r"4 times the 3\.0 MB dump is assumed"):
             check_room(small, manifest)
@@ -360,3 +359,52 @@ def test_where_verification_runs_follows_the_settings(env, where):
 def test_contradictory_or_unknown_verification_settings_are_refused(env, expected):
     with pytest.raises(ConfigurationError, match=expected):
         load_settings({"DATABASE_URL": "postgresql://u@h/app", **env})
+
+
+def _claim_database_size(catalog: BackupCatalog, name: BackupName, size: int) -> None:
+    """Rewrites the manifest's recorded database size (the checksum covers the dump, not this field)."""
+    key = name.manifest_key("db-backups")
+    manifest = Manifest.from_json(catalog.storage.read_bytes(key))
+    manifest.database_size_bytes = size
+    catalog.storage.put_bytes(key, manifest.to_json())
+
+
+def test_a_restore_or_verification_that_cannot_fit_on_a_server_of_this_machine_is_refused_before_it_starts(
+    catalog, seeded_db, pg_admin_url
+):
+    from backup_pipeline.core.restore import restore_to_database
+
+    name = _backup(catalog, seeded_db)
+    _claim_database_size(catalog, name, 1024**5)  # a petabyte: more than any disk here
+    target = f"bp_where_never_{secrets.token_hex(3)}"
+    server = PostgresTarget.from_url(pg_admin_url)
+    before = _database_names(pg_admin_url)
+
+    with pytest.raises(Exception, match=r"not enough disk on 127\.0\.0\.1:5432 to restore .*Nothing was created"):
+        restore_to_database(catalog, name, server, target, log=QUIET)
+    with pytest.raises(Exception, match=r"not enough disk on 127\.0\.0\.1:5432"):
+        verify_backup(catalog, name, server, log=QUIET)
+
+    made = {d for d in _database_names(pg_admin_url) - before if d == target or d.startswith("bp_")}
+    assert not any(d == target for d in made)
+    assert catalog.storage.head(name.verified_key("db-backups")) is None
+
+
+def _database_names(admin_url: str) -> set[str]:
+    with psycopg.connect(admin_url) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def test_a_restore_into_a_server_whose_disk_cannot_be_seen_says_how_much_room_it_needs(catalog, seeded_db, source_role):
+    from backup_pipeline.core.restore import restore_to_database
+
+    role, url = source_role
+    name = _backup(catalog, seeded_db)
+    lines: list[str] = []
+    target = f"bp_where_room_{secrets.token_hex(3)}"
+
+    restore_to_database(catalog, name, PostgresTarget.from_url(url), target, log=lines.append)
+
+    [said] = [line for line in lines if line.startswith("this restore needs about")]
+    assert "the database measured" in said and "its free disk cannot be seen from here" in said
+    assert "make sure its disk has that much room" in said

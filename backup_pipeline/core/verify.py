@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.disk_room import check_room_on_server, explain_server_failure
 from backup_pipeline.core.errors import VerificationError
 from backup_pipeline.core.local_verify import (
     LocalServerPlan,
-    explain_server_failure,
     local_server,
     missing_extension_in,
     missing_extension_message,
@@ -69,7 +69,10 @@ def verify_backup(
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
     with _verification_server(server, catalog, manifest, tools, log) as (where, advice):
         try:
-            scratch, counts, client, server_text, left_out = _restore_into_scratch(catalog, manifest, where, tools, log)
+            local = isinstance(server, LocalServerPlan)
+            scratch, counts, client, server_text, left_out = _restore_into_scratch(
+                catalog, manifest, where, tools, log, local
+            )
         except Exception as error:  # pg_restore's failure, or psycopg's own when the server went away
             explained = _explained(error, server, where, advice, str(name))
             if explained is None:
@@ -144,15 +147,18 @@ def _describe(server, where: PostgresTarget) -> str:
     return f"the server {where.server}"
 
 
-def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log):
+def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log, local: bool):
     """Restores into a new scratch database on `server`, counts its rows and drops it:
-    (scratch name, row counts, pg_restore used, server version, what was left out)."""
+    (scratch name, row counts, pg_restore used, server version, what was left out). A server not made for this verification is
+    asked for room first (core/disk_room.py)."""
     with scratch_claims(server) as claim:
         admin = server.connect()
         try:
             scratch = claim("verify")
             server_text = server_version(admin)[1]
             client = restore_client(tools, manifest, server, server_text)
+            if not local:
+                check_room_on_server(admin, server.server, server.host, manifest, log)
             create_database(admin, scratch)
             log(
                 f"verifying {manifest.name}: restoring the {describe_versions(manifest, client, server_text)}, "
