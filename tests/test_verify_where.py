@@ -408,3 +408,32 @@ def test_a_restore_into_a_server_whose_disk_cannot_be_seen_says_how_much_room_it
     [said] = [line for line in lines if line.startswith("this restore needs about")]
     assert "the database measured" in said and "its free disk cannot be seen from here" in said
     assert "make sure its disk has that much room" in said
+
+
+def test_a_server_whose_disk_fills_during_a_verification_is_reported_as_such(catalog, make_database, reachable_dir):
+    # A manifest that understates the database (as an estimate can) lets the restore start; the server's disk,
+    # a 56 MB tmpfs holding a throwaway PostgreSQL 18 (about 40 MB of it empty), fills under 24 MB of
+    # incompressible rows.
+    from backup_pipeline.core.postgres import ThrowawayServer
+
+    url = make_database(seed_sql=None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE blobs (id int, body bytea)")
+        conn.execute("ALTER TABLE blobs ALTER COLUMN body SET STORAGE EXTERNAL")  # stored as is, uncompressed
+        conn.execute(
+            "INSERT INTO blobs SELECT i, (SELECT string_agg(decode(md5(random()::text || i || j), 'hex'), '') "
+            "FROM generate_series(1, 16384) j) FROM generate_series(1, 96) i"
+        )
+    name = _backup(catalog, url)
+    _claim_database_size(catalog, name, 1)
+    with _small_disk(reachable_dir / "small", "56m") as small:
+        server = ThrowawayServer(label="full", parent=small).start()
+        try:
+            with pytest.raises(VerificationError) as raised:
+                verify_backup(catalog, name, PostgresTarget.from_url(server.url), log=QUIET)
+        finally:
+            server.stop()
+    message = str(raised.value)
+    assert "ran out of disk" in message or "stopped or crashed" in message, message
+    assert "Free disk on" in message and "BACKUP_VERIFY_ON=local" in message
+    assert catalog.storage.head(name.verified_key("db-backups")) is None

@@ -130,9 +130,13 @@ def _databases_size(admin) -> int | None:
 
 
 # What a failed restore's messages say when the server's disk filled or the server went down, and what to do.
-_DISK_FULL = ("could not extend file", "No space left on device", "could not write to file")
+# ("Check free disk space." is PostgreSQL's hint under its ENOSPC errors, at times the last line pg_restore prints.)
+_DISK_FULL = ("could not extend file", "No space left on device", "could not write to file", "Check free disk space")
 _CRASHED = (
     "server closed the connection unexpectedly",
+    # libpq's lines after it, at times the last one pg_restore prints
+    "the server terminated abnormally",
+    "before or while processing the request",
     "terminating connection because of crash of another server process",
     "the database system is in recovery mode",
     "the database system is shutting down",

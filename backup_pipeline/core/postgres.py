@@ -928,9 +928,17 @@ class ThrowawayServer:
         return self
 
     def stop(self) -> None:
+        """Stops the server, whatever state it is in (a server whose disk filled may be stuck in recovery and
+        refuse a fast shutdown: then immediate, then its postmaster is killed), and removes its folder."""
         if self._started:
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+            for mode in ("fast", "immediate"):
+                try:
+                    self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "20", "stop"])
+                    break
+                except (BackupError, subprocess.SubprocessError, OSError):
+                    continue
+            else:
+                stop_abandoned_server(self.folder)
             self._started = False
         if self._owner_lock is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

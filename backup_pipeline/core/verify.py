@@ -168,8 +168,13 @@ def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log,
                 left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)
                 with server.with_database(scratch).connect() as conn:
                     counts = table_row_counts(conn)
-            finally:
-                drop_database(admin, scratch)
+            except BaseException:
+                # The restore's own failure is the one to report: a server whose disk filled may go down at the
+                # drop (its checkpoint cannot be written); the next sweep drops what is left.
+                with contextlib.suppress(Exception):
+                    drop_database(admin, scratch)
+                raise
+            drop_database(admin, scratch)
         finally:
             admin.close()
     return scratch, counts, client, server_text, left_out
