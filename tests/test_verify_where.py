@@ -150,6 +150,7 @@ def test_by_default_a_backup_is_verified_on_a_local_server_and_no_database_is_ma
     assert verified["rows"] == sum(SEED_COUNTS.values())
     # The scratch database lived on a PostgreSQL 18 of our own, whatever the source runs.
     assert _major(verified["server_version"]) == 18
+    assert verified["verified_on"] == "local"
     lines = _log_lines(instance, result.run_id)
     started = [line for line in lines if "verifying on a local PostgreSQL server" in line]
     assert started and str(folder) in started[0]
@@ -196,6 +197,7 @@ def test_verify_on_source_keeps_verifying_in_a_scratch_database_on_the_source_se
     assert len(seen) == 1 and next(iter(seen)).startswith("bp_verify_")  # made there, by this run
     assert _owned_databases(pg_admin_url, role) == set()  # and dropped
     assert _verification(result)["server_version"].split(".")[0] == str(_source_major(url))
+    assert _verification(result)["verified_on"] == PostgresTarget.from_url(url).server
     assert not (tmp_path / "verify-here").exists()  # no local server was made
 
 

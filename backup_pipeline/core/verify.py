@@ -53,6 +53,7 @@ class VerificationOutcome:
     pg_restore_version: str = ""
     server_version: str = ""  # of the server that hosted the scratch database
     left_out: list[str] = field(default_factory=list)  # objects its role cannot create, not restored
+    verified_on: str = ""  # local (a throwaway server made for it), or the server's host:port
 
 
 def verify_backup(
@@ -104,6 +105,7 @@ def verify_backup(
         duration_s=record.restore_duration_s,
         pg_restore_version=client.version,
         server_version=server_text,
+        verified_on="local" if isinstance(server, LocalServerPlan) else server.server,
         left_out=left_out,
     )
 

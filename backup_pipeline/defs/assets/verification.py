@@ -52,5 +52,6 @@ def verify_partition(context: dg.AssetExecutionContext, db: DatabaseSettings) ->
             # What the verification's role cannot create (or is never restored), so was left out: by name.
             "left_out_count": dg.MetadataValue.int(len(outcome.left_out)),
             "left_out": ", ".join(outcome.left_out),
+            "verified_on": outcome.verified_on,
         },
     )
