@@ -15,9 +15,11 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,8 +64,9 @@ esac
 PG_RESTORE = """#!/bin/sh
 REAL={real}
 HERE=$(dirname "$0")
+if [ "$1" = "--list" ]; then exec "$REAL/pg_restore" "$@"; fi
 case "$(cat "$HERE/stage" 2>/dev/null)" in
-  verify|restore|replace) "$REAL/pg_restore" "$@"; echo $$ > "$HERE/reached"; sleep 300 ;;
+  verify|verify-local|restore|replace) "$REAL/pg_restore" "$@"; echo $$ > "$HERE/reached"; sleep 300 ;;
   *) exec "$REAL/pg_restore" "$@" ;;
 esac
 """
@@ -91,12 +94,16 @@ class World:
         self.tools = stand_in_tools(root / "bin")
         self.tmp = root / "tmp"
         self.tmp.mkdir()
+        # Verification's local servers: a folder their user can reach when we are root (root's is 0700).
+        self.local_servers = Path(tempfile.mkdtemp(prefix="bp-kill-servers-"))
+        self.local_servers.chmod(0o755)
         url = database_url(admin_url, self.dbname).replace("postgres@", f"postgres:{PASSWORD}@")
         self.env = {
             "DATABASE_URL": url,
             "BACKUP_PG_BIN_DIR": str(self.tools),
             "DAGSTER_HOME": str(new_dagster_home(root / "dagster_home")),
             "TMPDIR": str(self.tmp),
+            "BACKUP_VERIFY_LOCAL_DIR": str(self.local_servers),
         }
         self.s3 = moto_server.client()
         if kind == "s3":
@@ -133,13 +140,13 @@ class World:
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout)["name"]
 
-    def kill_at(self, stage: str, args: list[str], trace) -> object:
+    def kill_at(self, stage: str, args: list[str], trace, env: dict[str, str] | None = None) -> object:
         """Starts `backup-db ARGS`, waits for the stand-in tool to block at `stage` and for `trace()` to show the
         stage's leftover, then SIGKILLs the run's process group (and the command's). Returns the trace."""
         self.set_stage(stage)
         command = subprocess.Popen(
             [str(CLI), *args],
-            env=self.full_env,
+            env={**self.full_env, **(env or {})},
             cwd=self.root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -203,6 +210,9 @@ class World:
         keys = self.objects()
         return {k for k in keys if k.endswith(".dump") and k + ".json" not in keys}
 
+    def local_server_folders(self) -> list[str]:
+        return sorted(p.name for p in self.local_servers.glob("backup-verify-pg-*"))
+
     def scratch_databases(self) -> set[str]:
         return {name for name in database_names(self.admin_url) if SCRATCH_DATABASE.match(name)}
 
@@ -211,9 +221,11 @@ class World:
         assert self.unfinished() == []
         assert self.incomplete() == set()
         assert not scratch & self.scratch_databases()
+        assert self.local_server_folders() == []
 
     def drop(self) -> None:
         drop_databases(self.admin_url, self.created)
+        shutil.rmtree(self.local_servers, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=["s3", "local"])
@@ -233,7 +245,10 @@ BACKUP_STAGES = {
     "upload": lambda w, before: [u for u in w.unfinished() if u[1] > 0],
     "manifest": lambda w, before: w.incomplete(),
     "verify": lambda w, before: w.scratch_databases() - before,
+    "verify-local": lambda w, before: w.local_server_folders(),
 }
+# The verify stage is about a scratch database on the source server: that verification is asked for.
+STAGE_ENV = {"verify": {"BACKUP_VERIFY_ON": "source"}}
 
 
 @pytest.mark.parametrize("stage", list(BACKUP_STAGES))
@@ -241,17 +256,30 @@ def test_a_backup_killed_at_any_stage_leaves_nothing_after_the_next_backup(world
     scratch_before = world.scratch_databases()
     objects_before = world.objects()
 
-    left = world.kill_at(stage, ["backup", "--type", "manual"], lambda: BACKUP_STAGES[stage](world, scratch_before))
+    left = world.kill_at(
+        stage,
+        ["backup", "--type", "manual"],
+        lambda: BACKUP_STAGES[stage](world, scratch_before),
+        STAGE_ENV.get(stage),
+    )
 
-    assert world.password_files(), "the kill left the run's password file behind"
+    if stage != "verify-local":  # the local server has no password
+        assert world.password_files(), "the kill left the run's password file behind"
     scratch = world.scratch_databases() - scratch_before
     if stage == "verify":
         assert scratch, "the kill left the verification's scratch database behind"
+    if stage == "verify-local":
+        [folder] = left
+        postmaster = int((world.local_servers / folder / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, 0)  # the kill left the local server running
     if stage == "upload":
         print(f"{world.kind}: killed mid-upload, leaving {left}")
     name = world.backup()  # the next backup sweeps up, then succeeds
 
     world.assert_nothing_left(scratch)
+    if stage == "verify-local":
+        with pytest.raises(ProcessLookupError):  # the sweep stopped it
+            os.kill(postmaster, 0)
     listed = world.run("list", "--json")
     assert listed.returncode == 0, listed.stderr
     backups = {b["name"]: b for b in json.loads(listed.stdout)}
@@ -261,7 +289,7 @@ def test_a_backup_killed_at_any_stage_leaves_nothing_after_the_next_backup(world
     after = world.objects()
     assert {k: after.get(k) for k in objects_before} == objects_before
     killed = {b for b in backups if b not in (name, world.earlier) and not any(b in k for k in objects_before)}
-    if stage == "verify":
+    if stage.startswith("verify"):
         assert len(killed) == 1 and not backups[killed.pop()]["verified"]
     else:
         assert not killed

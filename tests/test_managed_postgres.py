@@ -53,6 +53,9 @@ def world(managed_server, ssl_postgres_bin_dir, moto_server, tmp_path_factory):
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "DAGSTER_HOME": str(home),
+            # These tests are about what a restore as doadmin on the managed server leaves out: verification
+            # runs there too, not on a throwaway local server (where it would restore as a superuser).
+            "BACKUP_VERIFY_ON": "source",
             # Where `backup-db install-client` put the SSL client (the session's copy); the bundled one has no SSL.
             "XDG_DATA_HOME": xdg_data_home(ssl_postgres_bin_dir),
         }

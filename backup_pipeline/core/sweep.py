@@ -4,6 +4,9 @@ Every piece of temporary state names its owner and stays locked by it while it l
 what is ours and whose owner is gone:
 - password files `backup-pgpass-<pid>-*` in the temporary folder: the owner pid is dead and the file's flock
   is free (core/owners.py);
+- local verification servers, folders `backup-verify-pg-<pid>-*` in the temporary folder (or
+  BACKUP_VERIFY_LOCAL_DIR): the owner pid is dead and the flock of the folder's `owner.lock` is free; the
+  server a kill left running is stopped, then the folder removed (core/local_verify.py);
 - scratch databases `bp_<verify|restore|replaced|diff>_<time>_<random>`: no session holds the advisory lock
   keyed by the name (core/postgres.py); a user's database never has that shape;
 - partial files `.<name>.partial-<pid>` in the local folder and beside a download: pid dead, flock free;
@@ -27,6 +30,7 @@ from pathlib import Path
 from backup_pipeline.core.backup import backups_being_written
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.local_verify import local_server_parents, sweep_local_servers
 from backup_pipeline.core.names import BackupName, classify_key, join_key
 from backup_pipeline.core.owners import abandoned, remove
 from backup_pipeline.core.postgres import (
@@ -47,6 +51,7 @@ STALE_UPLOAD = INCOMPLETE_GRACE
 @dataclass
 class SweepReport:
     password_files: list[str] = field(default_factory=list)
+    local_servers: list[str] = field(default_factory=list)
     scratch_databases: list[str] = field(default_factory=list)
     partial_files: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes)
     multipart_uploads: list[tuple[str, int]] = field(default_factory=list)  # (key, bytes)
@@ -57,6 +62,7 @@ class SweepReport:
     def removed(self) -> int:
         return (
             len(self.password_files)
+            + len(self.local_servers)
             + len(self.scratch_databases)
             + len(self.partial_files)
             + len(self.multipart_uploads)
@@ -67,6 +73,8 @@ class SweepReport:
         lines = []
         if self.password_files:
             lines.append(f"{len(self.password_files)} temporary password file(s): {', '.join(self.password_files)}")
+        if self.local_servers:
+            lines.append(f"{len(self.local_servers)} local verification server(s): {', '.join(self.local_servers)}")
         if self.scratch_databases:
             lines.append(f"{len(self.scratch_databases)} scratch database(s): {', '.join(self.scratch_databases)}")
         if self.partial_files:
@@ -105,14 +113,23 @@ def sweep_leftovers(
     servers: Iterable[PostgresTarget] = (),
     log: Log = print,
     temp_folder: str | None = None,
+    local_server_folder: Path | None = None,
 ) -> SweepReport:
-    """Removes what killed runs left: password files here, scratch databases on `servers`, and the catalog's
-    unfinished uploads (the backups' writer locks are looked up on `target`'s server). Never raises for a
-    part it cannot sweep: it says so in the log and the work goes on."""
+    """Removes what killed runs left: password files and local verification servers here (those in
+    `local_server_folder` too), scratch databases on `servers`, and the catalog's unfinished uploads (the
+    backups' writer locks are looked up on `target`'s server). Never raises for a part it cannot sweep: it
+    says so in the log and the work goes on."""
     report = SweepReport()
     _attempt(
         report, "temporary password files", lambda: report.password_files.extend(sweep_password_files(temp_folder))
     )
+    extra = [Path(temp_folder).resolve()] if temp_folder else []
+    for folder in dict.fromkeys([*extra, *local_server_parents(local_server_folder)]):
+        _attempt(
+            report,
+            f"local verification servers in {folder}",
+            lambda folder=folder: report.local_servers.extend(sweep_local_servers(folder)),
+        )
     seen = set()
     for server in servers:
         if server.server in seen:

@@ -1,16 +1,27 @@
 """Verification: restore a stored backup into a scratch database and compare row counts with its manifest.
 
-The scratch database is dropped afterwards, whatever happened. Passing writes the backup's
+Where: on a throwaway local server made for this verification (core/local_verify.py, the default), or on a
+server given explicitly (the database's own server, or BACKUP_VERIFY_DATABASE_URL's). The scratch database is
+dropped afterwards, whatever happened, and a local server stopped and removed. Passing writes the backup's
 `.verified.json` marker, which listing and retention read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backup_pipeline.core.catalog import BackupCatalog
+from backup_pipeline.core.disk_room import check_room_on_server, explain_server_failure
+from backup_pipeline.core.errors import VerificationError
+from backup_pipeline.core.local_verify import (
+    LocalServerPlan,
+    local_server,
+    missing_extension_in,
+    missing_extension_message,
+)
 from backup_pipeline.core.manifest import Manifest, VerificationRecord
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
@@ -32,8 +43,11 @@ from backup_pipeline.core.restore import (
 )
 from backup_pipeline.core.streams import counted
 
-# What avoids CREATEDB on the source server's role, in the message of a role without it.
-VERIFY_ELSEWHERE = ", or set BACKUP_VERIFY_DATABASE_URL to a server where verification may create its scratch databases"
+# What avoids CREATEDB on the verifying server's role, in the message of a role without it.
+VERIFY_ELSEWHERE = (
+    ", or verify on a throwaway local server (BACKUP_VERIFY_ON=local, the default), or set "
+    "BACKUP_VERIFY_DATABASE_URL to a server where verification may create its scratch databases"
+)
 
 
 @dataclass
@@ -45,38 +59,32 @@ class VerificationOutcome:
     pg_restore_version: str = ""
     server_version: str = ""  # of the server that hosted the scratch database
     left_out: list[str] = field(default_factory=list)  # objects its role cannot create, not restored
+    verified_on: str = ""  # local (a throwaway server made for it), or the server's host:port
 
 
 def verify_backup(
     catalog: BackupCatalog,
     name: BackupName,
-    server: PostgresTarget,
+    server: PostgresTarget | LocalServerPlan,
     tools: ClientTools | None = None,
     log: Log = print,
 ) -> VerificationOutcome:
+    """Verifies `name` on `server`: a server given explicitly, or a LocalServerPlan for a throwaway one."""
     tools = tools or ClientTools.locate()
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
-    with scratch_claims(server) as claim:
-        admin = server.connect()
+    with _verification_server(server, catalog, manifest, tools, log) as (where, advice):
         try:
-            scratch = claim("verify")
-            server_text = server_version(admin)[1]
-            client = restore_client(tools, manifest, server, server_text)
-            created = create_database(admin, scratch, manifest.encoding, instead=VERIFY_ELSEWHERE)
-            log(
-                f"verifying {name}: restoring the {describe_versions(manifest, client, server_text)}, into scratch "
-                f"database {created}"
+            local = isinstance(server, LocalServerPlan)
+            scratch, counts, client, server_text, left_out = _restore_into_scratch(
+                catalog, manifest, where, tools, log, local
             )
-            try:
-                left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)
-                with server.with_database(scratch).connect() as conn:
-                    counts = table_row_counts(conn)
-            finally:
-                drop_database(admin, scratch)
-        finally:
-            admin.close()
+        except Exception as error:  # pg_restore's failure, or psycopg's own when the server went away
+            explained = _explained(error, server, where, advice, str(name))
+            if explained is None:
+                raise
+            raise VerificationError(f"verification of {name} failed: {explained}") from None
     compare_row_counts(manifest.tables, counts, str(name))
     duration = time.monotonic() - started
     record = VerificationRecord(
@@ -103,5 +111,78 @@ def verify_backup(
         duration_s=record.restore_duration_s,
         pg_restore_version=client.version,
         server_version=server_text,
+        verified_on="local" if isinstance(server, LocalServerPlan) else server.server,
         left_out=left_out,
     )
+
+
+@contextlib.contextmanager
+def _verification_server(server, catalog, manifest, tools, log):
+    """(the server to restore into, what to do if it fills or crashes) for the block."""
+    if isinstance(server, LocalServerPlan):
+        client = restore_client(tools, manifest)
+        with local_server(server, catalog, manifest, client, log) as local:
+            yield (
+                local,
+                (
+                    "Free space in the local server's folder or point BACKUP_VERIFY_LOCAL_DIR at a larger disk; "
+                    "nothing else was affected"
+                ),
+            )
+        return
+    yield (
+        server,
+        (
+            f"Free disk on {server.describe()} (a verification needs room for a full copy of the database), or "
+            "verify on a throwaway local server (BACKUP_VERIFY_ON=local, the default)"
+        ),
+    )
+
+
+def _explained(error: Exception, server, where: PostgresTarget, advice: str, name: str) -> str | None:
+    """What a failure means when the server's disk filled, it crashed, or (a local server) lacks an extension."""
+    text = str(error)
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if isinstance(server, LocalServerPlan) and (missing := missing_extension_in(text, where)):
+        return f"{missing_extension_message(name, [missing], server)} ({first})"
+    explained = explain_server_failure(text, _describe(server, where), advice)
+    return f"{explained} ({first})" if explained else None
+
+
+def _describe(server, where: PostgresTarget) -> str:
+    if isinstance(server, LocalServerPlan):
+        return "the local verification server"
+    return f"the server {where.server}"
+
+
+def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log, local: bool):
+    """Restores into a new scratch database on `server`, counts its rows and drops it:
+    (scratch name, row counts, pg_restore used, server version, what was left out). A server not made for this verification is
+    asked for room first (core/disk_room.py)."""
+    with scratch_claims(server) as claim:
+        admin = server.connect()
+        try:
+            scratch = claim("verify")
+            server_text = server_version(admin)[1]
+            client = restore_client(tools, manifest, server, server_text)
+            if not local:
+                check_room_on_server(admin, server.server, server.host, manifest, log)
+            created = create_database(admin, scratch, manifest.encoding, instead=VERIFY_ELSEWHERE)
+            log(
+                f"verifying {manifest.name}: restoring the {describe_versions(manifest, client, server_text)}, "
+                f"into scratch database {created}"
+            )
+            try:
+                left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)
+                with server.with_database(scratch).connect() as conn:
+                    counts = table_row_counts(conn)
+            except BaseException:
+                # The restore's own failure is the one to report: a server whose disk filled may go down at the
+                # drop (its checkpoint cannot be written); the next sweep drops what is left.
+                with contextlib.suppress(Exception):
+                    drop_database(admin, scratch)
+                raise
+            drop_database(admin, scratch)
+        finally:
+            admin.close()
+    return scratch, counts, client, server_text, left_out

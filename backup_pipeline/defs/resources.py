@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -15,6 +16,8 @@ from dagster_aws.s3 import S3Resource
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import DatabaseSettings, StorageSettings
 from backup_pipeline.core.encryption import EncryptionKey, load_key
+from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.local_verify import LocalServerPlan
 from backup_pipeline.core.names import backup_name_prefix
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, LocalStorage, storage_from_settings
@@ -30,14 +33,33 @@ class DatabaseConnection:
     url_env: str = "DATABASE_URL"
     verify_url_env: str | None = None
     name_prefix: str | None = None
+    verify_on: str = "local"
+    verify_local_dir: str | None = None
 
     def target(self) -> PostgresTarget:
         return PostgresTarget.from_url(os.environ.get(self.url_env), self.url_env)
 
-    def verify_server(self) -> PostgresTarget:
-        if self.verify_url_env and os.environ.get(self.verify_url_env):
-            return PostgresTarget.from_url(os.environ[self.verify_url_env], self.verify_url_env)
+    def verify_place(self) -> PostgresTarget | LocalServerPlan:
+        """Where verification restores: a throwaway local server (the default), or a server."""
+        if self.verify_on == "local":
+            return LocalServerPlan(parent=Path(self.verify_local_dir) if self.verify_local_dir else None)
+        if self.verify_on == "url":
+            if not self.verify_url_env:
+                raise ConfigurationError(
+                    "verify_on is url but no verify_url_env names the variable holding the verification server's URL"
+                )
+            return PostgresTarget.from_url(os.environ.get(self.verify_url_env), self.verify_url_env)
         return self.target()
+
+    def verify_servers(self) -> list[PostgresTarget]:
+        """The servers verification may have left scratch databases on: the source's, and the configured one."""
+        servers = [self.target()]
+        if self.verify_url_env and os.environ.get(self.verify_url_env):
+            servers.append(PostgresTarget.from_url(os.environ[self.verify_url_env], self.verify_url_env))
+        return servers
+
+    def local_server_parent(self) -> Path | None:
+        return Path(self.verify_local_dir) if self.verify_local_dir else None
 
     def tools(self) -> ClientTools:
         return ClientTools.locate()
@@ -54,7 +76,13 @@ class PostgresResource(dg.ConfigurableResource):
     """
 
     def database(self, db: DatabaseSettings) -> DatabaseConnection:
-        return DatabaseConnection(url_env=db.url_env, verify_url_env=db.verify_url_env, name_prefix=db.name_prefix)
+        return DatabaseConnection(
+            url_env=db.url_env,
+            verify_url_env=db.verify_url_env,
+            name_prefix=db.name_prefix,
+            verify_on=db.verify_where,
+            verify_local_dir=db.verify_local_dir,
+        )
 
 
 class BackupStorageResource(dg.ConfigurableResource):

@@ -11,10 +11,16 @@ from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_K
 
 
 def sweep_for(context: dg.OpExecutionContext, db: DatabaseSettings, *servers: PostgresTarget) -> SweepReport:
-    """Password files here; scratch databases on the database's server, its verification server and
-    `servers`; the database's unfinished uploads. What cannot be swept is logged, never fails the run."""
+    """Password files and local verification servers here; scratch databases on the database's server, its
+    verification server and `servers`; the database's unfinished uploads. What cannot be swept is logged, never fails the run."""
     postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
     storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
     catalog = storage.catalog(postgres, db.storage_prefix)
     target = postgres.target()
-    return sweep_leftovers(catalog, target, [target, postgres.verify_server(), *servers], log=context.log.info)
+    return sweep_leftovers(
+        catalog,
+        target,
+        [*postgres.verify_servers(), *servers],
+        log=context.log.info,
+        local_server_folder=postgres.local_server_parent(),
+    )

@@ -19,7 +19,7 @@ def verification_spec(names: DefinitionNames) -> dg.AssetSpec:
         kinds={"postgres"},
         description=(
             "Downloads the stored backup, checks its sha256 against the manifest, pg_restores it into a scratch "
-            "database, compares every table's row count with the manifest, then drops the scratch database. "
+            "database (on a throwaway local PostgreSQL made for it, unless BACKUP_VERIFY_ON says otherwise), compares every table's row count with the manifest, then drops the scratch database. "
             "A failure fails the run, so the failure alert fires."
         ),
         skippable=True,
@@ -34,7 +34,7 @@ def verify_partition(context: dg.AssetExecutionContext, db: DatabaseSettings) ->
     with fail_clearly():
         catalog = storage.catalog(postgres, db.storage_prefix)
         name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(context.partition_key))
-        outcome = verify_backup(catalog, name, postgres.verify_server(), postgres.tools(), log=context.log.info)
+        outcome = verify_backup(catalog, name, postgres.verify_place(), postgres.tools(), log=context.log.info)
     return dg.MaterializeResult(
         asset_key=names.asset_path("restore_verification"),
         metadata={
@@ -52,5 +52,6 @@ def verify_partition(context: dg.AssetExecutionContext, db: DatabaseSettings) ->
             # What the verification's role cannot create (or is never restored), so was left out: by name.
             "left_out_count": dg.MetadataValue.int(len(outcome.left_out)),
             "left_out": ", ".join(outcome.left_out),
+            "verified_on": outcome.verified_on,
         },
     )
