@@ -2,7 +2,9 @@
 
 It listens on a free port and forwards each request to the upstream server, unless a fault matches the
 request's S3 operation (UploadPart, PutObject, HeadBucket, ...): then it answers with an HTTP error status
-and an S3 error document, stalls without answering, or cuts the connection. Faults fire a set number of
+and an S3 error document, stalls without answering, or cuts the connection; or it forwards the request and
+spoils the answer: a listing that leaves out one key ("hide"), a body cut off after some bytes with the
+connection dropped ("cut_body"), or a body cut short with its Content-Length rewritten to match ("short_body"). Faults fire a set number of
 times (or forever), so "fail twice, then recover" and "never recover" are both one line. Every request is
 recorded with what the proxy did with it.
 """
@@ -10,6 +12,7 @@ recorded with what the proxy did with it.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import socketserver
 import threading
@@ -53,10 +56,12 @@ def s3_operation(method: str, target: str) -> str:
 @dataclass
 class Fault:
     operation: str  # S3 operation to act on, or "*" for every request
-    kind: str  # "status", "stall" or "cut"
+    kind: str  # "status", "stall", "cut", "hide", "cut_body" or "short_body"
     status: int = 500
     times: int | None = None  # None: forever
     stall_s: float = 30.0
+    hide: tuple[str, ...] = ()  # "hide": the keys left out of listings
+    keep_bytes: int = 0  # "cut_body", "short_body": the bytes of the body sent
     fired: int = 0
 
     def matches(self, operation: str) -> bool:
@@ -155,6 +160,14 @@ class FaultyProxy:
                 status = self._forward(method, target, headers, body, wfile)
                 self._record(Exchange(operation, method, target, "forwarded", status))
                 continue
+            if fault.kind in SPOILED:
+                status = self._forward(method, target, headers, body, wfile, fault)
+                self._record(Exchange(operation, method, target, fault.kind, status))
+                if fault.kind == "cut_body":
+                    connection.shutdown(socket.SHUT_RDWR)
+                    connection.close()
+                    return
+                continue
             if fault.kind == "status":
                 self._record(Exchange(operation, method, target, f"status {fault.status}", fault.status))
                 _write_error(wfile, fault.status, method)
@@ -169,7 +182,7 @@ class FaultyProxy:
                 connection.close()
                 return
 
-    def _forward(self, method, target, headers, body, wfile) -> int:
+    def _forward(self, method, target, headers, body, wfile, fault: Fault | None = None) -> int:
         upstream = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
         try:
             upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -179,18 +192,38 @@ class FaultyProxy:
             upstream.endheaders(body if body else None)
             response = upstream.getresponse()
             payload = response.read()
+            length = response.getheader("Content-Length", "0") if method == "HEAD" else str(len(payload))
+            if fault is not None and response.status in (200, 206):
+                payload, length = _spoil(fault, payload, length)
             out = [f"HTTP/1.1 {response.status} {response.reason}\r\n".encode("latin-1")]
             for name, value in response.getheaders():
                 if name.lower() in ("transfer-encoding", "connection", "content-length"):
                     continue
                 out.append(f"{name}: {value}\r\n".encode("latin-1"))
-            length = response.getheader("Content-Length", "0") if method == "HEAD" else str(len(payload))
             out.append(f"Content-Length: {length}\r\n\r\n".encode("latin-1"))
             wfile.write(b"".join(out) + (b"" if method == "HEAD" else payload))
             wfile.flush()
             return response.status
         finally:
             upstream.close()
+
+
+SPOILED = ("hide", "cut_body", "short_body")
+
+
+def _spoil(fault: Fault, payload: bytes, length: str) -> tuple[bytes, str]:
+    """(the body sent, the Content-Length announced) of a forwarded answer the fault spoils."""
+    if fault.kind == "hide":
+        listing = payload
+        for key in fault.hide:
+            hidden = re.escape(f"<Key>{key}</Key>".encode())
+            listing = re.sub(
+                rb"<Contents>(?:(?!</Contents>).)*?" + hidden + rb".*?</Contents>", b"", listing, flags=re.S
+            )
+        return listing, str(len(listing))
+    if fault.kind == "cut_body":  # the whole length announced, part of the body sent, then the connection drops
+        return payload[: fault.keep_bytes], length
+    return payload[: fault.keep_bytes], str(min(fault.keep_bytes, len(payload)))
 
 
 def _read_request(rfile, wfile):
