@@ -107,3 +107,113 @@ def test_the_more_than_half_guard_counts_backups_whose_manifests_a_listing_left_
     assert not result.success
     assert "would delete 3 of 4 backups, more than half" in failure_message(result)
     assert _keys(client, bucket) == stored
+
+
+# ---------------------------------------------------------------------------------------- downloads cut short
+
+
+@pytest.fixture
+def stored_backup(s3_env, clean_env, moto_server):
+    """One verified backup in moto, then storage reached through a fault-injecting proxy."""
+    from tests.support.pipeline import run_backup
+
+    result, backup_id = run_backup(dg.DagsterInstance.get(), "manual")
+    assert result.success, failure_message(result)
+    client, bucket = moto_server.client(), s3_env["BACKUP_S3_BUCKET"]
+    dbname = s3_env["DATABASE_URL"].rsplit("/", 1)[1]
+    name = f"{dbname}_{backup_id}"
+    # Verified again below: the marker of the first verification goes, so a new one shows a new pass.
+    client.delete_object(Bucket=bucket, Key=f"db-backups/{name}.dump.verified.json")
+    with FaultyProxy(moto_server.endpoint) as proxy:
+        clean_env.setenv("BACKUP_S3_ENDPOINT_URL", proxy.endpoint)
+        yield proxy, client, bucket, backup_id, name
+
+
+def _verify(backup_id: str):
+    return (
+        load_defs()
+        .resolve_job_def("verify_job")
+        .execute_in_process(instance=dg.DagsterInstance.get(), partition_key=backup_id, raise_on_error=False)
+    )
+
+
+def _dump_size(client, bucket, name) -> int:
+    return client.head_object(Bucket=bucket, Key=f"db-backups/{name}.dump")["ContentLength"]
+
+
+def test_a_download_cut_short_is_resumed_where_it_stopped_and_verification_passes(stored_backup):
+    proxy, client, bucket, backup_id, name = stored_backup
+    size = _dump_size(client, bucket, name)
+    assert size > 30_000
+    # The connection drops twice mid-body, then a proxy sends a shorter body with a matching Content-Length.
+    proxy.add("GetObject", "cut_body", keep_bytes=10_000, times=2, path_suffix=".dump")
+    proxy.add("GetObject", "short_body", keep_bytes=5_000, times=1, path_suffix=".dump")
+
+    result = _verify(backup_id)
+
+    assert result.success, failure_message(result)
+    assert proxy.count("GetObject", "cut_body") == 2 and proxy.count("GetObject", "short_body") == 1
+    assert proxy.count("GetObject", ranged=True) == 3  # each resumed from where it stopped, not from the start
+    assert client.head_object(Bucket=bucket, Key=f"db-backups/{name}.dump.verified.json")
+
+
+def test_a_download_that_keeps_failing_says_cut_short_not_corrupted_and_leaves_nothing(stored_backup, pg_admin_url):
+    import psycopg
+
+    proxy, client, bucket, backup_id, name = stored_backup
+    size = _dump_size(client, bucket, name)
+    proxy.add("GetObject", "cut_body", keep_bytes=10_000, times=1, path_suffix=".dump")
+    proxy.add("GetObject", "cut_body", keep_bytes=0, path_suffix=".dump")  # then every resumption fails
+
+    result = _verify(backup_id)
+
+    message = failure_message(result)
+    assert not result.success
+    assert f"the download was cut short after 10000 of {size} bytes; the stored object was not checked" in message
+    assert "corrupted" not in message and "ResponseStreamingError" not in message.split("the last:")[0]
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"db-backups/{name}.dump.verified.json" not in keys
+    with psycopg.connect(pg_admin_url) as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp\\_verify\\_%'").fetchall()
+    assert not left, left
+
+
+def test_download_to_a_file_resumes_and_a_persistent_cut_leaves_no_file(stored_backup, tmp_path):
+    from backup_pipeline.core.catalog import BackupCatalog
+    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.errors import BackupError
+    from backup_pipeline.core.names import BackupName
+    from backup_pipeline.core.restore import download_to
+    from backup_pipeline.core.storage import storage_from_settings
+
+    proxy, client, bucket, backup_id, name = stored_backup
+    prefix = name.removesuffix("_" + backup_id)
+    catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", prefix)
+    manifest = catalog.manifest(BackupName.parse(name, prefix))
+    proxy.add("GetObject", "cut_body", keep_bytes=7_000, times=3, path_suffix=".dump")
+    out = tmp_path / "downloads"
+    out.mkdir()
+    written = download_to(catalog, manifest, str(out / "good.dump"), log=lambda _: None)
+    assert written == manifest.size_bytes and (out / "good.dump").stat().st_size == written
+
+    proxy.clear()
+    proxy.add("GetObject", "short_body", keep_bytes=3_000, times=1, path_suffix=".dump")
+    proxy.add("GetObject", "short_body", keep_bytes=0, path_suffix=".dump")  # no resumption gains a byte
+    with pytest.raises(BackupError, match=f"cut short after 3000 of {manifest.size_bytes} bytes") as caught:
+        download_to(catalog, manifest, str(out / "bad.dump"), log=lambda _: None)
+    assert "corrupted" not in str(caught.value)
+    assert sorted(p.name for p in out.iterdir()) == ["good.dump"]  # no partial file left
+
+
+def test_a_local_file_shorter_than_its_object_says_cut_short(tmp_path):
+    from backup_pipeline.core.errors import BackupError
+    from backup_pipeline.core.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes("db-backups/x.dump", b"x" * 1000)
+    with storage.open_stream("db-backups/x.dump", 1500) as stream:
+        with pytest.raises(BackupError, match="the download was cut short after 1000 of 1500 bytes; the stored object"):
+            while stream.read(256):
+                pass
+    with storage.open_stream("db-backups/x.dump", 1000) as stream:
+        assert stream.read() == b"x" * 1000

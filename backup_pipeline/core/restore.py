@@ -317,7 +317,11 @@ def _restore_into(catalog, manifest, target, tools, log, jobs: int, extra: list[
         extra = [*extra, *toc.args_for(stream=decrypting(body, manifest.encryption, catalog.encryption, manifest.name))]
     toc.report(log)
     total = max(manifest.size_bytes, 1)
-    with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
+    with (
+        catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body,
+        target.child_env() as env,
+        tempfile.TemporaryFile() as err,
+    ):
         reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
         process = _start_pg_restore(tools, target, extra, env, subprocess.PIPE, err)
@@ -336,7 +340,7 @@ def _restore_parallel(catalog, manifest, target, tools, log, jobs: int, extra: l
     # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
     # Unbuffered, so a full disk surfaces in _stage and closing the file never retries a failed write.
     with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump", buffering=0) as staged:
-        with catalog.storage.open_stream(manifest.key) as body:
+        with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
             reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
             plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
             _stage(plain, staged, manifest.name)
@@ -351,7 +355,7 @@ def _restore_directory(catalog, manifest, target, tools, log, jobs: int, extra: 
     # pg_restore the folder with `jobs` in parallel.
     with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
         folder = os.path.join(staging, "archive")
-        with catalog.storage.open_stream(manifest.key) as body:
+        with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
             reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
             plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
             try:
@@ -488,7 +492,7 @@ def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, lo
     beside `destination`, renamed only once the checksum matched, so a damaged backup leaves nothing behind.
     `sink`: a binary stream to write a custom-format dump to instead (stdout). Returns the bytes written.
     """
-    with catalog.storage.open_stream(manifest.key) as body:
+    with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
         total = human_bytes(manifest.size_bytes)
         reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)} of {total}"))
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)

@@ -62,10 +62,15 @@ class Fault:
     stall_s: float = 30.0
     hide: tuple[str, ...] = ()  # "hide": the keys left out of listings
     keep_bytes: int = 0  # "cut_body", "short_body": the bytes of the body sent
+    path_suffix: str = ""  # only requests whose path ends so (".dump": the dumps, not their manifests)
     fired: int = 0
 
-    def matches(self, operation: str) -> bool:
-        return (self.operation in ("*", operation)) and (self.times is None or self.fired < self.times)
+    def matches(self, operation: str, target: str = "") -> bool:
+        return (
+            (self.operation in ("*", operation))
+            and urlsplit(target).path.endswith(self.path_suffix)
+            and (self.times is None or self.fired < self.times)
+        )
 
 
 @dataclass
@@ -73,8 +78,9 @@ class Exchange:
     operation: str
     method: str
     target: str
-    action: str  # "forwarded", "status 500", "stalled", "cut"
+    action: str  # "forwarded", "status 500", "stalled", "cut", or the spoiling fault's kind
     status: int | None = None
+    ranged: bool = False  # the request asked for a byte range
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -118,9 +124,15 @@ class FaultyProxy:
             self.faults.clear()
             self.exchanges.clear()
 
-    def count(self, operation: str, action: str | None = None) -> int:
+    def count(self, operation: str, action: str | None = None, ranged: bool | None = None) -> int:
         with self._lock:
-            return sum(1 for e in self.exchanges if e.operation == operation and (action is None or e.action == action))
+            return sum(
+                1
+                for e in self.exchanges
+                if e.operation == operation
+                and (action is None or e.action == action)
+                and (ranged is None or e.ranged == ranged)
+            )
 
     def close(self) -> None:
         self._stop.set()
@@ -136,10 +148,10 @@ class FaultyProxy:
 
     # -- serving ---------------------------------------------------------------------------------------------
 
-    def _fault_for(self, operation: str) -> Fault | None:
+    def _fault_for(self, operation: str, target: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(operation):
+                if fault.matches(operation, target):
                     fault.fired += 1
                     return fault
         return None
@@ -155,14 +167,14 @@ class FaultyProxy:
                 return
             method, target, headers, body = request
             operation = s3_operation(method, target)
-            fault = self._fault_for(operation)
+            fault = self._fault_for(operation, target)
             if fault is None:
                 status = self._forward(method, target, headers, body, wfile)
-                self._record(Exchange(operation, method, target, "forwarded", status))
+                self._record(Exchange(operation, method, target, "forwarded", status, _ranged(headers)))
                 continue
             if fault.kind in SPOILED:
                 status = self._forward(method, target, headers, body, wfile, fault)
-                self._record(Exchange(operation, method, target, fault.kind, status))
+                self._record(Exchange(operation, method, target, fault.kind, status, _ranged(headers)))
                 if fault.kind == "cut_body":
                     connection.shutdown(socket.SHUT_RDWR)
                     connection.close()
@@ -206,6 +218,10 @@ class FaultyProxy:
             return response.status
         finally:
             upstream.close()
+
+
+def _ranged(headers) -> bool:
+    return any(name.lower() == "range" for name, _ in headers)
 
 
 SPOILED = ("hide", "cut_body", "short_body")
