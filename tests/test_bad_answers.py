@@ -217,3 +217,48 @@ def test_a_local_file_shorter_than_its_object_says_cut_short(tmp_path):
                 pass
     with storage.open_stream("db-backups/x.dump", 1000) as stream:
         assert stream.read() == b"x" * 1000
+
+
+# ------------------------------------------------------------------------------------------- a lock held long
+
+
+def test_a_backup_waiting_on_a_lock_fails_within_the_stall_limit_naming_the_lock_and_its_holder(
+    s3_env, clean_env, moto_server
+):
+    import time
+
+    import psycopg
+
+    from tests.support.pipeline import run_backup
+
+    stall_s = 3
+    clean_env.setenv("BACKUP_STALL_SECONDS", str(stall_s))
+    url = s3_env["DATABASE_URL"]
+    client, bucket = moto_server.client(), s3_env["BACKUP_S3_BUCKET"]
+    # A migration holds ACCESS EXCLUSIVE on a table across the whole backup: pg_dump and the row counting both
+    # need to read it.
+    with psycopg.connect(url) as migration:
+        migration.execute("LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE")
+        holder = migration.info.backend_pid
+        started = time.monotonic()
+        result, _ = run_backup(dg.DagsterInstance.get(), "manual")
+        took = time.monotonic() - started
+        # While the lock is still held: no session of the backup is left waiting behind it.
+        with psycopg.connect(url, autocommit=True) as look:
+            left = look.execute(
+                "SELECT pid, application_name, wait_event_type, query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid NOT IN (%s, pg_backend_pid())",
+                (holder,),
+            ).fetchall()
+        migration.rollback()
+
+    message = failure_message(result)
+    print(f"backup behind a held lock failed after {took:.1f} s with BACKUP_STALL_SECONDS={stall_s}: {message}")
+    assert not result.success
+    assert f"stalled: pg_dump wrote no bytes for {stall_s} s (BACKUP_STALL_SECONDS): it waited for a lock" in message
+    assert "app.users" in message and f"pid {holder}" in message, message
+    assert "LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE" in message, message
+    assert took < stall_s + 15, took  # the limit, plus the run's own start and clean-up
+    assert not left, left
+    assert not client.list_objects_v2(Bucket=bucket).get("Contents")
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")

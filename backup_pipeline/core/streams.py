@@ -96,6 +96,7 @@ class StallWatch:
         self._last_moved = clock()
         self._in_read = False
         self.stalled: str | None = None  # "dump" or "upload", once declared
+        self.cause: str | None = None  # what the stalled side waited for, when the server could say (a lock)
 
     def moved(self) -> None:
         self._last_moved = self._clock()
@@ -126,16 +127,23 @@ class StallWatch:
             what = "the dump stalled: pg_dump wrote no bytes"
         else:
             what = "the upload stalled: storage accepted no bytes"
+        if self.cause:
+            what += f" for {self.limit_s:g} s (BACKUP_STALL_SECONDS): it waited for {self.cause}"
+        else:
+            what += f" for {self.limit_s:g} s (BACKUP_STALL_SECONDS)"
         return StalledError(
-            f"{what} for {self.limit_s:g} s (BACKUP_STALL_SECONDS), so the backup was stopped and nothing was "
+            f"{what}, so the backup was stopped and nothing was "
             "stored. Check the database server (locks, load) and the network to storage, or raise "
             "BACKUP_STALL_SECONDS if such pauses are normal here"
         )
 
 
-def run_watched(work: Callable[[], None], watch: StallWatch, stop: Callable[[], None], poll_s: float = 0.5) -> None:
+def run_watched(
+    work: Callable[[], None], watch: StallWatch, stop: Callable[[], str | None], poll_s: float = 0.5
+) -> None:
     """Runs `work` (a streamed upload) on a thread of its own while watching it; on a stall, calls `stop` (ends
-    pg_dump) and raises StalledError naming the stalled side, without waiting for an upload that hangs."""
+    pg_dump, returning what it waited for if the server could say) and raises StalledError naming the stalled
+    side, without waiting for an upload that hangs."""
     outcome: dict = {}
 
     def target() -> None:
@@ -151,7 +159,8 @@ def run_watched(work: Callable[[], None], watch: StallWatch, stop: Callable[[], 
         side = watch.stalled_side() if worker.is_alive() else None
         if side is not None:
             watch.stalled = side
-            stop()
+            cause = stop()
+            watch.cause = cause if isinstance(cause, str) else None
             # A stalled dump ends the upload at once (its read fails); a stalled upload may hang in a socket
             # until boto3's own timeouts: it is left to them, on a daemon thread.
             worker.join(5 * poll_s if side == "upload" else max(poll_s * 10, 10))
