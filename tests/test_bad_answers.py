@@ -256,9 +256,176 @@ def test_a_backup_waiting_on_a_lock_fails_within_the_stall_limit_naming_the_lock
     print(f"backup behind a held lock failed after {took:.1f} s with BACKUP_STALL_SECONDS={stall_s}: {message}")
     assert not result.success
     assert f"stalled: pg_dump wrote no bytes for {stall_s} s (BACKUP_STALL_SECONDS): it waited for a lock" in message
-    assert "app.users" in message and f"pid {holder}" in message, message
+    assert "a lock on app.users (AccessShareLock) held by" in message and f"pid {holder}" in message, message
     assert "LOCK TABLE app.users IN ACCESS EXCLUSIVE MODE" in message, message
     assert took < stall_s + 15, took  # the limit, plus the run's own start and clean-up
     assert not left, left
     assert not client.list_objects_v2(Bucket=bucket).get("Contents")
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+# ------------------------------------------------------------------------- verification and restore that stall
+
+
+def test_a_download_that_stops_sending_fails_verification_within_the_limit(stored_backup, clean_env, pg_admin_url):
+    import time
+
+    import psycopg
+
+    proxy, client, bucket, backup_id, name = stored_backup
+    clean_env.setenv("BACKUP_STALL_SECONDS", "3")
+    proxy.add("GetObject", "stall_body", keep_bytes=10_000, stall_s=60, path_suffix=".dump")
+
+    started = time.monotonic()
+    result = _verify(backup_id)
+    took = time.monotonic() - started
+
+    message = failure_message(result)
+    print(f"verification behind a stalled download failed after {took:.1f} s with BACKUP_STALL_SECONDS=3")
+    assert not result.success
+    assert "the download stalled: storage sent no bytes for 3 s (BACKUP_STALL_SECONDS), so the restore was stopped" in (
+        message
+    ), message
+    assert took < 3 + 15, took
+    assert f"db-backups/{name}.dump.verified.json" not in {
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
+    }
+    with psycopg.connect(pg_admin_url) as conn:
+        assert not conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp\\_verify\\_%'").fetchall()
+
+
+ADVISORY_KEY = 2226
+
+
+def _pg_restore_waiting_on_a_lock(bin_dir, real_bin, read_first: bool, lock_db: str) -> None:
+    """A stand-in pg_restore: the real one answers version probes; a restore connects as pg_restore would
+    (its --dbname, session name included, but in `lock_db`, since advisory locks belong to a database) and
+    waits for an advisory lock another session holds there, before or after reading its whole input."""
+    real_bin = real_bin.parent
+    for tool in ("pg_dump", "psql"):
+        (bin_dir / tool).symlink_to(real_bin / tool)
+    lock = f'"{real_bin / "psql"}" -X -q -c "SELECT pg_advisory_lock({ADVISORY_KEY})" "$dbname dbname={lock_db}"'
+    script = bin_dir / "pg_restore"
+    script.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do\n'
+        f'  case "$arg" in --version) exec "{real_bin / "pg_restore"}" "$@";; esac\n'
+        '  case "$arg" in --dbname=*) dbname="${arg#--dbname=}";; esac\n'
+        "done\n" + ("cat > /dev/null\n" if read_first else "") + f"exec {lock}\n"
+    )
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize("read_first", [False, True], ids=["while-reading", "after-reading"])
+def test_a_restore_waiting_on_a_lock_fails_within_the_limit_naming_its_holder(
+    read_first, s3_env, clean_env, tmp_path, pg_admin_url
+):
+    import glob
+    import shutil
+    import time
+    from pathlib import Path
+
+    import psycopg
+
+    from tests.support.pipeline import run_backup
+
+    result, backup_id = run_backup(dg.DagsterInstance.get(), "manual")
+    assert result.success, failure_message(result)
+    # The client the backup was taken with (the server's major), so the stand-in's version matches it.
+    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))
+    real = Path(installed[-1]) if installed else Path(shutil.which("pg_dump")).resolve()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dbname = s3_env["DATABASE_URL"].rsplit("/", 1)[1]
+    _pg_restore_waiting_on_a_lock(bin_dir, real, read_first, dbname)
+    clean_env.setenv("BACKUP_PG_BIN_DIR", str(bin_dir))
+    clean_env.setenv("BACKUP_STALL_SECONDS", "3")
+
+    with psycopg.connect(s3_env["DATABASE_URL"], autocommit=True) as holder:
+        holder.execute(f"SELECT pg_advisory_lock({ADVISORY_KEY})")
+        holder_pid = holder.info.backend_pid
+        started = time.monotonic()
+        restore = (
+            load_defs()
+            .resolve_job_def("restore_job")
+            .execute_in_process(
+                instance=dg.DagsterInstance.get(),
+                raise_on_error=False,
+                run_config={
+                    "ops": {
+                        "restore_backup": {
+                            "config": {
+                                "backup_name": f"{dbname}_{backup_id}",
+                                "target_db": f"{dbname}_restored",
+                                "confirm": "RESTORE",
+                            }
+                        }
+                    }
+                },
+            )
+        )
+        took = time.monotonic() - started
+        waiting = holder.execute(
+            "SELECT pid, application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).fetchall()
+        holder.execute("SELECT pg_advisory_unlock_all()")
+
+    message = failure_message(restore)
+    print(
+        f"restore behind a held lock ({'after' if read_first else 'while'} reading) failed after {took:.1f} s: {message}"
+    )
+    assert not restore.success
+    assert f"pid {holder_pid}" in message and f"SELECT pg_advisory_lock({ADVISORY_KEY})" in message, message
+    assert "an advisory lock (ExclusiveLock)" in message and "BACKUP_STALL_SECONDS" in message, message
+    assert took < 3 + 15, took
+    assert not [row for row in waiting if row[1].startswith("backup_pipeline")], waiting
+    with psycopg.connect(pg_admin_url) as conn:
+        names = {row[0] for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert f"{dbname}_restored" not in names
+    assert not [n for n in names if n.startswith("bp_restore_")], names
+
+
+def test_row_counts_waiting_on_a_lock_after_the_dump_fail_naming_the_lock(make_database):
+    """A migration that takes a table's lock once pg_dump has read it: the dump ends, the row counting waits."""
+    import subprocess
+    import threading
+    import time
+
+    import psycopg
+
+    from backup_pipeline.core.dump import RunningDump, _count_rows
+    from backup_pipeline.core.postgres import PostgresTarget
+    from backup_pipeline.core.streams import StalledError
+
+    url = make_database("CREATE TABLE public.accounts (id int); INSERT INTO public.accounts VALUES (1);")
+    target = PostgresTarget.from_url(url)
+    with psycopg.connect(url) as migration, target.connect() as counting:
+        migration.execute("LOCK TABLE public.accounts IN ACCESS EXCLUSIVE MODE")
+        dump = RunningDump(
+            stdout=None,
+            server_version="",
+            pg_dump_version="",
+            database_size_bytes=0,
+            _process=subprocess.Popen(["true"]),  # pg_dump, done
+            _stderr=None,
+            _target=target,
+            _counting_conn=counting,
+            _stall_s=2,
+        )
+        dump._counting = threading.Thread(target=_count_rows, args=(counting, dump._counts), daemon=True)
+        dump._counting.start()
+        started = time.monotonic()
+        with pytest.raises(StalledError) as caught:
+            dump.finish()
+        took = time.monotonic() - started
+        dump._counting.join(5)
+        still_waiting = not dump._counting.is_alive()
+        migration.rollback()
+
+    message = str(caught.value)
+    assert (
+        "counting rows in the dump's snapshot stalled for 2 s (BACKUP_STALL_SECONDS): it waited for a lock" in message
+    )
+    assert "a lock on accounts (AccessShareLock)" in message and "LOCK TABLE public.accounts" in message, message
+    assert 2 <= took < 6, took
+    assert still_waiting  # the counting statement was cancelled, not left waiting behind the lock

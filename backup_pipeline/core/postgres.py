@@ -577,18 +577,22 @@ def lock_waits(conn, pids) -> list[str]:
         return []
     rows = conn.execute(
         """
-        SELECT w.pid, pg_blocking_pids(w.pid),
-               (SELECT coalesce(l.relation::regclass::text, l.locktype) || ' (' || l.mode || ')'
-                FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted LIMIT 1)
+        SELECT w.pid, pg_blocking_pids(w.pid), l.relation::regclass::text, l.locktype, l.mode
         FROM pg_stat_activity w
+        LEFT JOIN LATERAL (SELECT * FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted LIMIT 1) l ON true
         WHERE w.pid = ANY(%s) AND w.wait_event_type = 'Lock'
         """,
         (pids,),
     ).fetchall()
     waits = []
-    for _pid, blockers, wanted in rows:
+    for _pid, blockers, relation, locktype, mode in rows:
+        what = (
+            f"a lock on {relation}"
+            if relation
+            else f"{'an' if (locktype or 'x')[0] in 'aeiou' else 'a'} {locktype} lock"
+        )
         holders = [_describe_session(conn, blocker) for blocker in blockers or []]
-        waits.append(f"a lock on {wanted or 'an object'} held by {'; '.join(holders) or 'another session'}")
+        waits.append(f"{what} ({mode}) held by {'; '.join(holders) or 'another session'}")
     return waits
 
 

@@ -66,7 +66,14 @@ class ResumingReader:
         self.position = 0
         self._failures = 0  # in a row, without a byte gained
         self._stream = None
+        self._aborted: BackupError | None = None
         self._open()
+
+    def abort(self, error: BackupError) -> None:
+        """Ends the download from another thread (a watchdog): it is never opened again, and every read from now
+        on raises `error`. The stream is not closed here: closing a buffered stream waits for the read that
+        hangs in it. The hanging read ends with the client's read timeout, on the thread it hangs in."""
+        self._aborted = error
 
     def _open(self) -> None:
         stream, size = self._open_at(self.position)
@@ -76,17 +83,25 @@ class ResumingReader:
 
     def read(self, size: int = -1) -> bytes:
         while True:
+            if self._aborted is not None:
+                raise self._aborted
             try:
                 if self._stream is None:
                     self._open()
                 data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
-            except self._dropped as error:
+            except (*self._dropped, AttributeError, ValueError) as error:
+                if self._aborted is not None:  # closed under the read by abort()
+                    raise self._aborted from None
+                if not isinstance(error, self._dropped):
+                    raise
                 self._lost(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'dropped'}")
                 continue
             if data:
                 self.position += len(data)
                 self._failures = 0
                 return data
+            if self._aborted is not None:
+                raise self._aborted
             if self.size is None or self.position >= self.size:
                 return b""
             self._lost("the body ended early")
@@ -105,6 +120,9 @@ class ResumingReader:
         time.sleep(self._pause_s * self._failures)
 
     def close(self) -> None:
+        if self._aborted is not None:
+            self._stream = None  # a read may still hang in it (see abort)
+            return
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()

@@ -50,7 +50,9 @@ def verify_backup(
     server: PostgresTarget,
     tools: ClientTools | None = None,
     log: Log = print,
+    stall_seconds: float | None = None,
 ) -> VerificationOutcome:
+    """`stall_seconds`: the watchdog's limit on the download and pg_restore (see restore_into)."""
     tools = tools or ClientTools.locate()
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
@@ -67,7 +69,9 @@ def verify_backup(
                 f"database {scratch}"
             )
             try:
-                left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)
+                left_out = restore_into(
+                    catalog, manifest, server.with_database(scratch), client, log, stall_seconds=stall_seconds
+                )
                 with server.with_database(scratch).connect() as conn:
                     counts = table_row_counts(conn)
             finally:

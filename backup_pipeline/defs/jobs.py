@@ -176,7 +176,15 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 server = postgres.target()
             sweep_for(context, db, server)
             outcome = restore_to_database(
-                catalog, name, server, config.target_db, config.replace, config.jobs, postgres.tools(), context.log.info
+                catalog,
+                name,
+                server,
+                config.target_db,
+                config.replace,
+                config.jobs,
+                postgres.tools(),
+                context.log.info,
+                stall_seconds=db.stall_seconds,
             )
         context.add_output_metadata(
             {

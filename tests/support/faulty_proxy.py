@@ -4,7 +4,8 @@ It listens on a free port and forwards each request to the upstream server, unle
 request's S3 operation (UploadPart, PutObject, HeadBucket, ...): then it answers with an HTTP error status
 and an S3 error document, stalls without answering, or cuts the connection; or it forwards the request and
 spoils the answer: a listing that leaves out one key ("hide"), a body cut off after some bytes with the
-connection dropped ("cut_body"), or a body cut short with its Content-Length rewritten to match ("short_body"). Faults fire a set number of
+connection dropped ("cut_body"), a body that stops after some bytes and then sends nothing for `stall_s`
+("stall_body"), or a body cut short with its Content-Length rewritten to match ("short_body"). Faults fire a set number of
 times (or forever), so "fail twice, then recover" and "never recover" are both one line. Every request is
 recorded with what the proxy did with it.
 """
@@ -56,7 +57,7 @@ def s3_operation(method: str, target: str) -> str:
 @dataclass
 class Fault:
     operation: str  # S3 operation to act on, or "*" for every request
-    kind: str  # "status", "stall", "cut", "hide", "cut_body" or "short_body"
+    kind: str  # "status", "stall", "cut", "hide", "cut_body", "stall_body" or "short_body"
     status: int = 500
     times: int | None = None  # None: forever
     stall_s: float = 30.0
@@ -175,7 +176,9 @@ class FaultyProxy:
             if fault.kind in SPOILED:
                 status = self._forward(method, target, headers, body, wfile, fault)
                 self._record(Exchange(operation, method, target, fault.kind, status, _ranged(headers)))
-                if fault.kind == "cut_body":
+                if fault.kind == "stall_body":
+                    self._stop.wait(fault.stall_s)
+                if fault.kind in ("cut_body", "stall_body"):
                     connection.shutdown(socket.SHUT_RDWR)
                     connection.close()
                     return
@@ -224,7 +227,7 @@ def _ranged(headers) -> bool:
     return any(name.lower() == "range" for name, _ in headers)
 
 
-SPOILED = ("hide", "cut_body", "short_body")
+SPOILED = ("hide", "cut_body", "stall_body", "short_body")
 
 
 def _spoil(fault: Fault, payload: bytes, length: str) -> tuple[bytes, str]:
@@ -237,7 +240,7 @@ def _spoil(fault: Fault, payload: bytes, length: str) -> tuple[bytes, str]:
                 rb"<Contents>(?:(?!</Contents>).)*?" + hidden + rb".*?</Contents>", b"", listing, flags=re.S
             )
         return listing, str(len(listing))
-    if fault.kind == "cut_body":  # the whole length announced, part of the body sent, then the connection drops
+    if fault.kind in ("cut_body", "stall_body"):  # the whole length announced, part of the body sent
         return payload[: fault.keep_bytes], length
     return payload[: fault.keep_bytes], str(min(fault.keep_bytes, len(payload)))
 
