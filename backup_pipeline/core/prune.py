@@ -237,11 +237,8 @@ def confirmed_entries(
     with what was found until the plan deletes only confirmed backups. Each backup is looked up at most once."""
     confirmed: set[str] = set()
     while True:
-        pending = [
-            entry
-            for entry in entries
-            if str(entry.name) not in confirmed and str(entry.name) in {d.name for d in doomed_by(entries) if d.delete}
-        ]
+        unconfirmed = {d.name for d in doomed_by(entries) if d.delete} - confirmed
+        pending = [entry for entry in entries if str(entry.name) in unconfirmed]
         if not pending:
             return entries
         with ThreadPoolExecutor(max_workers=min(len(pending), CONFIRM_CONCURRENCY)) as pool:

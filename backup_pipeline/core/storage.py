@@ -413,7 +413,9 @@ class S3Storage(BackupStorage):
         def open_at(offset: int):
             # Resumed at `offset` only from the very object first read (If-Match its ETag): a backup replaced
             # meanwhile must not be stitched from two objects.
-            ranged = {"Range": f"bytes={offset}-", "IfMatch": first["etag"]} if offset else {}
+            ranged = {"Range": f"bytes={offset}-"} if offset else {}
+            if offset and first.get("etag"):
+                ranged["IfMatch"] = first["etag"]
             with self._errors(f"read {key} from"):
                 response = self.client.get_object(Bucket=self.bucket, Key=key, **ranged)
             first.setdefault("etag", response.get("ETag"))
