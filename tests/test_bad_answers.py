@@ -137,6 +137,12 @@ def _verify(backup_id: str):
     )
 
 
+def _after_the_table_of_contents(proxy) -> None:
+    """Lets a restore's first read of the dump (pg_restore --list reads its table of contents) through
+    untouched, so the faults added next meet the restore's own download."""
+    proxy.add("GetObject", "pass", times=1, path_suffix=".dump")
+
+
 def _dump_size(client, bucket, name) -> int:
     return client.head_object(Bucket=bucket, Key=f"db-backups/{name}.dump")["ContentLength"]
 
@@ -145,6 +151,7 @@ def test_a_download_cut_short_is_resumed_where_it_stopped_and_verification_passe
     proxy, client, bucket, backup_id, name = stored_backup
     size = _dump_size(client, bucket, name)
     assert size > 30_000
+    _after_the_table_of_contents(proxy)
     # The connection drops twice mid-body, then a proxy sends a shorter body with a matching Content-Length.
     proxy.add("GetObject", "cut_body", keep_bytes=10_000, times=2, path_suffix=".dump")
     proxy.add("GetObject", "short_body", keep_bytes=5_000, times=1, path_suffix=".dump")
@@ -162,6 +169,7 @@ def test_a_download_that_keeps_failing_says_cut_short_not_corrupted_and_leaves_n
 
     proxy, client, bucket, backup_id, name = stored_backup
     size = _dump_size(client, bucket, name)
+    _after_the_table_of_contents(proxy)
     proxy.add("GetObject", "cut_body", keep_bytes=10_000, times=1, path_suffix=".dump")
     proxy.add("GetObject", "cut_body", keep_bytes=0, path_suffix=".dump")  # then every resumption fails
 
@@ -274,6 +282,7 @@ def test_a_download_that_stops_sending_fails_verification_within_the_limit(store
 
     proxy, client, bucket, backup_id, name = stored_backup
     clean_env.setenv("BACKUP_STALL_SECONDS", "3")
+    _after_the_table_of_contents(proxy)
     proxy.add("GetObject", "stall_body", keep_bytes=10_000, stall_s=60, path_suffix=".dump")
 
     started = time.monotonic()
@@ -298,7 +307,7 @@ ADVISORY_KEY = 2226
 
 
 def _pg_restore_waiting_on_a_lock(bin_dir, real_bin, read_first: bool, lock_db: str) -> None:
-    """A stand-in pg_restore: the real one answers version probes; a restore connects as pg_restore would
+    """A stand-in pg_restore: the real one answers version probes and lists tables of contents; a restore connects as pg_restore would
     (its --dbname, session name included, but in `lock_db`, since advisory locks belong to a database) and
     waits for an advisory lock another session holds there, before or after reading its whole input."""
     real_bin = real_bin.parent
@@ -309,7 +318,7 @@ def _pg_restore_waiting_on_a_lock(bin_dir, real_bin, read_first: bool, lock_db: 
     script.write_text(
         "#!/bin/sh\n"
         'for arg in "$@"; do\n'
-        f'  case "$arg" in --version) exec "{real_bin / "pg_restore"}" "$@";; esac\n'
+        f'  case "$arg" in --version|--list) exec "{real_bin / "pg_restore"}" "$@";; esac\n'
         '  case "$arg" in --dbname=*) dbname="${arg#--dbname=}";; esac\n'
         "done\n" + ("cat > /dev/null\n" if read_first else "") + f"exec {lock}\n"
     )

@@ -57,7 +57,7 @@ def s3_operation(method: str, target: str) -> str:
 @dataclass
 class Fault:
     operation: str  # S3 operation to act on, or "*" for every request
-    kind: str  # "status", "stall", "cut", "hide", "cut_body", "stall_body" or "short_body"
+    kind: str  # "status", "stall", "cut", "hide", "cut_body", "stall_body", "short_body" or "pass" (untouched)
     status: int = 500
     times: int | None = None  # None: forever
     stall_s: float = 30.0
@@ -227,7 +227,7 @@ def _ranged(headers) -> bool:
     return any(name.lower() == "range" for name, _ in headers)
 
 
-SPOILED = ("hide", "cut_body", "stall_body", "short_body")
+SPOILED = ("hide", "cut_body", "stall_body", "short_body", "pass")
 
 
 def _spoil(fault: Fault, payload: bytes, length: str) -> tuple[bytes, str]:
@@ -242,6 +242,8 @@ def _spoil(fault: Fault, payload: bytes, length: str) -> tuple[bytes, str]:
         return listing, str(len(listing))
     if fault.kind in ("cut_body", "stall_body"):  # the whole length announced, part of the body sent
         return payload[: fault.keep_bytes], length
+    if fault.kind == "pass":
+        return payload, length
     return payload[: fault.keep_bytes], str(min(fault.keep_bytes, len(payload)))
 
 
