@@ -214,3 +214,84 @@ def test_bad_retention_variables_name_themselves(clean_env, variable, value, mes
 
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
         load_settings({variable: value})
+
+
+def _alias_bomb() -> str:
+    """About 600 bytes that a plain YAML loader expands into 9**9 strings (gigabytes, a minute of CPU)."""
+    lines = ["l0: &l0 [" + ",".join(['"lol"'] * 9) + "]"]
+    for level in range(1, 9):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
+    lines.append("databases:\n  - key: app\n    url_env: APP_DATABASE_URL\n    schedule: *l8")
+    return "\n".join(lines) + "\n"
+
+
+_MEASURE = """
+import json, sys, time, tracemalloc
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.errors import ConfigurationError
+
+def kilobytes(field):  # this process's own memory (ru_maxrss would count the parent it was forked from)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+rss_before = kilobytes("VmRSS")
+tracemalloc.start()
+started = time.perf_counter()
+try:
+    load_settings({"BACKUP_CONFIG_FILE": sys.argv[1]})
+    message = None
+except ConfigurationError as error:
+    message = str(error)
+took = time.perf_counter() - started
+peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"message": message, "seconds": took, "peak_bytes": peak,
+                  "rss_growth_kb": kilobytes("VmHWM") - rss_before}))
+"""
+
+
+def test_an_alias_bomb_is_refused_within_a_second_and_50_mb_naming_its_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "backups.yaml"
+    path.write_text(_alias_bomb())
+    assert 500 <= path.stat().st_size <= 700
+    # In a process of its own, so its time and memory are the loader's alone.
+    result = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    print(
+        f"alias bomb refused in {outcome['seconds'] * 1000:.1f} ms, peak {outcome['peak_bytes'] / 1024:.0f} KB "
+        f"allocated, resident memory grew by {outcome['rss_growth_kb'] / 1024:.1f} MB at most"
+    )
+    assert outcome["message"] is not None, "the alias bomb was accepted"
+    assert f"{path} line 1: not valid YAML: YAML anchor '&l0' is not allowed here" in outcome["message"]
+    assert outcome["seconds"] < 1, outcome
+    assert outcome["peak_bytes"] < 50 * 1024 * 1024, outcome
+    assert outcome["rss_growth_kb"] < 50 * 1024, outcome
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "defaults: &shared\n  retention_days: 7\ndatabases:\n  - key: app\n    url_env: U\n",
+            "line 1: not valid YAML: YAML anchor '&shared' is not allowed here",
+        ),
+        (
+            "databases:\n  - key: app\n    url_env: U\n    <<: *shared\n",
+            "line 4: not valid YAML: YAML alias '*shared' is not allowed here",
+        ),
+    ],
+)
+def test_anchors_and_aliases_are_refused_with_their_line(tmp_path, text, expected):
+    message, path = error_from(tmp_path, text)
+    assert expected in message and message.startswith(str(path)), message
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    from backup_pipeline.core.config_file import MAX_FILE_BYTES
+
+    message, _ = error_from(tmp_path, "databases:\n  - key: app\n    url_env: U\n" + "#" * MAX_FILE_BYTES + "\n")
+    assert "is larger than 1024 KB: a databases file is a few KB" in message, message

@@ -85,7 +85,7 @@ def _store_new_backup(
         raise BackupError(f"{name} already exists in {storage.describe()}: a backup is never overwritten")
 
     started = time.monotonic()
-    with start_dump(target, tools, options, log) as dump:
+    with start_dump(target, tools, options, log, stall_seconds) as dump:
         # Encrypted (when a key is configured) before upload; size and sha256 describe the stored bytes.
         source = dump.stdout if catalog.encryption is None else EncryptingReader(dump.stdout, catalog.encryption)
         watch = StallWatch(stall_seconds)
@@ -98,7 +98,7 @@ def _store_new_backup(
             run_watched(
                 lambda: storage.upload_stream(dump_key, reader, expected_bytes=dump.database_size_bytes),
                 watch,
-                stop=dump.kill,
+                stop=dump.stop_stalled,
             )
         except BaseException:
             dump.kill()

@@ -101,6 +101,25 @@ class BackupCatalog:
             name=name, dump=dump, manifest_key=manifest.key, verified_key=verified.key if verified else None
         )
 
+    def look_up(self, name: BackupName) -> BackupEntry:
+        """The backup as its objects stand now, each read directly by name (HEAD), not as a listing saw them: a
+        listing may leave out an object that exists, and nothing is deleted on that one observation."""
+        found = {
+            kind: self.storage.head(key)
+            for kind, key in (
+                ("dump", name.dump_key(self.storage_prefix)),
+                ("manifest", name.manifest_key(self.storage_prefix)),
+                ("verified", name.verified_key(self.storage_prefix)),
+            )
+        }
+        return BackupEntry(
+            name=name,
+            dump=found["dump"],
+            manifest_key=found["manifest"].key if found["manifest"] else None,
+            verified_key=found["verified"].key if found["verified"] else None,
+            keys=[obj.key for obj in found.values() if obj is not None],
+        )
+
     def manifests(self, entries: Iterable[BackupEntry]) -> dict[str, Manifest]:
         """The manifests of complete `entries`, read at once; an unreadable one is left out (info names why)."""
         wanted = [e for e in entries if e.manifest_key]

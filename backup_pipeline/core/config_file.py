@@ -21,6 +21,11 @@
 Every problem is reported with its line, all at once, so a file with three mistakes takes one fix-up: the
 YAML loader records where each value stands, and pydantic's error locations are looked up there.
 Environment variables (BACKUP_RETENTION_DAYS, ...) give the defaults that the file's `defaults:` override.
+
+The file is read with limits, since every command and every code-location load reads it: at most
+MAX_FILE_BYTES, and no YAML anchors or aliases (`&name`, `*name`), which no field here needs and which let a
+few hundred bytes expand into gigabytes (an "alias bomb"); the first one found is refused with its line before
+anything is built from it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from backup_pipeline.core.config_fields import (
 from backup_pipeline.core.errors import ConfigurationError
 
 _EXAMPLE = "(see deploy/README.md for an example)"
+# A file listing a thousand databases is a few hundred KB; anything larger is a mistake (or an attack).
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class _Fields(BaseModel):
@@ -229,10 +236,26 @@ class _MarkedList(list):
         self.line, self.item_lines = line, []
 
 
+class _AliasRefused(yaml.MarkedYAMLError):
+    """An anchor or alias in the databases file, refused where the parser meets it."""
+
+
 class _MarkedLoader(yaml.SafeLoader):
     def __init__(self, stream):
         super().__init__(stream)
         self.problems: list[tuple[int, str]] = []
+
+    def compose_node(self, parent, index):
+        # Refused while composing, before any node is built: an alias bomb costs nothing but its own bytes.
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = f"alias '*{event.anchor}'" if isinstance(event, yaml.AliasEvent) else f"anchor '&{event.anchor}'"
+            raise _AliasRefused(
+                problem=f"YAML {kind} is not allowed here: write each value out in full (anchors and aliases "
+                "are refused, so a small file cannot expand into a huge one)",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
     def construct_marked_mapping(self, node: yaml.MappingNode):
         data = _Marked(node.start_mark.line + 1)
@@ -263,7 +286,7 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _MarkedLoader.construct_m
 def _load(path: Path) -> tuple[Any, list[tuple[int, str]]]:
     """The file's contents, and the problems found while reading it (repeated fields)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_limited(path)
     except FileNotFoundError:
         raise ConfigurationError(
             f"BACKUP_CONFIG_FILE points at {path}, which does not exist: create it (see deploy/README.md) "
@@ -285,6 +308,18 @@ def _load(path: Path) -> tuple[Any, list[tuple[int, str]]]:
     if root is None:
         raise ConfigurationError(f"{path} is empty: the file must be a mapping with a 'databases:' list {_EXAMPLE}")
     return root, loader.problems
+
+
+def _read_limited(path: Path) -> str:
+    """The file's text, refused unread past MAX_FILE_BYTES."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigurationError(
+            f"BACKUP_CONFIG_FILE {path} is larger than {MAX_FILE_BYTES // 1024} KB: a databases file is a few KB; "
+            "check that it points at the right file"
+        )
+    return data.decode("utf-8")
 
 
 def _line(root: _Marked, loc: tuple, at_key: bool = False) -> int:

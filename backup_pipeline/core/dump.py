@@ -12,6 +12,7 @@ import fcntl
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +24,25 @@ from backup_pipeline.core.postgres import (
     ClientTools,
     PgClient,
     PostgresTarget,
+    cancel_backends,
     database_size,
     exported_snapshot,
+    lock_waits,
     server_version,
+    session_tag,
+    sessions_named,
     table_row_counts,
+    tagged_sessions,
 )
 from backup_pipeline.core.privileges import database_properties, named_roles, role_definitions
-from backup_pipeline.core.streams import human_bytes
+from backup_pipeline.core.streams import StalledError, human_bytes
 
 Log = Callable[[str], None]
 # A bigger pipe lets pg_dump keep writing while the reader hashes or hands a part to the uploader.
 PIPE_BYTES = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# How often a wait on the row counts looks at what the counting session waits for.
+LOCK_POLL_S = 0.5
 
 
 @dataclass
@@ -54,12 +62,16 @@ class RunningDump:
     database_properties: dict = field(default_factory=dict)
     roles: dict = field(default_factory=dict)
     role_definitions: bytes = b""
+    # For the watchdog: the database, the name pg_dump's sessions carry, the row-counting connection.
+    _target: PostgresTarget | None = field(default=None, repr=False)
+    _tag: str = field(default="", repr=False)
+    _counting_conn: object = field(default=None, repr=False)
+    _stall_s: float | None = field(default=None, repr=False)
 
     def finish(self) -> dict[str, int]:
         """Waits for pg_dump and the row counts; raises with pg_dump's own message when it failed."""
         code = self._process.wait()
-        if self._counting is not None:
-            self._counting.join()
+        self._wait_for_counts()
         if code != 0:
             lines = self._stderr.text().strip().splitlines()
             # The first error names the cause ("could not write ...: No space left on device"); later lines are
@@ -83,12 +95,80 @@ class RunningDump:
             self._process.kill()
             self._process.wait()
 
+    def stop_stalled(self) -> str | None:
+        """Stops a dump that moves no bytes: names the locks its sessions (pg_dump's and the row counting's)
+        wait for, cancels their statements on the server (a backend waiting for a lock would otherwise wait on
+        after pg_dump is gone, and queue everyone behind it), and ends pg_dump. Returns what they waited for."""
+        waits: list[str] = []
+        if self._target is not None:
+            try:
+                with self._target.connect() as monitor:
+                    pids = [*sessions_named(monitor, self._tag), self._counting_pid()]
+                    waits = lock_waits(monitor, pids)
+                    cancel_backends(monitor, pids)
+            except Exception:  # the server cannot be asked: pg_dump is stopped all the same
+                pass
+        self.cancel_counting()
+        self.kill()
+        return "; ".join(dict.fromkeys(waits)) or None
+
+    def cancel_counting(self) -> None:
+        """Cancels the row counting's statement, if one still runs (a failed dump's counts are of no use)."""
+        if self._counting is not None and self._counting.is_alive() and self._counting_conn is not None:
+            with contextlib.suppress(Exception):
+                self._counting_conn.cancel()
+
+    def _counting_pid(self) -> int | None:
+        try:
+            return self._counting_conn.info.backend_pid if self._counting_conn is not None else None
+        except Exception:
+            return None
+
+    def _wait_for_counts(self) -> None:
+        """Waits for the row counts, watched: a count that waits for a lock for the stall limit (a migration
+        holding ACCESS EXCLUSIVE on a table) is cancelled and the backup fails naming the lock and its holder.
+        A long count that is not waiting on a lock is work, and is waited for."""
+        if self._counting is None:
+            return
+        self._counting.join(LOCK_POLL_S)
+        if not self._counting.is_alive() or self._target is None or self._stall_s is None:
+            self._counting.join()
+            return
+        try:
+            monitor = self._target.connect()
+        except BackupError:
+            self._counting.join()
+            return
+        with monitor:
+            waiting_since = None
+            while self._counting.is_alive():
+                waits = lock_waits(monitor, [self._counting_pid()])
+                now = time.monotonic()
+                waiting_since = (waiting_since or now) if waits else None
+                if waiting_since is not None and now - waiting_since >= self._stall_s:
+                    cancel_backends(monitor, [self._counting_pid()])
+                    self.cancel_counting()
+                    self._counting.join(10)
+                    raise StalledError(
+                        f"counting rows in the dump's snapshot stalled for {self._stall_s:g} s "
+                        f"(BACKUP_STALL_SECONDS): it waited for {waits[0]}, so the backup was stopped and nothing "
+                        "was stored. End or wait for that session, or raise BACKUP_STALL_SECONDS if such waits "
+                        "are normal here"
+                    )
+                self._counting.join(LOCK_POLL_S)
+
 
 @contextlib.contextmanager
 def start_dump(
-    target: PostgresTarget, tools: ClientTools, options: DumpOptions | None = None, log: Log = print
+    target: PostgresTarget,
+    tools: ClientTools,
+    options: DumpOptions | None = None,
+    log: Log = print,
+    stall_seconds: float | None = None,
 ) -> Iterator[RunningDump]:
-    """Starts pg_dump on `target` and yields it; the snapshot stays open until the block ends."""
+    """Starts pg_dump on `target` and yields it; the snapshot stays open until the block ends.
+
+    `stall_seconds`: how long the row counts may wait for a lock before the dump is stopped (finish())."""
     options = options or DumpOptions()
     with exported_snapshot(target) as (snapshot, conn):
         major, server_text = server_version(conn)
@@ -103,11 +183,13 @@ def start_dump(
             f"dumping {target.describe()} (PostgreSQL {server_text}, {human_bytes(size)} on disk) with pg_dump "
             f"{client.describe()}"
         )
+        # pg_dump's sessions carry a name of their own, so a watchdog can see what they wait for.
+        tag = session_tag("pg_dump")
         argv = [
             client.path("pg_dump"),
             *options.pg_dump_args(client.major, pg_dump_text),
             f"--snapshot={snapshot}",
-            f"--dbname={target.conninfo_without_password()}",
+            f"--dbname={tagged_sessions(target, tag).conninfo_without_password()}",
         ]
         with target.child_env() as env, _staging(options) as folder:
             if folder is None:
@@ -130,6 +212,10 @@ def start_dump(
                 encoding=conn.info.parameter_status("server_encoding"),
                 _process=process,
                 _stderr=stderr,
+                _target=target,
+                _tag=tag,
+                _counting_conn=conn,
+                _stall_s=stall_seconds,
             )
             dump._counting = threading.Thread(target=_count_rows, args=(conn, dump._counts), daemon=True)
             dump._counting.start()
@@ -138,6 +224,7 @@ def start_dump(
             finally:
                 dump.kill()
                 stdout.close()
+                dump.cancel_counting()  # a dump that failed or was stopped: its counts are of no use
                 dump._counting.join()
 
 

@@ -11,6 +11,12 @@ that hold a backup, so an outage never eats the history), and backups named as p
 last good backup before one that failed its health checks). Each kept backup's reason names the rule that
 kept it: the first that applies, in that order (pre-migration, keep-last, the window, GFS, protection).
 
+Nothing is deleted on one observation: a listing may leave out an object that exists (an eventually
+consistent store, a proxy, a paginator's bad page). `confirmed_entries` reads each backup the policy would
+delete again by name (HEAD of its dump, manifest and verification record) and plans again with what it
+found, until every backup the plan deletes has been confirmed, so a backup whose manifest is found is never
+deleted as incomplete, and keep-last and the more-than-half guard count what the confirmation found.
+
 The circuit breaker: while the newest verified backup is older than the freshness window (backups are
 failing), nothing is deleted at all. Age comes from the backup's own timestamp, never from the object's
 LastModified, which a bucket copy resets.
@@ -18,7 +24,8 @@ LastModified, which a bucket copy resets.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,6 +35,8 @@ from backup_pipeline.core.errors import BackupError
 INCOMPLETE_GRACE = timedelta(hours=24)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_DELETE_FRACTION = 0.5
+# Backups looked up at once when confirming a plan (each is three small HEAD requests).
+CONFIRM_CONCURRENCY = 16
 BREAKER_MARK = "circuit breaker"
 
 # GFS rules: (policy field, what a period is called, the period a timestamp falls in).
@@ -219,6 +228,25 @@ def check_breaker(entries: list[BackupEntry], policy: RetentionPolicy, now: date
     reason = breaker_reason(entries, policy, now)
     if reason is not None:
         raise RetentionRefused(f"retention refused to run for {where}: {reason}")
+
+
+def confirmed_entries(
+    catalog: BackupCatalog, entries: list[BackupEntry], doomed_by: Callable[[list[BackupEntry]], list[PruneDecision]]
+) -> list[BackupEntry]:
+    """`entries` with every backup that `doomed_by` (a plan) would delete looked up again by name, planning again
+    with what was found until the plan deletes only confirmed backups. Each backup is looked up at most once."""
+    confirmed: set[str] = set()
+    while True:
+        unconfirmed = {d.name for d in doomed_by(entries) if d.delete} - confirmed
+        pending = [entry for entry in entries if str(entry.name) in unconfirmed]
+        if not pending:
+            return entries
+        with ThreadPoolExecutor(max_workers=min(len(pending), CONFIRM_CONCURRENCY)) as pool:
+            found = {str(e.name): e for e in pool.map(lambda entry: catalog.look_up(entry.name), pending)}
+        confirmed |= set(found)
+        # A backup none of whose objects exists any more is gone: nothing to keep or delete.
+        entries = [found.get(str(e.name), e) for e in entries]
+        entries = [e for e in entries if e.keys]
 
 
 def apply_prune(catalog: BackupCatalog, decisions: list[PruneDecision]) -> list[PruneDecision]:

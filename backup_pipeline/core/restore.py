@@ -35,6 +35,7 @@ from backup_pipeline.core.postgres import (
     PgClient,
     PostgresTarget,
     admin_connection,
+    cancel_backends,
     check_database_name,
     client_tools_environment,
     create_database,
@@ -42,11 +43,15 @@ from backup_pipeline.core.postgres import (
     database_exists,
     disconnect_sessions,
     drop_database,
+    lock_waits,
     rename_database,
     scratch_claims,
     server_version,
+    session_tag,
+    sessions_named,
     swap_databases,
     table_row_counts,
+    tagged_sessions,
 )
 from backup_pipeline.core.privileges import (
     AppliedPrivileges,
@@ -70,7 +75,15 @@ from backup_pipeline.core.replication import (
 )
 from backup_pipeline.core.replication import check_choice as check_replication_choice
 from backup_pipeline.core.storage import partial_path
-from backup_pipeline.core.streams import CHUNK_BYTES, HashingReader, counted, human_bytes
+from backup_pipeline.core.streams import (
+    CHUNK_BYTES,
+    HashingReader,
+    StalledError,
+    StallWatch,
+    counted,
+    human_bytes,
+    run_watched,
+)
 from backup_pipeline.core.sweep import sweep_download_partials
 
 Log = Callable[[str], None]
@@ -79,6 +92,9 @@ MAX_RESTORE_JOBS = 64
 RESTORE_CONFIRMATION = "RESTORE"
 # What avoids CREATEDB, in the message of a role without it.
 RESTORE_ELSEWHERE = ", or restore to a server where a role may (--target-url)"
+RESTORE_STOPPED = "the restore was stopped"
+# How often a waiting restore looks at what pg_restore's sessions do on the server.
+WATCH_POLL_S = 0.5
 
 
 @dataclass
@@ -153,6 +169,7 @@ def restore_into(
     jobs: int = 1,
     schema_only: bool = False,
     schema_out: list[str] | None = None,
+    stall_seconds: float | None = None,
 ) -> list[str]:
     """pg_restore the backup into the existing, empty database `target`; the checksum must match.
 
@@ -162,12 +179,27 @@ def restore_into(
     what was left out), read from its table of contents.
     Returns what was left out of the archive's table of contents because the target's role cannot create it
     (see plan_restore), e.g. ["EVENT TRIGGER provider_ddl_audit"]; anything else that fails stops the restore.
+    `stall_seconds`: the watchdog's limit (BACKUP_STALL_SECONDS), None for none: a download that sends no bytes,
+    or a pg_restore that takes none while its sessions do no work (a lock wait among them), is stopped that long
+    after, its statements cancelled on the server, and the restore fails naming what it waited for.
     """
     tools = tools if isinstance(tools, PgClient) else restore_client(tools, manifest)
+    watchdog = RestoreWatchdog(target, stall_seconds) if stall_seconds else None
     with tempfile.TemporaryDirectory(prefix="backup-toc-") as folder:
         toc = TocFilter(TargetRole.of(target), tools, Path(folder))
         extra = ["--schema-only"] if schema_only else []
-        _restore_into(catalog, manifest, target, tools, log, jobs, extra, toc, schema_out)
+        _restore_into(
+            catalog,
+            manifest,
+            watchdog.target if watchdog else target,
+            tools,
+            log,
+            jobs,
+            extra,
+            toc,
+            schema_out,
+            watchdog,
+        )
     return toc.left_out
 
 
@@ -332,7 +364,16 @@ def _feed_until_closed(source, sink) -> None:
 
 
 def _restore_into(
-    catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
+    catalog,
+    manifest,
+    target,
+    tools,
+    log,
+    jobs: int,
+    extra: list[str],
+    toc: TocFilter,
+    schema_out=None,
+    watchdog: RestoreWatchdog | None = None,
 ) -> None:
     if _through_psql(tools, target):
         log(
@@ -342,25 +383,37 @@ def _restore_into(
         tools = _ScriptClient(tools)
         jobs = 1
     if manifest.format == "directory":
-        _restore_directory(catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra, toc, schema_out)
+        _restore_directory(
+            catalog, manifest, target, tools, log, max(jobs, manifest.dump_jobs), extra, toc, schema_out, watchdog
+        )
         return
     if jobs > 1:
-        _restore_parallel(catalog, manifest, target, tools, log, jobs, extra, toc, schema_out)
+        _restore_parallel(catalog, manifest, target, tools, log, jobs, extra, toc, schema_out, watchdog)
         return
-    with catalog.storage.open_stream(manifest.key) as body:
+    with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
         extra = [*extra, *toc.args_for(stream=decrypting(body, manifest.encryption, catalog.encryption, manifest.name))]
     toc.report(log)
     total = max(manifest.size_bytes, 1)
-    with catalog.storage.open_stream(manifest.key) as body, target.child_env() as env, tempfile.TemporaryFile() as err:
-        reader = HashingReader(body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"))
+    with (
+        catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body,
+        target.child_env() as env,
+        tempfile.TemporaryFile() as err,
+    ):
+        watch = watchdog.stream_watch("pg_restore") if watchdog else None
+        reader = HashingReader(
+            body, on_progress=lambda n: log(f"restored {n * 100 // total}% ({human_bytes(n)})"), watch=watch
+        )
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
         process = _start_pg_restore(tools, target, extra, env, subprocess.PIPE, err)
         try:
-            _feed(plain, process.stdin)
+            if watchdog is None:
+                _feed(plain, process.stdin)
+            else:
+                watchdog.run(lambda: _feed(plain, process.stdin, lambda: watch.stalled), watch, process, body)
         finally:
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.close()
-            code = process.wait()
+            code = watchdog.wait(process, manifest.name) if watchdog else process.wait()
         _check_checksum(reader.sha256, manifest)
         if code != 0:
             raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
@@ -400,7 +453,7 @@ def _streamed_schema_sql(catalog: BackupCatalog, manifest: Manifest, client, arg
     out: list[bytes] = []
     reading = threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True)
     reading.start()
-    with catalog.storage.open_stream(manifest.key) as body:
+    with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
         plain = decrypting(body, manifest.encryption, catalog.encryption, manifest.name)
         try:
             while chunk := plain.read(CHUNK_BYTES):
@@ -429,7 +482,7 @@ def archive_schema_sql(catalog: BackupCatalog, manifest: Manifest, client: PgCli
                 code = subprocess.run([*args, "--format=directory", folder], stdout=out, stderr=err, check=False)
                 code = code.returncode
         else:
-            with catalog.storage.open_stream(manifest.key) as body:
+            with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
                 reader = HashingReader(body)
                 plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
                 process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=out, stderr=err)
@@ -449,7 +502,7 @@ def archive_schema_sql(catalog: BackupCatalog, manifest: Manifest, client: PgCli
 def _unpack_checked(catalog: BackupCatalog, manifest: Manifest, staging: str, log: Log | None = None) -> str:
     """A directory-format backup unpacked into `staging`, its sha256 checked; returns the archive folder."""
     folder = os.path.join(staging, "archive")
-    with catalog.storage.open_stream(manifest.key) as body:
+    with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
         on_progress = (lambda n: log(f"downloaded {human_bytes(n)}")) if log else None
         reader = HashingReader(body, on_progress=on_progress)
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
@@ -470,25 +523,47 @@ def _unpack_checked(catalog: BackupCatalog, manifest: Manifest, staging: str, lo
 
 
 def _restore_parallel(
-    catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
+    catalog,
+    manifest,
+    target,
+    tools,
+    log,
+    jobs: int,
+    extra: list[str],
+    toc: TocFilter,
+    schema_out=None,
+    watchdog: RestoreWatchdog | None = None,
 ) -> None:
     # pg_restore -j needs a seekable file: download (checking the hash on the way), then restore.
     # Unbuffered, so a full disk surfaces in _stage and closing the file never retries a failed write.
     with tempfile.NamedTemporaryFile(prefix="backup-restore-", suffix=".dump", buffering=0) as staged:
-        with catalog.storage.open_stream(manifest.key) as body:
-            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"))
+        with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
+            watch = watchdog.stream_watch("staging") if watchdog else None
+            reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)}"), watch=watch)
             plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
-            _stage(plain, staged, manifest.name)
+            if watchdog is None:
+                _stage(plain, staged, manifest.name)
+            else:
+                watchdog.run(lambda: _stage(plain, staged, manifest.name), watch, None, body)
         _check_checksum(reader.sha256, manifest)
         extra = [*extra, *toc.args_for(staged.name)]
         toc.report(log)
-        _run_pg_restore(tools, [*extra, f"--jobs={jobs}", staged.name], target, manifest)
+        _run_pg_restore(tools, [*extra, f"--jobs={jobs}", staged.name], target, manifest, watchdog)
         if schema_out is not None:
             schema_out.append(_local_schema_sql(tools, _list_args(extra), staged.name, manifest))
 
 
 def _restore_directory(
-    catalog, manifest, target, tools, log, jobs: int, extra: list[str], toc: TocFilter, schema_out=None
+    catalog,
+    manifest,
+    target,
+    tools,
+    log,
+    jobs: int,
+    extra: list[str],
+    toc: TocFilter,
+    schema_out=None,
+    watchdog: RestoreWatchdog | None = None,
 ) -> None:
     # A directory-format backup is a tar of pg_dump's folder: unpack it (checking the hash on the way), then
     # pg_restore the folder with `jobs` in parallel.
@@ -497,14 +572,17 @@ def _restore_directory(
         extra = [*extra, *toc.args_for(folder)]
         toc.report(log)
         args = [*extra, "--format=directory", *([f"--jobs={jobs}"] if jobs > 1 else []), folder]
-        _run_pg_restore(tools, args, target, manifest)
+        _run_pg_restore(tools, args, target, manifest, watchdog)
         if schema_out is not None:
             schema_out.append(_local_schema_sql(tools, _list_args(extra), folder, manifest))
 
 
-def _run_pg_restore(client, args: list[str], target: PostgresTarget, manifest: Manifest) -> None:
+def _run_pg_restore(
+    client, args: list[str], target: PostgresTarget, manifest: Manifest, watchdog: RestoreWatchdog | None = None
+) -> None:
     with target.child_env() as env, tempfile.TemporaryFile() as err:
-        code = _start_pg_restore(client, target, args, env, subprocess.DEVNULL, err).wait()
+        process = _start_pg_restore(client, target, args, env, subprocess.DEVNULL, err)
+        code = watchdog.wait(process, manifest.name) if watchdog else process.wait()
         if code != 0:
             raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
 
@@ -586,11 +664,21 @@ class _ScriptRestore:
                 sink.close()
             source.close()
 
-    def wait(self) -> int:
-        code = self._restore.wait()
-        self._relay.join()
-        psql_code = self._psql.wait()
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._restore.wait(timeout)
+        self._relay.join(timeout)
+        psql_code = self._psql.wait(timeout)
         return psql_code or code
+
+    def poll(self) -> int | None:
+        if self._restore.poll() is None or self._psql.poll() is None:
+            return None
+        return self.wait()
+
+    def kill(self) -> None:
+        for process in (self._restore, self._psql):
+            if process.poll() is None:
+                process.kill()
 
 
 def _stage(source, out, name: str) -> None:
@@ -615,7 +703,7 @@ def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, lo
     beside `destination`, renamed only once the checksum matched, so a damaged backup leaves nothing behind.
     `sink`: a binary stream to write a custom-format dump to instead (stdout). Returns the bytes written.
     """
-    with catalog.storage.open_stream(manifest.key) as body:
+    with catalog.storage.open_stream(manifest.key, manifest.size_bytes) as body:
         total = human_bytes(manifest.size_bytes)
         reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)} of {total}"))
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
@@ -671,15 +759,112 @@ def _restore_args(target: PostgresTarget) -> list[str]:
     return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={target.conninfo_without_password()}"]
 
 
-def _feed(reader, sink) -> None:
-    """Copies the object into pg_restore; if pg_restore stops early, reads on so the hash is complete."""
+def _feed(reader, sink, stopped=lambda: False) -> None:
+    """Copies the object into pg_restore; if pg_restore stops early, reads on so the hash is complete (unless
+    a watchdog `stopped` the restore: then there is nothing to complete)."""
     sink_open = True
-    while chunk := reader.read(CHUNK_BYTES):
+    while not (not sink_open and stopped()) and (chunk := reader.read(CHUNK_BYTES)):
         if sink_open:
             try:
                 sink.write(chunk)
             except BrokenPipeError:
                 sink_open = False
+
+
+class RestoreWatchdog:
+    """The stall watchdog of one restore (BACKUP_STALL_SECONDS), shared by its streamed and staged forms.
+
+    pg_restore's sessions carry a name of their own (`target`), so the server can be asked what they do. A
+    restore makes progress while bytes move or while one of its sessions works (an index build takes no bytes);
+    it has stalled when the download sends nothing for the limit, or when pg_restore takes nothing and its
+    sessions do no work (waiting for a lock is no work) for the limit. Then its statements are cancelled on the
+    server, pg_restore is stopped, the download is ended, and the error names what it waited for.
+    """
+
+    def __init__(self, target: PostgresTarget, limit_s: float):
+        self.tag = session_tag("pg_restore")
+        self.target = tagged_sessions(target, self.tag)  # for pg_restore (and psql)
+        self._monitor_target = target  # the watchdog's own sessions are not among those it watches
+        self.limit_s = limit_s
+
+    def stream_watch(self, sink: str) -> StallWatch:
+        return StallWatch(self.limit_s, source="download", sink=sink, outcome=RESTORE_STOPPED)
+
+    def run(self, work, watch: StallWatch, process, body) -> None:
+        """`work` (bytes from `body` into `process` or a staging file), stopped on a stall."""
+        run_watched(
+            work,
+            watch,
+            stop=lambda: self._stop(process, body, watch.error()),
+            poll_s=WATCH_POLL_S,
+            still_working=lambda side: side == "pg_restore" and self._sessions_working(),
+            # A stalled download may hang in its socket until the client's read timeout: not waited for.
+            settle_s=2 * WATCH_POLL_S,
+        )
+
+    def wait(self, process, name: str) -> int:
+        """pg_restore's exit code, waited for while its sessions are watched: one waiting for a lock for the
+        limit is cancelled, pg_restore stopped, and StalledError raised naming the lock and its holder."""
+        waiting_since = None
+        monitor = None
+        try:
+            while process.poll() is None:
+                try:
+                    monitor = monitor or self._monitor_target.connect()
+                    waits = lock_waits(monitor, sessions_named(monitor, self.tag))
+                except Exception:  # the server cannot be asked now: pg_restore is waited for all the same
+                    waits = []
+                now = time.monotonic()
+                waiting_since = (waiting_since or now) if waits else None
+                if waiting_since is not None and now - waiting_since >= self.limit_s:
+                    self._stop(process, None, None, monitor)
+                    raise StalledError(
+                        f"pg_restore of {name} stalled for {self.limit_s:g} s (BACKUP_STALL_SECONDS): it waited for "
+                        f"{waits[0]}, so {RESTORE_STOPPED}. End or wait for that session, or raise "
+                        "BACKUP_STALL_SECONDS if such waits are normal here"
+                    )
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(WATCH_POLL_S)
+            return process.wait()
+        finally:
+            if monitor is not None:
+                monitor.close()
+
+    def _sessions_working(self) -> bool:
+        """Whether one of pg_restore's sessions runs a statement that is not waiting for a lock; True when the
+        server cannot be asked (no restore is stopped on a guess)."""
+        try:
+            with self._monitor_target.connect() as monitor:
+                rows = monitor.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
+                    "AND wait_event_type IS DISTINCT FROM 'Lock'",
+                    (self.tag,),
+                ).fetchall()
+        except Exception:
+            return True
+        return bool(rows)
+
+    def _stop(self, process, body, error, monitor=None) -> str | None:
+        """Cancels pg_restore's statements on the server, stops it, ends the download; what it waited for."""
+        waits: list[str] = []
+        try:
+            own = monitor is None
+            monitor = monitor or self._monitor_target.connect()
+            try:
+                pids = sessions_named(monitor, self.tag)
+                waits = lock_waits(monitor, pids)
+                cancel_backends(monitor, pids)
+            finally:
+                if own:
+                    monitor.close()
+        except Exception:  # the server cannot be asked: pg_restore is stopped all the same
+            pass
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
+        if body is not None and error is not None and hasattr(body, "abort"):
+            body.abort(error)
+        return "; ".join(dict.fromkeys(waits)) or None
 
 
 def _check_checksum(actual: str, manifest: Manifest) -> None:
@@ -777,6 +962,7 @@ def restore_to_database(
     log: Log = print,
     privileges: PrivilegeChoices | None = None,
     replication: str | None = None,
+    stall_seconds: float | None = None,
 ) -> RestoreOutcome:
     """Restores `name` into `target_db` on `server`'s server and checks its row counts.
 
@@ -815,7 +1001,14 @@ def restore_to_database(
                 wants_schema = manifest.carries_privileges and not (privileges.no_owner and privileges.no_acl)
                 schema: list[str] | None = [] if wants_schema else None
                 left_out = restore_into(
-                    catalog, manifest, server.with_database(work_db), client, log, jobs, schema_out=schema
+                    catalog,
+                    manifest,
+                    server.with_database(work_db),
+                    client,
+                    log,
+                    jobs,
+                    schema_out=schema,
+                    stall_seconds=stall_seconds,
                 )
                 with server.with_database(work_db).connect() as conn:
                     counts = table_row_counts(conn)

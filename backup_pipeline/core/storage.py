@@ -12,7 +12,8 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,101 @@ DELETE_CONCURRENCY = 4
 # A streamed upload holds whole parts in memory (read, queued, in flight): at most this much, and at
 # least two parts, so memory stays flat whatever the size of the dump.
 UPLOAD_MEMORY_BYTES = 64 * 1024 * 1024
+# A download that drops or ends short is opened again from where it stopped (a ranged GET): this many times in
+# a row without a byte gained before it is given up. boto3 retries the request, never a body cut mid-way.
+DOWNLOAD_ATTEMPTS = 5
+DOWNLOAD_RETRY_PAUSE_S = 0.5
+
+
+class DownloadCutShort(BackupError):
+    """A download ended before the object's last byte and could not be resumed: says nothing about the object."""
+
+
+class ResumingReader:
+    """An object read from its first byte to its last: when the connection drops or the body ends before `size`
+    bytes, it is opened again at the byte where it stopped, so the caller (a checksum) sees every byte once, in
+    order. `open_at(offset)` returns (a stream from `offset`, the object's size as that answer gives it);
+    `size` is what the caller knows the object to hold (its manifest), trusted over a Content-Length."""
+
+    def __init__(
+        self,
+        key: str,
+        where: str,
+        open_at: Callable[[int], tuple[object, int | None]],
+        size: int | None,
+        dropped: tuple[type[BaseException], ...],
+        attempts: int = DOWNLOAD_ATTEMPTS,
+        pause_s: float = DOWNLOAD_RETRY_PAUSE_S,
+    ):
+        self.key, self._where, self._open_at, self.size = key, where, open_at, size
+        self._dropped, self._attempts, self._pause_s = dropped, attempts, pause_s
+        self.position = 0
+        self._failures = 0  # in a row, without a byte gained
+        self._stream = None
+        self._aborted: BackupError | None = None
+        self._open()
+
+    def abort(self, error: BackupError) -> None:
+        """Ends the download from another thread (a watchdog): it is never opened again, and every read from now
+        on raises `error`. The stream is not closed here: closing a buffered stream waits for the read that
+        hangs in it. The hanging read ends with the client's read timeout, on the thread it hangs in."""
+        self._aborted = error
+
+    def _open(self) -> None:
+        stream, size = self._open_at(self.position)
+        self._stream = stream
+        if self.size is None and size is not None:
+            self.size = size
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            if self._aborted is not None:
+                raise self._aborted
+            try:
+                if self._stream is None:
+                    self._open()
+                data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
+            except (*self._dropped, AttributeError, ValueError) as error:
+                if self._aborted is not None:  # closed under the read by abort()
+                    raise self._aborted from None
+                if not isinstance(error, self._dropped):
+                    raise
+                self._lost(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'dropped'}")
+                continue
+            if data:
+                self.position += len(data)
+                self._failures = 0
+                return data
+            if self._aborted is not None:
+                raise self._aborted
+            if self.size is None or self.position >= self.size:
+                return b""
+            self._lost("the body ended early")
+
+    def _lost(self, cause: str) -> None:
+        """The stream stopped short: closed, to be opened again from `position`, unless the attempts are spent."""
+        self.close()
+        self._failures += 1
+        if self._failures >= self._attempts:
+            total = self.size if self.size is not None else "?"
+            raise DownloadCutShort(
+                f"the download was cut short after {self.position} of {total} bytes; the stored object was not "
+                f"checked (reading {self.key} from {self._where}, {self._attempts} attempts in a row without a "
+                f"byte gained, the last: {cause}). Check the network to storage and run it again"
+            )
+        time.sleep(self._pause_s * self._failures)
+
+    def close(self) -> None:
+        if self._aborted is not None:
+            self._stream = None  # a read may still hang in it (see abort)
+            return
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+            self._stream = None
+
+    def readable(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -99,8 +195,10 @@ class BackupStorage:
     def put_bytes(self, key: str, data: bytes) -> None:
         raise NotImplementedError
 
-    def open_stream(self, key: str):
-        """Context manager yielding a file-like object with read(n)."""
+    def open_stream(self, key: str, size: int | None = None):
+        """Context manager yielding a file-like object with read(n): every byte of the object, resumed from
+        where it stopped when a connection drops or a body ends short (of `size`, when the caller knows it:
+        a manifest's size_bytes; else of what storage says); DownloadCutShort when it cannot be."""
         raise NotImplementedError
 
     def read_bytes(self, key: str) -> bytes:
@@ -184,13 +282,22 @@ class LocalStorage(BackupStorage):
         self.upload_stream(key, io.BytesIO(data))
 
     @contextlib.contextmanager
-    def open_stream(self, key: str):
+    def open_stream(self, key: str, size: int | None = None):
+        path = self._path(key)
+
+        def open_at(offset: int):
+            try:
+                handle = open(path, "rb")
+            except FileNotFoundError:
+                raise BackupError(f"{key} is not in {self.describe()}") from None
+            handle.seek(offset)
+            return handle, os.fstat(handle.fileno()).st_size
+
+        reader = ResumingReader(key, self.describe(), open_at, size, dropped=(OSError,), pause_s=0)
         try:
-            handle = open(self._path(key), "rb")
-        except FileNotFoundError:
-            raise BackupError(f"{key} is not in {self.describe()}") from None
-        with handle:
-            yield handle
+            yield reader
+        finally:
+            reader.close()
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
@@ -298,13 +405,30 @@ class S3Storage(BackupStorage):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
 
     @contextlib.contextmanager
-    def open_stream(self, key: str):
-        with self._errors(f"read {key} from"):
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def open_stream(self, key: str, size: int | None = None):
+        from botocore.exceptions import BotoCoreError
+
+        first: dict = {}
+
+        def open_at(offset: int):
+            # Resumed at `offset` only from the very object first read (If-Match its ETag): a backup replaced
+            # meanwhile must not be stitched from two objects.
+            ranged = {"Range": f"bytes={offset}-"} if offset else {}
+            if offset and first.get("etag"):
+                ranged["IfMatch"] = first["etag"]
+            with self._errors(f"read {key} from"):
+                response = self.client.get_object(Bucket=self.bucket, Key=key, **ranged)
+            first.setdefault("etag", response.get("ETag"))
+            whole = _content_range_total(response.get("ContentRange"))
+            return response["Body"], whole if whole is not None else offset + int(response.get("ContentLength", 0))
+
+        # A drop while reading a body is a botocore error (ResponseStreamingError, IncompleteReadError,
+        # ReadTimeoutError) or, unwrapped, a socket's.
+        reader = ResumingReader(key, self.describe(), open_at, size, dropped=(BotoCoreError, OSError))
         try:
-            yield body
+            yield reader
         finally:
-            body.close()
+            reader.close()
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -490,6 +614,14 @@ class S3Storage(BackupStorage):
 _REFUSED_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden", "InvalidToken"}
 )
+
+
+def _content_range_total(content_range: str | None) -> int | None:
+    """The object's whole size from a ranged answer's Content-Range (`bytes 100-199/200`)."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1]
+    return int(total) if total.isdigit() else None
 
 
 def checksum_mode(settings: StorageSettings) -> str:

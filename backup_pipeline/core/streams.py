@@ -79,7 +79,18 @@ def counted(count: int, noun: str) -> str:
 
 
 class StalledError(BackupError):
-    """A dump or an upload moved no bytes for BACKUP_STALL_SECONDS and was stopped."""
+    """A dump, an upload, a download or a restore made no progress for BACKUP_STALL_SECONDS and was stopped."""
+
+
+# What each side of a watched stream failed to do, for the message.
+STALLED_SIDES = {
+    "dump": "the dump stalled: pg_dump wrote no bytes",
+    "upload": "the upload stalled: storage accepted no bytes",
+    "download": "the download stalled: storage sent no bytes",
+    "pg_restore": "the restore stalled: pg_restore took no bytes and its sessions did no work",
+    "staging": "the restore stalled: the staging folder took no bytes",
+}
+BACKUP_STOPPED = "the backup was stopped and nothing was stored"
 
 
 class StallWatch:
@@ -87,15 +98,26 @@ class StallWatch:
 
     The uploader pulls bytes through HashingReader: while it waits inside a read, the dump owes the next
     bytes; between reads, the upload does (it is sending what it has, or waiting for storage to accept it).
-    Whichever side has moved nothing for `limit_s` seconds is the stalled one.
+    Whichever side has moved nothing for `limit_s` seconds is the stalled one. A restore is watched the same
+    way: the download is its source, pg_restore (or the staging folder) its sink.
     """
 
-    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        limit_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        source: str = "dump",
+        sink: str = "upload",
+        outcome: str = BACKUP_STOPPED,
+    ):
         self.limit_s = limit_s
         self._clock = clock
+        # The side a read waits for, the side that takes the bytes (keys of STALLED_SIDES), what a stall ends.
+        self.source, self.sink, self.outcome = source, sink, outcome
         self._last_moved = clock()
         self._in_read = False
-        self.stalled: str | None = None  # "dump" or "upload", once declared
+        self.stalled: str | None = None  # the source or the sink, once declared
+        self.cause: str | None = None  # what the stalled side waited for, when the server could say (a lock)
 
     def moved(self) -> None:
         self._last_moved = self._clock()
@@ -110,8 +132,8 @@ class StallWatch:
             def __exit__(self, *exc):
                 watch._in_read = False
                 watch.moved()
-                if watch.stalled == "dump":
-                    # pg_dump was stopped, so the read ended; the bytes so far must not pass for a whole dump.
+                if watch.stalled == watch.source:
+                    # The source was stopped, so the read ended; the bytes so far must not pass for a whole stream.
                     raise watch.error()
 
         return _Reading()
@@ -119,23 +141,34 @@ class StallWatch:
     def stalled_side(self) -> str | None:
         if self._clock() - self._last_moved < self.limit_s:
             return None
-        return "dump" if self._in_read else "upload"
+        return self.source if self._in_read else self.sink
 
     def error(self) -> StalledError:
-        if self.stalled == "dump":
-            what = "the dump stalled: pg_dump wrote no bytes"
+        what = STALLED_SIDES[self.stalled or self.sink]
+        if self.cause:
+            what += f" for {self.limit_s:g} s (BACKUP_STALL_SECONDS): it waited for {self.cause}"
         else:
-            what = "the upload stalled: storage accepted no bytes"
+            what += f" for {self.limit_s:g} s (BACKUP_STALL_SECONDS)"
         return StalledError(
-            f"{what} for {self.limit_s:g} s (BACKUP_STALL_SECONDS), so the backup was stopped and nothing was "
-            "stored. Check the database server (locks, load) and the network to storage, or raise "
-            "BACKUP_STALL_SECONDS if such pauses are normal here"
+            f"{what}, so {self.outcome}. Check the database server (locks, load) and the network to storage, or "
+            "raise BACKUP_STALL_SECONDS if such pauses are normal here"
         )
 
 
-def run_watched(work: Callable[[], None], watch: StallWatch, stop: Callable[[], None], poll_s: float = 0.5) -> None:
+def run_watched(
+    work: Callable[[], None],
+    watch: StallWatch,
+    stop: Callable[[], str | None],
+    poll_s: float = 0.5,
+    still_working: Callable[[str], bool] | None = None,
+    settle_s: float | None = None,
+) -> None:
     """Runs `work` (a streamed upload) on a thread of its own while watching it; on a stall, calls `stop` (ends
-    pg_dump) and raises StalledError naming the stalled side, without waiting for an upload that hangs."""
+    pg_dump, returning what it waited for if the server could say) and raises StalledError naming the stalled
+    side, without waiting for an upload that hangs. `still_working(side)`: asked before a side is declared
+    stalled, True when it works without moving bytes (a restore building an index): the watch starts over.
+    `settle_s`: how long the worker is given to end once stopped (default: at once for a stopped source, whose
+    reads fail; briefly for a sink, which may hang in a socket)."""
     outcome: dict = {}
 
     def target() -> None:
@@ -149,12 +182,18 @@ def run_watched(work: Callable[[], None], watch: StallWatch, stop: Callable[[], 
     while worker.is_alive():
         worker.join(poll_s)
         side = watch.stalled_side() if worker.is_alive() else None
+        if side is not None and still_working is not None and still_working(side):
+            watch.moved()
+            continue
         if side is not None:
             watch.stalled = side
-            stop()
+            cause = stop()
+            watch.cause = cause if isinstance(cause, str) else None
             # A stalled dump ends the upload at once (its read fails); a stalled upload may hang in a socket
             # until boto3's own timeouts: it is left to them, on a daemon thread.
-            worker.join(5 * poll_s if side == "upload" else max(poll_s * 10, 10))
+            if settle_s is None:
+                settle_s = 5 * poll_s if side == watch.sink else max(poll_s * 10, 10)
+            worker.join(settle_s)
             raise watch.error()
     if "error" in outcome:
         if watch.stalled:

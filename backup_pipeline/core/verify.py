@@ -68,8 +68,10 @@ def verify_backup(
     server: PostgresTarget | LocalServerPlan,
     tools: ClientTools | None = None,
     log: Log = print,
+    stall_seconds: float | None = None,
 ) -> VerificationOutcome:
-    """Verifies `name` on `server`: a server given explicitly, or a LocalServerPlan for a throwaway one."""
+    """Verifies `name` on `server`: a server given explicitly, or a LocalServerPlan for a throwaway one.
+    `stall_seconds`: the watchdog's limit on the download and pg_restore (see restore_into)."""
     tools = tools or ClientTools.locate()
     started = time.monotonic()
     manifest = checked_manifest(catalog, name)
@@ -78,7 +80,7 @@ def verify_backup(
         try:
             local = isinstance(server, LocalServerPlan)
             scratch, counts, client, server_text, left_out = _restore_into_scratch(
-                catalog, manifest, where, tools, log, local
+                catalog, manifest, where, tools, log, local, stall_seconds
             )
         except Exception as error:  # pg_restore's failure, or psycopg's own when the server went away
             explained = _explained(error, server, where, advice, str(name))
@@ -155,7 +157,7 @@ def _describe(server, where: PostgresTarget) -> str:
     return f"the server {where.server}"
 
 
-def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log, local: bool):
+def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log, local: bool, stall_seconds=None):
     """Restores into a new scratch database on `server`, counts its rows and drops it:
     (scratch name, row counts, pg_restore used, server version, what was left out). A server not made for this verification is
     asked for room first (core/disk_room.py)."""
@@ -173,7 +175,9 @@ def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log,
                 f"into scratch database {created}"
             )
             try:
-                left_out = restore_into(catalog, manifest, server.with_database(scratch), client, log)
+                left_out = restore_into(
+                    catalog, manifest, server.with_database(scratch), client, log, stall_seconds=stall_seconds
+                )
                 with server.with_database(scratch).connect() as conn:
                     counts = table_row_counts(conn)
             except BaseException:

@@ -196,6 +196,7 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 context.log.info,
                 privileges=choices,
                 replication=config.replication or None,
+                stall_seconds=db.stall_seconds,
             )
         applied = outcome.privileges
         for problem in applied.not_applied:

@@ -2,7 +2,10 @@
 
 It listens on a free port and forwards each request to the upstream server, unless a fault matches the
 request's S3 operation (UploadPart, PutObject, HeadBucket, ...): then it answers with an HTTP error status
-and an S3 error document, stalls without answering, or cuts the connection. Faults fire a set number of
+and an S3 error document, stalls without answering, or cuts the connection; or it forwards the request and
+spoils the answer: a listing that leaves out one key ("hide"), a body cut off after some bytes with the
+connection dropped ("cut_body"), a body that stops after some bytes and then sends nothing for `stall_s`
+("stall_body"), or a body cut short with its Content-Length rewritten to match ("short_body"). Faults fire a set number of
 times (or forever), so "fail twice, then recover" and "never recover" are both one line. Every request is
 recorded with what the proxy did with it.
 """
@@ -10,6 +13,7 @@ recorded with what the proxy did with it.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import socketserver
 import threading
@@ -53,14 +57,21 @@ def s3_operation(method: str, target: str) -> str:
 @dataclass
 class Fault:
     operation: str  # S3 operation to act on, or "*" for every request
-    kind: str  # "status", "stall" or "cut"
+    kind: str  # "status", "stall", "cut", "hide", "cut_body", "stall_body", "short_body" or "pass" (untouched)
     status: int = 500
     times: int | None = None  # None: forever
     stall_s: float = 30.0
+    hide: tuple[str, ...] = ()  # "hide": the keys left out of listings
+    keep_bytes: int = 0  # "cut_body", "short_body": the bytes of the body sent
+    path_suffix: str = ""  # only requests whose path ends so (".dump": the dumps, not their manifests)
     fired: int = 0
 
-    def matches(self, operation: str) -> bool:
-        return (self.operation in ("*", operation)) and (self.times is None or self.fired < self.times)
+    def matches(self, operation: str, target: str = "") -> bool:
+        return (
+            (self.operation in ("*", operation))
+            and urlsplit(target).path.endswith(self.path_suffix)
+            and (self.times is None or self.fired < self.times)
+        )
 
 
 @dataclass
@@ -68,8 +79,9 @@ class Exchange:
     operation: str
     method: str
     target: str
-    action: str  # "forwarded", "status 500", "stalled", "cut"
+    action: str  # "forwarded", "status 500", "stalled", "cut", or the spoiling fault's kind
     status: int | None = None
+    ranged: bool = False  # the request asked for a byte range
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -113,9 +125,15 @@ class FaultyProxy:
             self.faults.clear()
             self.exchanges.clear()
 
-    def count(self, operation: str, action: str | None = None) -> int:
+    def count(self, operation: str, action: str | None = None, ranged: bool | None = None) -> int:
         with self._lock:
-            return sum(1 for e in self.exchanges if e.operation == operation and (action is None or e.action == action))
+            return sum(
+                1
+                for e in self.exchanges
+                if e.operation == operation
+                and (action is None or e.action == action)
+                and (ranged is None or e.ranged == ranged)
+            )
 
     def close(self) -> None:
         self._stop.set()
@@ -131,10 +149,10 @@ class FaultyProxy:
 
     # -- serving ---------------------------------------------------------------------------------------------
 
-    def _fault_for(self, operation: str) -> Fault | None:
+    def _fault_for(self, operation: str, target: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(operation):
+                if fault.matches(operation, target):
                     fault.fired += 1
                     return fault
         return None
@@ -150,10 +168,20 @@ class FaultyProxy:
                 return
             method, target, headers, body = request
             operation = s3_operation(method, target)
-            fault = self._fault_for(operation)
+            fault = self._fault_for(operation, target)
             if fault is None:
                 status = self._forward(method, target, headers, body, wfile)
-                self._record(Exchange(operation, method, target, "forwarded", status))
+                self._record(Exchange(operation, method, target, "forwarded", status, _ranged(headers)))
+                continue
+            if fault.kind in SPOILED:
+                status = self._forward(method, target, headers, body, wfile, fault)
+                self._record(Exchange(operation, method, target, fault.kind, status, _ranged(headers)))
+                if fault.kind == "stall_body":
+                    self._stop.wait(fault.stall_s)
+                if fault.kind in ("cut_body", "stall_body"):
+                    connection.shutdown(socket.SHUT_RDWR)
+                    connection.close()
+                    return
                 continue
             if fault.kind == "status":
                 self._record(Exchange(operation, method, target, f"status {fault.status}", fault.status))
@@ -169,7 +197,7 @@ class FaultyProxy:
                 connection.close()
                 return
 
-    def _forward(self, method, target, headers, body, wfile) -> int:
+    def _forward(self, method, target, headers, body, wfile, fault: Fault | None = None) -> int:
         upstream = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
         try:
             upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -179,18 +207,44 @@ class FaultyProxy:
             upstream.endheaders(body if body else None)
             response = upstream.getresponse()
             payload = response.read()
+            length = response.getheader("Content-Length", "0") if method == "HEAD" else str(len(payload))
+            if fault is not None and response.status in (200, 206):
+                payload, length = _spoil(fault, payload, length)
             out = [f"HTTP/1.1 {response.status} {response.reason}\r\n".encode("latin-1")]
             for name, value in response.getheaders():
                 if name.lower() in ("transfer-encoding", "connection", "content-length"):
                     continue
                 out.append(f"{name}: {value}\r\n".encode("latin-1"))
-            length = response.getheader("Content-Length", "0") if method == "HEAD" else str(len(payload))
             out.append(f"Content-Length: {length}\r\n\r\n".encode("latin-1"))
             wfile.write(b"".join(out) + (b"" if method == "HEAD" else payload))
             wfile.flush()
             return response.status
         finally:
             upstream.close()
+
+
+def _ranged(headers) -> bool:
+    return any(name.lower() == "range" for name, _ in headers)
+
+
+SPOILED = ("hide", "cut_body", "stall_body", "short_body", "pass")
+
+
+def _spoil(fault: Fault, payload: bytes, length: str) -> tuple[bytes, str]:
+    """(the body sent, the Content-Length announced) of a forwarded answer the fault spoils."""
+    if fault.kind == "hide":
+        listing = payload
+        for key in fault.hide:
+            hidden = re.escape(f"<Key>{key}</Key>".encode())
+            listing = re.sub(
+                rb"<Contents>(?:(?!</Contents>).)*?" + hidden + rb".*?</Contents>", b"", listing, flags=re.S
+            )
+        return listing, str(len(listing))
+    if fault.kind in ("cut_body", "stall_body"):  # the whole length announced, part of the body sent
+        return payload[: fault.keep_bytes], length
+    if fault.kind == "pass":
+        return payload, length
+    return payload[: fault.keep_bytes], str(min(fault.keep_bytes, len(payload)))
 
 
 def _read_request(rfile, wfile):

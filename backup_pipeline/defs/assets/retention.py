@@ -22,6 +22,7 @@ from backup_pipeline.core.prune import (
     breaker_reason,
     check_breaker,
     check_not_too_many,
+    confirmed_entries,
     plan_prune,
 )
 from backup_pipeline.defs.assets.failures import fail_clearly
@@ -128,6 +129,12 @@ def prune_database(
             catalog, [e for e in entries if e.verified], db.health_max_row_drop_percent, log=context.log.warning
         )
         writing = _being_written(context, postgres.target(), [e for e in entries if not e.complete])
+        # Every backup the policy would delete (alone or with the breaker off) is read again by name first.
+        entries = confirmed_entries(
+            catalog,
+            entries,
+            lambda seen: plan_prune(seen, replace(policy, freshness_hours=None), now, protected, writing),
+        )
         decisions = plan_prune(entries, policy, now, protected, writing)
         if not config.allow_large_prune:
             # Judged on what the policy alone would delete: a clock gone wrong is told as such, breaker or not.

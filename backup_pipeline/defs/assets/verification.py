@@ -34,7 +34,14 @@ def verify_partition(context: dg.AssetExecutionContext, db: DatabaseSettings) ->
     with fail_clearly():
         catalog = storage.catalog(postgres, db.storage_prefix)
         name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(context.partition_key))
-        outcome = verify_backup(catalog, name, postgres.verify_place(), postgres.tools(), log=context.log.info)
+        outcome = verify_backup(
+            catalog,
+            name,
+            postgres.verify_place(),
+            postgres.tools(),
+            log=context.log.info,
+            stall_seconds=db.stall_seconds,
+        )
     return dg.MaterializeResult(
         asset_key=names.asset_path("restore_verification"),
         metadata={
