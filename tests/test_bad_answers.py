@@ -114,8 +114,14 @@ def test_the_more_than_half_guard_counts_backups_whose_manifests_a_listing_left_
 
 @pytest.fixture
 def stored_backup(s3_env, clean_env, moto_server):
-    """One verified backup in moto, then storage reached through a fault-injecting proxy."""
+    """One verified backup in moto, then storage reached through a fault-injecting proxy.
+
+    Verified on the source server: its scratch database is where "leaves nothing" is checked, and the reads of
+    the dump are the table of contents' and the restore's own (a local verification server reads the table of
+    contents once more, for its extension check)."""
     from tests.support.pipeline import run_backup
+
+    clean_env.setenv("BACKUP_VERIFY_ON", "source")
 
     result, backup_id = run_backup(dg.DagsterInstance.get(), "manual")
     assert result.success, failure_message(result)
