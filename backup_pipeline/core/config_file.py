@@ -16,6 +16,9 @@
         pre_migration_retention_days: 365   # default: pre-migration backups are kept forever
         auto_prune: true           # retention after each successful scheduled backup
         storage_prefix: db-backups/billing
+    restore_targets:               # optional: servers a restore may write to besides each database's own
+      staging:                     # run config names it by this key only (target: staging)
+        url_env: STAGING_ADMIN_URL # the variable holding its libpq URL, password included (never the URL)
 
 Every problem is reported with its line, all at once, so a file with three mistakes takes one fix-up: the
 YAML loader records where each value stands, and pydantic's error locations are looked up there.
@@ -88,14 +91,29 @@ class _Database(_Fields):
     name_prefix: NamePrefix = None
 
 
+class _RestoreTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url_env: EnvName
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     defaults: _Fields = None
     databases: Annotated[list[Any], Field(min_length=1)]  # each entry validated on its own: see load_database_file
+    restore_targets: dict[DatabaseKey, _RestoreTarget] = None
 
 
 _DATABASE_FIELDS = ("key", "url_env", "name_prefix", *_Fields.model_fields)
+
+
+def load_restore_targets(path: Path) -> dict[str, str]:
+    """The file's `restore_targets:`, key → the variable holding the server's URL (already checked by
+    load_database_file, which reports every problem of the file with its line)."""
+    root, _ = _load(path)
+    layout = _File.model_validate(root)
+    return {key: target.url_env for key, target in (layout.restore_targets or {}).items()}
 
 
 def load_database_file(path: Path, defaults: BaseModel) -> tuple:

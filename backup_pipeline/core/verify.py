@@ -16,6 +16,7 @@ from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
     ClientTools,
     PostgresTarget,
+    admin_connection,
     create_database,
     drop_database,
     scratch_claims,
@@ -59,7 +60,9 @@ def verify_backup(
     manifest = checked_manifest(catalog, name)
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
     with scratch_claims(server) as claim:
-        admin = server.connect()
+        # The server's maintenance database when the source database no longer exists: a backup is verified
+        # (and a lost database's backup is checked before it is restored) without it.
+        admin = admin_connection(server, log=log)
         try:
             scratch = claim("verify")
             server_text = server_version(admin)[1]
