@@ -28,6 +28,7 @@ from backup_pipeline.core.restore import (
     check_restore_jobs,
     check_restore_target,
     checked_manifest,
+    note_lost_database,
     restore_client,
 )
 from backup_pipeline.core.streams import counted
@@ -75,6 +76,7 @@ def restore_backup(ctx: CliContext, args) -> int:
     admin = admin_connection(server, outside=args.target_db, log=note)
     try:
         exists = check_restore_target(admin, server, args.target_db, args.replace)
+        note_lost_database(server, args.target_db, exists, note)
         # Refused here, before a run exists: a backup of another source, roles the server lacks, replication
         # state nobody said what to do with (the run says the rest itself).
         check_backup_source(

@@ -385,11 +385,13 @@ def admin_connection(server: PostgresTarget, outside: str = "", log: Callable[[s
         except BackupError as error:
             last_error = error
             continue
-        if log is not None and server.dbname != outside:
-            log(f"{why}: working from the server's maintenance database {maintenance} instead")
+        if log is not None:
+            reason = why if server.dbname != outside else f"{outside} is the database being restored"
+            log(f"{reason}: working from the server's maintenance database {maintenance} instead")
         return conn
     raise BackupError(
-        f"{why}, and no maintenance database ({' or '.join(MAINTENANCE_DATABASES)}) accepts a connection: {last_error}"
+        f"{why}, and no maintenance database ({' or '.join(MAINTENANCE_DATABASES)}) on {server.server} accepts a "
+        f"connection: {last_error}. Name a database there that the user can connect to with --target-url"
     )
 
 

@@ -796,6 +796,12 @@ def check_restore_jobs(jobs: int) -> int:
     return jobs
 
 
+def note_lost_database(server: PostgresTarget, target_db: str, exists: bool, log: Log) -> None:
+    """Says so when the database being restored is the very one the URL names and it is gone (a DROP DATABASE)."""
+    if not exists and target_db == server.dbname:
+        log(f"database {target_db} does not exist on {server.server} (dropped?): it is restored as a new database")
+
+
 def check_restore_target(admin, server: PostgresTarget, target_db: str, replace: bool) -> bool:
     """Whether `target_db` exists; refuses a new restore over an existing database, or --replace of a missing one."""
     exists = database_exists(admin, target_db)
@@ -852,6 +858,7 @@ def restore_to_database(
         admin = admin_connection(server, outside=target_db, log=log)
         try:
             exists = check_restore_target(admin, server, target_db, replace)
+            note_lost_database(server, target_db, exists, log)
             check_backup_source(admin, manifest, server, target_db, exists, source, from_other_source, log)
             state = _replication_before(admin, server, target_db, replication) if exists else ReplicationState()
             check_backup_roles(admin, catalog, manifest, privileges, server, log, applied)
