@@ -30,7 +30,7 @@ from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import SCRATCH_DATABASE, PostgresTarget
 from backup_pipeline.core.restore import RestoreStopped, restore_to_database
 from backup_pipeline.core.storage import storage_from_settings
-from tests.support.cli import CLI, make_world, row_counts
+from tests.support.cli import CLI, PROJECT_ROOT, make_world, row_counts
 from tests.support.hardening import clean_environment, real_pg_bin
 from tests.support.pipeline import failure_message, load_defs
 from tests.support.seed import SEED_COUNTS
@@ -297,7 +297,10 @@ def test_a_stop_asked_right_before_the_swap_is_heeded(world, backup, monkeypatch
         asked.append(1)
         return "canceled" if len(asked) > 1 else None
 
-    with clean_environment(world.env), pytest.raises(RestoreStopped, match=r"stopped before the swap \(canceled\).* is as it was"):
+    with (
+        clean_environment(world.env),
+        pytest.raises(RestoreStopped, match=r"stopped before the swap \(canceled\).* is as it was"),
+    ):
         catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", world.db_name)
         restore_to_database(
             catalog,
@@ -380,3 +383,78 @@ def test_no_secret_or_variable_name_can_reach_restore_job_config():
         "confirm",
     }
     assert os.environ.get("BACKUP_RESTORE_TARGET_URL") is None
+
+
+def test_restore_targets_come_from_the_databases_file_and_its_mistakes_are_reported_by_line(tmp_path):
+    good = tmp_path / "backups.yaml"
+    good.write_text(
+        "databases:\n  - key: app\n    url_env: APP_URL\nrestore_targets:\n  staging:\n    url_env: STAGING_URL\n"
+    )
+    settings = load_settings({"BACKUP_CONFIG_FILE": str(good)})
+    assert settings.restore_targets_by_key() == {"app": "APP_URL", "staging": "STAGING_URL"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "databases:\n  - key: app\n    url_env: APP_URL\nrestore_targets:\n  staging:\n    url: postgresql://x\n"
+    )
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings({"BACKUP_CONFIG_FILE": str(bad)})
+    assert "line 6: unknown field 'url' in restore target 'staging' (its only field: url_env)" in str(refused.value)
+    assert "restore target 'staging' has no url_env" in str(refused.value)
+    assert "postgresql://x" not in str(refused.value)
+
+
+@pytest.mark.slow
+def test_terminate_in_the_ui_stops_a_queued_replace_run_before_its_swap(world, backup, slow_tools):
+    """The run the daemon starts (a run worker of `dagster dev`), terminated as the UI's Terminate button does."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    from tests.support.processes import free_port, start_process, stop_process
+
+    target = world.create_database("terminate", KEPT_SQL)
+    scratch_before = _scratch_databases(world)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**world.env, "BACKUP_PG_BIN_DIR": str(slow_tools)}
+    log = open(world.home / "dagster_dev_terminate.log", "wb")
+    dev = start_process(
+        [str(Path(CLI).with_name("dagster")), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+         "-p", str(port)],
+        env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not _daemon_up(url):
+            assert time.monotonic() < deadline, "dagster dev's daemon was not healthy within 180 s"
+            assert dev.poll() is None, (world.home / "dagster_dev_terminate.log").read_text()[-2000:]
+            time.sleep(1)
+        started = world.run(
+            "restore", backup["name"], "--target-db", target, "--replace", "--from-other-source", "--no-wait",
+            "--confirm", "RESTORE", env={"DAGSTER_WEBSERVER_URL": url, "BACKUP_PG_BIN_DIR": str(slow_tools)},
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        assert "queued through the webserver" in started.stderr, started.stderr
+        run_id = started.stdout.split("started as run ", 1)[1].split(";")[0]
+        _wait_for(slow_tools / "reached")
+        DagsterGraphQLClient("127.0.0.1", port_number=port).terminate_run(run_id)
+        with world.instance() as instance:
+            deadline = time.monotonic() + STOP_WAIT_S
+            while not instance.get_run_by_id(run_id).is_finished:
+                assert time.monotonic() < deadline, "the terminated run kept going"
+                time.sleep(0.5)
+            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+    finally:
+        stop_process(dev)
+        log.close()
+    assert row_counts(world.url_of(target)) == KEPT
+    assert not _scratch_databases(world) - scratch_before
+
+
+def _daemon_up(url: str) -> bool:
+    import requests
+
+    query = '{ instance { daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } } } }'
+    try:
+        answer = requests.post(f"{url}/graphql", json={"query": query}, timeout=5).json()
+        return bool(answer["data"]["instance"]["daemonHealth"]["daemonStatus"]["healthy"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return False

@@ -189,6 +189,8 @@ def _problems(root, errors: list[dict]) -> list[tuple[int, str]]:
         problems.append((_line(root, error["loc"], at_key=about_name), message))
     for loc, names in missing.items():
         message = f"this database has no {' and no '.join(names)}: key and url_env are both required"
+        if loc[0] == "restore_targets":
+            message = f"restore target '{loc[1]}' has no url_env: name the variable holding its server's URL"
         problems.append((_line(root, loc), message))
     return problems
 
@@ -202,6 +204,12 @@ def _describe(error: dict) -> tuple[bool, str]:
     if kind == "extra_forbidden" and len(loc) == 1:
         sections = _File.model_fields
         return True, f"unknown section '{name}'{_suggestion(name, sections)}: use {' or '.join(sections)}"
+    if loc[:1] == ("restore_targets",):
+        if kind == "extra_forbidden":
+            return True, f"unknown field '{name}' in restore target '{loc[1]}' (its only field: url_env)"
+        problem = error.get("ctx", {}).get("error")
+        text = str(problem) if problem is not None else error["msg"]
+        return loc[-1] == "[key]", f"restore target {text}" if loc[-1] == "[key]" else f"{name} {text}"
     if kind == "extra_forbidden":
         fields = _DATABASE_FIELDS if loc[0] == "databases" else tuple(_Fields.model_fields)
         return True, f"unknown field '{name}'{_suggestion(name, fields)} (fields: {', '.join(fields)})"
