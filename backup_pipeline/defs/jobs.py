@@ -201,6 +201,7 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 server = PostgresTarget.from_url(os.environ.get(url_env), url_env)
             sweep_for(context, db, server)
             choices = PrivilegeChoices.parse(config.no_owner, config.no_acl, config.role_map, config.create_roles)
+            should_stop = run_cancel_check(context.instance, context.run_id)
             outcome = restore_to_database(
                 catalog,
                 name,
@@ -214,8 +215,13 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 replication=config.replication or None,
                 source=source,
                 from_other_source=config.from_other_source,
-                should_stop=run_cancel_check(context.instance, context.run_id),
+                should_stop=should_stop,
             )
+            if should_stop():
+                context.log.warning(
+                    f"the run was canceled once the swap had begun: the restore finished, and {config.target_db} "
+                    f"holds {name} (a swap is never left half done)"
+                )
         applied = outcome.privileges
         for problem in applied.not_applied:
             context.log.warning(f"not applied: {problem}")
