@@ -38,12 +38,13 @@ from tests.support.seed import SEED_COUNTS
 
 KEPT_SQL = "CREATE TABLE keepme (id int); INSERT INTO keepme VALUES (1), (2), (3);"
 KEPT = {"public.keepme": 3}
-# The stand-in pg_restore: says it started (its pid in `reached`), waits, then runs the real one. A restore that
-# ignored a stop would still be waiting when the test gives up.
+# The stand-in pg_restore: a restore proper (not --version, not reading the table of contents with --list) says it
+# started (its pid in `reached`), waits, then runs the real one. A restore that ignored a stop would still be
+# waiting when the test gives up.
 SLOW_PG_RESTORE = """#!/bin/sh
 REAL={real}
 HERE=$(dirname "$0")
-if [ "$1" = "--version" ]; then exec "$REAL/pg_restore" "$@"; fi
+case " $* " in *" --version "*|*" --list "*) exec "$REAL/pg_restore" "$@" ;; esac
 echo $$ > "$HERE/reached"
 sleep 90 </dev/null >/dev/null 2>&1  # not holding the archive pipe, as pg_restore itself would not once ended
 exec "$REAL/pg_restore" "$@"
