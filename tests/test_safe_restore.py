@@ -50,7 +50,7 @@ sleep 90 </dev/null >/dev/null 2>&1  # not holding the archive pipe, as pg_resto
 exec "$REAL/pg_restore" "$@"
 """
 STOP_WAIT_S = 60
-WORK_DATABASE = re.compile(r"scratch database (bp_restore_\w+) until it is complete")
+WORK_DATABASE = re.compile(r"scratch database (bp_restore_\w+)")
 
 
 @pytest.fixture(scope="module")
