@@ -197,7 +197,7 @@ RUN_CONFIG = [
     (
         "restore_job",
         lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", target_url_env="NO_SUCH_URL"),
-        "NO_SUCH_URL is not set",
+        'Received unexpected config entry "target_url_env"',
     ),
     (
         "restore_job",
@@ -209,7 +209,19 @@ RUN_CONFIG = [
         lambda s: _restore_config(
             backup_name=s["name"], target_db="bad_x", target_url="postgresql://u:hunter22@127.0.0.1/postgres"
         ),
-        "target_url must not hold a password",
+        'Received unexpected config entry "target_url"',
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(
+            backup_name=s["name"], target_db="bad_x", target_password_env="AWS_SECRET_ACCESS_KEY"
+        ),
+        'Received unexpected config entry "target_password_env"',
+    ),
+    (
+        "restore_job",
+        lambda s: _restore_config(backup_name=s["name"], target_db="bad_x", target="attacker_host"),
+        "no restore target 'attacker_host' is configured: use one of default",
     ),
     (
         "restore_job",

@@ -321,7 +321,8 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert [c["name"] for c in as_json["tables"]["added"]] == ["app.chunks"]
     assert [c["name"] for c in as_json["functions"]["added"]] == ["app.rank(q text)"]
 
-    # The rollback: restore over the very database DATABASE_URL names; afterwards nothing differs.
+    # The rollback: restore over the very database DATABASE_URL names; afterwards nothing differs. The backup is
+    # of the world's source database, which the copy stands in for: --from-other-source says so.
     rolled_back = world.run(
         "restore",
         "latest",
@@ -330,6 +331,7 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
         "--target-db",
         copy,
         "--replace",
+        "--from-other-source",
         "--confirm",
         "RESTORE",
         env=env,

@@ -145,7 +145,9 @@ def test_restore_into_new_database_matches_the_source(world, backup):
     run = _run(world, outcome["run_id"])
     assert run.job_name == "restore_job" and run.status == dg.DagsterRunStatus.SUCCESS
     config = run.run_config["ops"]["restore_backup"]["config"]
-    assert config["target_db"] == target and config["target_password_env"]
+    # The server is named by a key only; its URL and password reached the run's own process in its environment.
+    assert config["target_db"] == target and config["target"] == "command_line"
+    assert not {"target_url", "target_password_env", "target_url_env"} & set(config)
     assert SECRET_PASSWORD not in json.dumps(run.run_config)
     for path in world.home.rglob("*"):  # event log, run storage, run output
         if path.is_file():
@@ -168,7 +170,10 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key + ".json", Body=manifest.to_json())
     databases = world.database_names()
     try:
-        failed = world.run("restore", broken, "--target-db", target, "--replace", "--confirm", "RESTORE", timeout=180)
+        failed = world.run(
+            "restore", broken, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
+            timeout=180,
+        )  # fmt: skip
         assert failed.returncode == 1, failed.stderr
         assert "pg_restore" in failed.stderr and "failed" in failed.stderr
         assert row_counts(world.url_of(target)) == {"public.keepme": 3}  # untouched
@@ -180,8 +185,9 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
         )
 
     replaced = world.run(
-        "restore", data["name"], "--target-db", target, "--replace", "--confirm", "RESTORE", timeout=180
-    )
+        "restore", data["name"], "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
+        timeout=180,
+    )  # fmt: skip
     assert replaced.returncode == 0, replaced.stderr
     assert row_counts(world.url_of(target)) == SEED_COUNTS
     assert not world.database_names() - databases and target in world.database_names()

@@ -323,7 +323,17 @@ def test_a_restore_over_a_database_killed_leaves_it_as_it_was_and_the_retry_repl
     with psycopg.connect(database_url(world.admin_url, target_name), autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2)")
     scratch_before = world.scratch_databases()
-    args = ["restore", world.earlier, "--target-db", target_name, "--replace", "--confirm", "RESTORE"]
+    # Another database than the backup's: --from-other-source says that is meant.
+    args = [
+        "restore",
+        world.earlier,
+        "--target-db",
+        target_name,
+        "--replace",
+        "--from-other-source",
+        "--confirm",
+        "RESTORE",
+    ]
 
     world.kill_at("replace", args, lambda: world.scratch_databases() - scratch_before)
 

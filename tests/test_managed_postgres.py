@@ -118,9 +118,11 @@ def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(worl
     # --replace over the database restored above, its rows changed meanwhile; in parallel (the dump staged).
     with psycopg.connect(managed_server.url(target), autocommit=True) as conn:
         conn.execute("DELETE FROM billing.invoices")
+    # The copy is not the backup's own database: --from-other-source says that is meant.
     replaced = world.run(
-        "restore", name, "--target-db", target, "--replace", "--jobs", "2", "--confirm", "RESTORE", "--json"
-    )
+        "restore", name, "--target-db", target, "--replace", "--from-other-source", "--jobs", "2", "--confirm",
+        "RESTORE", "--json",
+    )  # fmt: skip
     assert replaced.returncode == 0, replaced.stderr
     result = json.loads(replaced.stdout)
     assert result["replaced"] and "EVENT TRIGGER provider_ddl_audit" in result["left_out"]

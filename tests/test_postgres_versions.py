@@ -322,7 +322,7 @@ def test_a_backup_of_the_older_server_restores_into_18_as_an_upgrade(world, pg18
         assert row_counts(target_url) == SEED_COUNTS
         as_json, _ = world.run_json(
             "restore", name, "--target-url", pg18_admin_url, "--target-db", target_db, "--replace",
-            "--confirm", "RESTORE", timeout=240,
+            "--from-other-source", "--confirm", "RESTORE", timeout=240,
         )  # fmt: skip
         assert as_json["upgrade"] is True
         assert as_json["source_server_version"] == source_text and as_json["server_version"] == target_text

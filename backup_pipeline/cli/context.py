@@ -15,6 +15,7 @@ from backup_pipeline.core.errors import BackupNotFoundError, ConfigurationError
 from backup_pipeline.core.names import BackupName, backup_name_prefix, check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, storage_from_settings
+from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import run_url
 
 # What NAME may be instead of a backup's name: the newest complete backup (of --type, when given).
@@ -74,17 +75,27 @@ class CliContext:
         return BackupName.parse(text, self.name_prefix)
 
     def latest(self, backup_type: str | None = None) -> BackupEntry:
-        entries = self.catalog().complete(backup_type)
-        if not entries:
-            kind = f"{backup_type} " if backup_type else ""
-            raise BackupNotFoundError(
-                f"there is no {kind}backup of {self.name_prefix} in {self.storage.describe()}, so no `latest` "
-                "(run `backup-db list --all` to see every database's backups)"
-            )
-        newest = entries[0]
-        from backup_pipeline.cli.output import age, note
+        """The newest complete backup (of `backup_type`) not stamped in the future: a backup whose timestamp is
+        ahead of this machine's clock came from a wrong clock, and taking it would roll back to the wrong day."""
+        from backup_pipeline.cli.output import age, note, warn
 
         kind = f"{backup_type} " if backup_type else ""
+        entries = self.catalog().complete(backup_type)
+        future = [entry for entry in entries if entry.in_future()]
+        for entry in future:
+            warn(
+                f"`latest` skips {entry.name}: it is stamped {entry.created_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"{age(entry.created_at)} of this machine's clock (a server or machine with a wrong clock took it); "
+                "name it to use it anyway"
+            )
+        entries = [entry for entry in entries if not entry.in_future()]
+        if not entries:
+            skipped = f" (only {counted(len(future), 'backup')} stamped in the future)" if future else ""
+            raise BackupNotFoundError(
+                f"there is no {kind}backup of {self.name_prefix} in {self.storage.describe()}{skipped}, so no "
+                "`latest` (run `backup-db list --all` to see every database's backups)"
+            )
+        newest = entries[0]
         verified = "verified" if newest.verified else "not verified yet"
         note(f"latest {kind}backup: {newest.name} ({age(newest.created_at)} old, {verified})")
         return newest

@@ -16,6 +16,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMED_OUT = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, or a restore stopped before its swap
 
 
 def positive_seconds(text: str) -> float:
@@ -150,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --replace over a database with logical slots, publications or subscriptions: recreate its "
         "slots on the restored database, or keep the old database under a new name",
     )
+    restore.add_argument(
+        "--from-other-source",
+        action="store_true",
+        help="restore a backup taken of another server or database than the target (refused without it)",
+    )
     restore.add_argument("--confirm", metavar="RESTORE", help="must be RESTORE")
     waits(restore, "restore")
 
@@ -246,7 +252,7 @@ def run_verb(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backup_pipeline.cli.outcomes import RunTimedOutError
+    from backup_pipeline.cli.outcomes import RestoreStoppedError, RunTimedOutError
     from backup_pipeline.core.errors import BackupError, BackupNotFoundError, ConfigurationError
 
     args = build_parser().parse_args(argv)
@@ -255,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, BackupNotFoundError) as error:
         print(f"backup-db {args.verb}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except RestoreStoppedError as error:
+        print(f"backup-db {args.verb}: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BackupError as error:
         print(f"backup-db {args.verb} failed: {error}", file=sys.stderr)
         run_id = getattr(error, "run_id", None)
@@ -270,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         print("\nstopped waiting; a run already started carries on (see the Dagster UI)", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -13,5 +13,9 @@ class RunFailedError(BackupError):
         self.run_id = run_id
 
 
+class RestoreStoppedError(BackupError):
+    """A restore was stopped (Ctrl-C, SIGTERM, a canceled run) before its swap: its target is as it was."""
+
+
 class RunTimedOutError(Exception):
     """We stopped waiting; the run itself carries on."""

@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from backup_pipeline.core.catalog import BackupEntry
+from backup_pipeline.core.catalog import FUTURE_SKEW, BackupEntry
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.streams import counted, human_bytes
 
@@ -64,8 +64,21 @@ def when(moment: datetime) -> str:
 
 
 def age(moment: datetime, now: datetime | None = None) -> str:
-    """How long ago, in the largest unit that fits: `40 s`, `12 min`, `5 h`, `3 d`."""
-    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
+    """How long ago, in the largest unit that fits: `40 s`, `12 min`, `5 h`, `3 d`; a moment ahead of now by more
+    than the clock skew tolerated reads `in the future (400 d ahead)`, never `0 s`."""
+    now = now or datetime.now(UTC)
+    if moment - now > FUTURE_SKEW:
+        return f"in the future ({_duration(int((moment - now).total_seconds()))} ahead)"
+    return _duration(max(0, int((now - moment).total_seconds())))
+
+
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    """`3 d ago`, or `in the future (400 d ahead)`."""
+    text = age(moment, now)
+    return text if text.startswith("in the future") else f"{text} ago"
+
+
+def _duration(seconds: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit}"
@@ -125,7 +138,7 @@ def manifest_text(manifest: Manifest, entry: BackupEntry, verification: dict | N
         f"Backup    {manifest.name}",
         f"Type      {manifest.type}",
         *([f"Label     {manifest.label}"] if manifest.label else []),
-        f"Created   {when(manifest.created)} ({age(manifest.created)} ago)",
+        f"Created   {when(manifest.created)} ({ago(manifest.created)})",
         f"Database  {manifest.database}{server} (PostgreSQL {manifest.server_version}, "
         f"{human_bytes(manifest.database_size_bytes)} on disk)",
         f"Stored    {manifest.key} in {location}",

@@ -1,35 +1,43 @@
 """`backup-db restore NAME --target-db DB --confirm RESTORE`: a restore_job run, every input checked first.
 
-A bad input (name, target, confirmation, configuration, server) is refused before a run exists, so it
-changes nothing anywhere. The target server's password never goes into run config: the run gets the
-URL without it, and the password in an environment variable of its own process (which keeps that run
-off the daemon's queue, whose processes cannot receive it).
+A bad input (name, target, confirmation, configuration, server, a backup of another source) is refused before
+a run exists, so it changes nothing anywhere. Run config names no server: `--target-url` reaches the run as a
+restore target in the environment of its own process (which keeps that run off the daemon's queue, whose
+processes cannot receive it). Ctrl-C or SIGTERM cancels the run, which stops before its swap.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 from backup_pipeline.cli.context import CliContext
-from backup_pipeline.cli.output import paint, print_json
+from backup_pipeline.cli.outcomes import RestoreStoppedError, RunFailedError
+from backup_pipeline.cli.output import note, paint, print_json
 from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.cli.verify import left_out_names, left_out_note
+from backup_pipeline.core.config import RESTORE_TARGETS_ENV
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, check_database_name
+from backup_pipeline.core.postgres import ClientTools, PostgresTarget, admin_connection, check_database_name
 from backup_pipeline.core.privileges import PrivilegeChoices
 from backup_pipeline.core.replication import check_replication, replication_state
 from backup_pipeline.core.restore import (
     RESTORE_CONFIRMATION,
     check_backup_roles,
+    check_backup_source,
     check_restore_jobs,
     check_restore_target,
     checked_manifest,
+    note_lost_database,
     restore_client,
 )
 from backup_pipeline.core.streams import counted
-from backup_pipeline.defs.names import DefinitionNames
+from backup_pipeline.defs.names import RESTORE_SERVER_TAG, DefinitionNames
 
-PASSWORD_ENV = "BACKUP_RESTORE_TARGET_PASSWORD"
+# How `--target-url` reaches the run: in the environment of the run's own process (never run config, which
+# Dagster stores): a restore target under this key, its URL (password included) in this variable.
+COMMAND_LINE_TARGET = "command_line"
+COMMAND_LINE_TARGET_ENV = "BACKUP_RESTORE_TARGET_URL"
 
 
 def check_confirmation(confirm: str | None) -> None:
@@ -39,6 +47,15 @@ def check_confirmation(confirm: str | None) -> None:
         )
     if confirm != RESTORE_CONFIRMATION:
         raise ConfigurationError(f"--confirm must be exactly {RESTORE_CONFIRMATION} (got '{confirm[:40]}')")
+
+
+def stop_note(target_db: str, replace: bool) -> str:
+    """What Ctrl-C or SIGTERM does to a restore, said before it starts and again when it comes."""
+    untouched = f"{target_db} keeps its old contents" if replace else f"{target_db} is not created"
+    return (
+        f"Ctrl-C (or SIGTERM) stops the restore: before the swap it stops pg_restore and drops its work database, "
+        f"and {untouched}; once the swap has begun it finishes, and says so"
+    )
 
 
 def restore_backup(ctx: CliContext, args) -> int:
@@ -51,16 +68,20 @@ def restore_backup(ctx: CliContext, args) -> int:
     # A pg_restore that can read the backup must exist before a run (and a database) does.
     restore_client(ClientTools.locate(), manifest)
 
-    server, password = source, None
+    server, private_env = source, {}
     if args.target_url is not None:
-        server = PostgresTarget.from_url(args.target_url, "--target-url")
-        # libpq would read PGPASSWORD itself, but pg_restore gets the password only through us.
-        password = server.password or os.environ.get("PGPASSWORD") or None
+        server, private_env = command_line_target(args.target_url)
     choices = PrivilegeChoices.parse(args.no_owner, args.no_acl, args.role_map, args.create_roles)
-    admin = server.connect()
+    # The maintenance database when DATABASE_URL's database is gone (a DROP DATABASE the restore undoes).
+    admin = admin_connection(server, outside=args.target_db, log=note)
     try:
         exists = check_restore_target(admin, server, args.target_db, args.replace)
-        # Refused here, before a run exists: roles the server lacks, replication state nobody said what to do with.
+        note_lost_database(server, args.target_db, exists, note)
+        # Refused here, before a run exists: a backup of another source, roles the server lacks, replication
+        # state nobody said what to do with (the run says the rest itself).
+        check_backup_source(
+            admin, manifest, server, args.target_db, exists, source, args.from_other_source, lambda _: None
+        )
         check_backup_roles(admin, ctx.catalog(), manifest, choices, server, log=lambda _: None, create=False)
         if exists:
             with server.with_database(args.target_db).connect() as conn:
@@ -81,20 +102,34 @@ def restore_backup(ctx: CliContext, args) -> int:
         "replication": args.replication or "",
         "confirm": RESTORE_CONFIRMATION,
     }
-    private_env = {}
+    if args.from_other_source:
+        config["from_other_source"] = True
     if args.target_url is not None:
-        without_password = PostgresTarget({k: v for k, v in server.params.items() if k != "password"}, "--target-url")
-        config["target_url"] = without_password.conninfo_without_password()
-        if password:
-            config["target_password_env"] = PASSWORD_ENV
-            private_env[PASSWORD_ENV] = password
+        config["target"] = COMMAND_LINE_TARGET
     if not ctx.db.is_default:
         config["database"] = ctx.db.key
     op_name = names.restore_op
     spec = RunSpec(
-        job_name=names.restore_job, run_config={"ops": {op_name: {"config": config}}}, private_env=private_env
+        job_name=names.restore_job,
+        run_config={"ops": {op_name: {"config": config}}},
+        tags={RESTORE_SERVER_TAG: server.describe()},
+        private_env=private_env,
     )
-    run_id, finished = run_job(ctx, spec, args)
+    waiting = not getattr(args, "no_wait", False)
+    if waiting:
+        note(stop_note(args.target_db, args.replace))
+    # SIGTERM (a service manager, `kill`) stops the restore as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run_id, finished = run_job(
+            ctx, spec, args, stop_note=f"Stopping run: {stop_note(args.target_db, args.replace)}"
+        )
+    except RunFailedError as error:
+        if _canceled(error.run_id):
+            raise RestoreStoppedError(
+                f"the restore stopped before the swap: {error}. Run `backup-db restore` again to restore"
+            ) from None
+        raise
     if finished is None:
         print(
             f"Restore of {name} into {args.target_db} started as run {run_id}; follow it with "
@@ -103,6 +138,31 @@ def restore_backup(ctx: CliContext, args) -> int:
         return 0
     report_restore(ctx, config, server.describe(), finished, run_id, args.json)
     return 0
+
+
+def command_line_target(url: str) -> tuple[PostgresTarget, dict[str, str]]:
+    """The server of `--target-url`, and the environment that names it to the run's own process: the URL with
+    its password (from the URL or PGPASSWORD) goes there, never into run config."""
+    from psycopg.conninfo import make_conninfo
+
+    server = PostgresTarget.from_url(url, "--target-url")
+    # libpq would read PGPASSWORD itself, but pg_restore gets the password only through us.
+    password = server.password or os.environ.get("PGPASSWORD") or None
+    params = {**server.params, **({"password": password} if password else {})}
+    listed = os.environ.get(RESTORE_TARGETS_ENV, "")
+    private_env = {
+        COMMAND_LINE_TARGET_ENV: make_conninfo(**params),
+        RESTORE_TARGETS_ENV: ",".join(filter(None, [listed, f"{COMMAND_LINE_TARGET}={COMMAND_LINE_TARGET_ENV}"])),
+    }
+    return PostgresTarget(params=params, source_env="--target-url"), private_env
+
+
+def _canceled(run_id: str) -> bool:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+    return run is not None and run.status == dg.DagsterRunStatus.CANCELED
 
 
 def report_restore(ctx: CliContext, config: dict, server: str, finished, run_id: str, as_json: bool) -> None:

@@ -60,8 +60,11 @@ class RunSpec:
     private_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
-def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True):
+def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True, stop_note: str | None = None):
     """Starts `spec` as a run and, unless `args.no_wait`, follows it to the end (or `args.timeout`).
+
+    `stop_note`: Ctrl-C (or SIGTERM) while following cancels the run, printing this, and follows it to its end;
+    without it, Ctrl-C only stops waiting.
 
     Returns (run id, FinishedRun or None when not waiting)."""
     home = prepare_dagster_home(note)
@@ -82,14 +85,40 @@ def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True):
         note(f"Run {run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
         if not getattr(args, "no_wait", False):
             timeout_s = getattr(args, "timeout", None)
-            return run_id, follow(
-                instance, run_id, Progress(), url, timeout_s, process, show_logs, settings=ctx.settings
-            )
+            try:
+                return run_id, follow(
+                    instance, run_id, Progress(), url, timeout_s, process, show_logs, settings=ctx.settings
+                )
+            except KeyboardInterrupt:
+                if stop_note is None:
+                    raise
+            # Ctrl-C or SIGTERM: the run is canceled, and followed to its end (a second one stops waiting).
+            note(stop_note)
+            cancel_run(instance, run_id, process)
+            return run_id, follow(instance, run_id, Progress(), url, None, process, show_logs, settings=ctx.settings)
         while instance.get_run_by_id(run_id) is None:  # our own process records it once it has loaded the code
             if process.popen.poll() is not None:
                 raise BackupError(f"the run could not start ({process.ending()})")
             time.sleep(0.2)
         return run_id, None
+
+
+def cancel_run(instance: dg.DagsterInstance, run_id: str, process: RunProcess | None = None) -> None:
+    """Cancels the run as the UI's Terminate does: the run coordinator drops a queued run and asks the run
+    launcher to terminate a started one, which marks it CANCELING first; where no launcher can reach it (a run
+    in a process of our own), it is marked CANCELING here, and the run's own step sees that and stops."""
+    stopping = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+    run = instance.get_run_by_id(run_id)
+    while run is None and process is not None and process.popen.poll() is None:
+        time.sleep(0.2)  # our own process records the run once it has loaded the code
+        run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
+        return
+    if instance.run_coordinator.cancel_run(run_id):
+        return
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished and run.status not in stopping:
+        instance.report_run_canceling(run, message="Canceling the run: backup-db was interrupted (Ctrl-C or SIGTERM)")
 
 
 def queueing_webserver(instance: dg.DagsterInstance, url: str | None) -> str | None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import print_json
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, PARTITION_TAG, DefinitionNames
+from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, PARTITION_TAG, RESTORE_SERVER_TAG, DefinitionNames
 
 
 def report_finished_run(ctx: CliContext, run, finished, as_json: bool) -> None:
@@ -31,9 +30,8 @@ def report_finished_run(ctx: CliContext, run, finished, as_json: bool) -> None:
         from backup_pipeline.cli.restore import report_restore
 
         config = _op_config(run, names.restore_op)
-        target = config.get("target_url")
-        server = PostgresTarget.from_url(target, "target_url") if target else ctx.source()
-        report_restore(ctx, config, server.describe(), finished, run.run_id, as_json)
+        server = run.tags.get(RESTORE_SERVER_TAG) or ctx.source().describe()
+        report_restore(ctx, config, server, finished, run.run_id, as_json)
     elif kind == "prune":
         from backup_pipeline.cli.prune import report_prune
 

@@ -14,7 +14,13 @@ from backup_pipeline.core.encryption import EncryptingReader
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName, check_label
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, advisory_lock, held_advisory_locks
+from backup_pipeline.core.postgres import (
+    ClientTools,
+    PostgresTarget,
+    advisory_lock,
+    held_advisory_locks,
+    server_identity,
+)
 from backup_pipeline.core.streams import HashingReader, StallWatch, human_bytes, run_watched
 
 
@@ -85,6 +91,8 @@ def _store_new_backup(
         raise BackupError(f"{name} already exists in {storage.describe()}: a backup is never overwritten")
 
     started = time.monotonic()
+    with target.connect() as conn:
+        source_identity = server_identity(conn)
     with start_dump(target, tools, options, log, stall_seconds) as dump:
         # Encrypted (when a key is configured) before upload; size and sha256 describe the stored bytes.
         source = dump.stdout if catalog.encryption is None else EncryptingReader(dump.stdout, catalog.encryption)
@@ -140,6 +148,7 @@ def _store_new_backup(
         roles=dump.roles,
         roles_key=roles_key,
         encoding=dump.encoding,
+        source_system_identifier=source_identity,
     )
     # Written last: a dump without its manifest is an incomplete upload and never listed as a backup.
     storage.put_bytes(manifest_key, manifest.to_json())

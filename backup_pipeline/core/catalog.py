@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from backup_pipeline.core.encryption import EncryptionKey
 from backup_pipeline.core.errors import BackupError, BackupNotFoundError
@@ -21,6 +21,9 @@ from backup_pipeline.core.storage import BackupStorage, StoredObject
 MANIFEST_READ_CONCURRENCY = 16
 # Backups a person labels (before a migration, by hand); scheduled daily ones carry none, so are not read.
 LABELLED_TYPES = ("pre-migration", "manual")
+# A backup stamped later than now by more than this came from a clock that was wrong (or was made to look new):
+# `latest` never picks it, and listings say it is in the future. Enough for clocks a few minutes apart.
+FUTURE_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -47,6 +50,10 @@ class BackupEntry:
     def type(self) -> str:
         return self.name.id.type
 
+    def in_future(self, now: datetime | None = None) -> bool:
+        """Whether its timestamp lies ahead of `now` by more than the clock skew tolerated."""
+        return self.created_at - (now or datetime.now(UTC)) > FUTURE_SKEW
+
     @property
     def size_bytes(self) -> int:
         return self.dump.size if self.dump else 0
@@ -59,6 +66,7 @@ class BackupEntry:
             "size_bytes": self.size_bytes,
             "created_at": self.created_at.isoformat(),
             "verified": self.verified,
+            "in_future": self.in_future(),
         }
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_
 
 from backup_pipeline.core import config_fields as fields
 from backup_pipeline.core.config_fields import CompleteMessage
-from backup_pipeline.core.config_file import load_database_file
+from backup_pipeline.core.config_file import load_database_file, load_restore_targets
 from backup_pipeline.core.dump_options import DumpOptions, check_jobs
 from backup_pipeline.core.errors import ConfigurationError
 
@@ -30,6 +30,8 @@ DEFAULT_STALL_SECONDS = 600
 DEFAULT_HEALTH_MAX_ROW_DROP_PERCENT = 20
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
 CONFIG_FILE_ENV = "BACKUP_CONFIG_FILE"
+# Restore targets from the environment alone: `staging=STAGING_ADMIN_URL,dr=DR_ADMIN_URL` (key=variable).
+RESTORE_TARGETS_ENV = "BACKUP_RESTORE_TARGETS"
 
 
 class _Settings(BaseModel):
@@ -175,8 +177,17 @@ class DiscordSettings(_Settings):
         return self.webhook_url_env is not None or (self.bot_token_env is not None and self.channel_id is not None)
 
 
+class RestoreTarget(_Settings):
+    """A server a restore may write to: run config names it by `key`; `url_env` holds its URL (with password)."""
+
+    key: fields.DatabaseKey
+    url_env: fields.EnvName
+
+
 class Settings(_Settings):
     databases: tuple[DatabaseSettings, ...]
+    # Besides each database's own server (keyed by the database's key), the servers a restore may write to.
+    restore_targets: tuple[RestoreTarget, ...] = ()
     storage: StorageSettings
     # None: links go to a webserver found running on this machine, or are left out (core/webserver.py).
     webserver_url: fields.WebserverUrl | None = None
@@ -195,6 +206,23 @@ class Settings(_Settings):
                 return db
         raise ConfigurationError(
             f"no database '{key}' is configured: choose one of {', '.join(d.key for d in self.databases)}"
+        )
+
+    def restore_targets_by_key(self) -> dict[str, str]:
+        """Every server a restore may write to, key → the variable holding its URL: each configured database's
+        own server under the database's key, and the restore targets."""
+        return {db.key: db.url_env for db in self.databases} | {t.key: t.url_env for t in self.restore_targets}
+
+    def restore_target_env(self, key: str) -> str:
+        """The variable holding the URL of restore target `key`; ConfigurationError naming the choices."""
+        targets = self.restore_targets_by_key()
+        if key in targets:
+            return targets[key]
+        raise ConfigurationError(
+            f"no restore target '{key[:60]}' is configured: use one of {', '.join(sorted(targets))}, or leave target "
+            "empty for the server of the database the backup is of. The deployment lists the servers a restore may "
+            f"write to (restore_targets: in the databases file, or {RESTORE_TARGETS_ENV}); run config names one by "
+            "its key only"
         )
 
 
@@ -240,7 +268,27 @@ def load_settings(environ: Mapping[str, str | None] | None = None) -> Settings:
         databases=load_database_file(Path(config_file), defaults=database) if config_file else (database,),
         storage=_storage(env),
         discord=_discord(env),
+        restore_targets=_restore_targets(env, Path(config_file) if config_file else None),
     )
+
+
+def _restore_targets(env: dict[str, str], config_file: Path | None) -> tuple[RestoreTarget, ...]:
+    """The file's restore_targets, then BACKUP_RESTORE_TARGETS' (`key=VARIABLE,...`), a later key winning."""
+    targets = load_restore_targets(config_file) if config_file else {}
+    for item in filter(None, (part.strip() for part in env.get(RESTORE_TARGETS_ENV, "").split(","))):
+        key, equals, variable = item.partition("=")
+        if not equals:
+            raise ConfigurationError(
+                f"{RESTORE_TARGETS_ENV} must list key=VARIABLE pairs separated by commas (for example "
+                f"staging=STAGING_ADMIN_URL), got an item without '=' ({key[:40]})"
+            )
+        targets[key.strip()] = variable.strip()
+    try:
+        return tuple(RestoreTarget(key=key, url_env=url_env) for key, url_env in targets.items())
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"{RESTORE_TARGETS_ENV}: " + "; ".join(_message(error, {}) for error in exc.errors())
+        ) from None
 
 
 def _storage(env: dict[str, str]) -> StorageSettings:

@@ -17,6 +17,9 @@
         auto_prune: true           # retention after each successful scheduled backup
         storage_prefix: db-backups/billing
         verify_on: local           # local (default), source, or url with verify_url_env
+    restore_targets:               # optional: servers a restore may write to besides each database's own
+      staging:                     # run config names it by this key only (target: staging)
+        url_env: STAGING_ADMIN_URL # the variable holding its libpq URL, password included (never the URL)
 
 Every problem is reported with its line, all at once, so a file with three mistakes takes one fix-up: the
 YAML loader records where each value stands, and pydantic's error locations are looked up there.
@@ -98,14 +101,29 @@ class _Database(_Fields):
     name_prefix: NamePrefix = None
 
 
+class _RestoreTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url_env: EnvName
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     defaults: _Fields = None
     databases: Annotated[list[Any], Field(min_length=1)]  # each entry validated on its own: see load_database_file
+    restore_targets: dict[DatabaseKey, _RestoreTarget] = None
 
 
 _DATABASE_FIELDS = ("key", "url_env", "name_prefix", *_Fields.model_fields)
+
+
+def load_restore_targets(path: Path) -> dict[str, str]:
+    """The file's `restore_targets:`, key → the variable holding the server's URL (already checked by
+    load_database_file, which reports every problem of the file with its line)."""
+    root, _ = _load(path)
+    layout = _File.model_validate(root)
+    return {key: target.url_env for key, target in (layout.restore_targets or {}).items()}
 
 
 def load_database_file(path: Path, defaults: BaseModel) -> tuple:
@@ -181,6 +199,8 @@ def _problems(root, errors: list[dict]) -> list[tuple[int, str]]:
         problems.append((_line(root, error["loc"], at_key=about_name), message))
     for loc, names in missing.items():
         message = f"this database has no {' and no '.join(names)}: key and url_env are both required"
+        if loc[0] == "restore_targets":
+            message = f"restore target '{loc[1]}' has no url_env: name the variable holding its server's URL"
         problems.append((_line(root, loc), message))
     return problems
 
@@ -194,6 +214,12 @@ def _describe(error: dict) -> tuple[bool, str]:
     if kind == "extra_forbidden" and len(loc) == 1:
         sections = _File.model_fields
         return True, f"unknown section '{name}'{_suggestion(name, sections)}: use {' or '.join(sections)}"
+    if loc[:1] == ("restore_targets",):
+        if kind == "extra_forbidden":
+            return True, f"unknown field '{name}' in restore target '{loc[1]}' (its only field: url_env)"
+        problem = error.get("ctx", {}).get("error")
+        text = str(problem) if problem is not None else error["msg"]
+        return loc[-1] == "[key]", f"restore target {text}" if loc[-1] == "[key]" else f"{name} {text}"
     if kind == "extra_forbidden":
         fields = _DATABASE_FIELDS if loc[0] == "databases" else tuple(_Fields.model_fields)
         return True, f"unknown field '{name}'{_suggestion(name, fields)} (fields: {', '.join(fields)})"

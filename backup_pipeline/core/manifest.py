@@ -44,6 +44,9 @@ class Manifest:
     source_port: int | None = None
     # The source database's server encoding (SQL_ASCII, LATIN1, UTF8...): a restore creates its database in it.
     encoding: str | None = None
+    # The server's system identifier (pg_control_system()): which cluster it was, whatever address reached it.
+    # A restore refuses a backup of another server or database than its target unless told otherwise.
+    source_system_identifier: str | None = None
     manifest_version: int = MANIFEST_VERSION
     extra: dict = field(default_factory=dict)
     # Owners and privileges: the archive holds them (pg_dump without --no-owner --no-acl); what it cannot hold,
@@ -151,6 +154,7 @@ _FIELD_CHECKS = {
     "source_host": ("text or null", lambda v: v is None or isinstance(v, str)),
     "source_port": ("a port number or null", lambda v: v is None or (_is_int(v) and 0 < v < 65536)),
     "encoding": ("text or null", lambda v: v is None or isinstance(v, str)),
+    "source_system_identifier": ("digits or null", lambda v: v is None or (isinstance(v, str) and v.isdigit())),
     "manifest_version": ("a whole number", _is_int),
     "extra": ("an object", lambda v: isinstance(v, dict)),
     "database_properties": ("an object or null", lambda v: v is None or isinstance(v, dict)),
@@ -172,6 +176,7 @@ _OPTIONAL = frozenset(
         "source_host",
         "source_port",
         "encoding",
+        "source_system_identifier",
         "manifest_version",
         "extra",
         "database_properties",

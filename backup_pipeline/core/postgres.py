@@ -146,6 +146,10 @@ class PostgresTarget:
                     raise
                 conn = psycopg.connect(autocommit=True, **params)
         except psycopg.OperationalError as error:
+            if f'database "{self.dbname}" does not exist' in str(error):
+                raise DatabaseMissingError(
+                    f"database {self.dbname} does not exist on {self.server} (dropped, or a typo in {self.source_env})"
+                ) from None
             raise BackupError(
                 f"cannot connect to PostgreSQL at {self.describe()}: {_first_line(error)}. {self.connection_hint(error)}"
             ) from None
@@ -358,22 +362,49 @@ PASSWORD_FILE = re.compile(rf"^{PASSWORD_FILE_PREFIX}(?P<pid>\d+)-[A-Za-z0-9_]+$
 MAINTENANCE_DATABASES = ("postgres", "template1")
 
 
-def admin_connection(server: PostgresTarget, outside: str):
+class DatabaseMissingError(BackupError):
+    """The server answered, but the database a URL names does not exist on it."""
+
+
+def admin_connection(server: PostgresTarget, outside: str = "", log: Callable[[str], None] | None = None):
     """A connection to `server`'s server for creating, renaming and dropping databases, never to `outside`:
     PostgreSQL cannot rename or drop the database a session is in, and restoring over the very database of
-    DATABASE_URL (a rollback after a failed migration) is the usual case. Then a maintenance database is used."""
+    DATABASE_URL (a rollback after a failed migration) is the usual case. Then a maintenance database is used,
+    as it is when the URL's own database no longer exists (an accidental DROP DATABASE: the restore that
+    brings it back must not need it)."""
+    why = f"cannot replace {outside} on {server.describe()} from a session in it"
     if server.dbname != outside:
-        return server.connect()
+        try:
+            return server.connect()
+        except DatabaseMissingError as missing:
+            why = str(missing)
     last_error: BackupError | None = None
     for maintenance in MAINTENANCE_DATABASES:
         try:
-            return server.with_database(maintenance).connect()
+            conn = server.with_database(maintenance).connect()
         except BackupError as error:
             last_error = error
+            continue
+        if log is not None:
+            reason = why if server.dbname != outside else f"{outside} is the database being restored"
+            log(f"{reason}: working from the server's maintenance database {maintenance} instead")
+        return conn
     raise BackupError(
-        f"cannot replace {outside} on {server.describe()} from a session in it, and no maintenance database "
-        f"({' or '.join(MAINTENANCE_DATABASES)}) accepts a connection: {last_error}"
+        f"{why}, and no maintenance database ({' or '.join(MAINTENANCE_DATABASES)}) on {server.server} accepts a "
+        f"connection: {last_error}. Name a database there that the user can connect to with --target-url"
     )
+
+
+def server_identity(conn) -> str | None:
+    """The server's system identifier (pg_control_system(), PostgreSQL 9.6 on): the same for a server whatever
+    name or address reaches it, different for every other cluster. None where it cannot be read."""
+    import psycopg
+
+    try:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
 
 
 def server_version(conn) -> tuple[int, str]:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -46,6 +47,7 @@ from backup_pipeline.core.postgres import (
     lock_waits,
     rename_database,
     scratch_claims,
+    server_identity,
     server_version,
     session_tag,
     sessions_named,
@@ -405,15 +407,16 @@ def _restore_into(
         )
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
         process = _start_pg_restore(tools, target, extra, env, subprocess.PIPE, err)
-        try:
-            if watchdog is None:
-                _feed(plain, process.stdin)
-            else:
-                watchdog.run(lambda: _feed(plain, process.stdin, lambda: watch.stalled), watch, process, body)
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.close()
-            code = watchdog.wait(process, manifest.name) if watchdog else process.wait()
+        with _running(target, process):
+            try:
+                if watchdog is None:
+                    _feed(plain, process.stdin)
+                else:
+                    watchdog.run(lambda: _feed(plain, process.stdin, lambda: watch.stalled), watch, process, body)
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.close()
+                code = watchdog.wait(process, manifest.name) if watchdog else process.wait()
         _check_checksum(reader.sha256, manifest)
         if code != 0:
             raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
@@ -582,9 +585,37 @@ def _run_pg_restore(
 ) -> None:
     with target.child_env() as env, tempfile.TemporaryFile() as err:
         process = _start_pg_restore(client, target, args, env, subprocess.DEVNULL, err)
-        code = watchdog.wait(process, manifest.name) if watchdog else process.wait()
+        with _running(target, process):
+            code = watchdog.wait(process, manifest.name) if watchdog else process.wait()
         if code != 0:
             raise VerificationError(f"pg_restore of {manifest.name} failed: {_error_text(err, code)}")
+
+
+# The pg_restore processes at work, by the database they restore into: a stopped restore ends them.
+_RUNNING: dict[str, set] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _running(target: PostgresTarget, process):
+    with _RUNNING_LOCK:
+        _RUNNING.setdefault(target.dbname, set()).add(process)
+    try:
+        yield process
+    except BaseException:
+        process.terminate()  # interrupted (SIGINT, SIGTERM, the run's termination): pg_restore stops too
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.get(target.dbname, set()).discard(process)
+
+
+def _end_restores_into(dbname: str) -> None:
+    """SIGTERM to every pg_restore (and psql) restoring into `dbname`: a stopped restore ends them."""
+    with _RUNNING_LOCK:
+        processes = list(_RUNNING.get(dbname, ()))
+    for process in processes:
+        process.terminate()
 
 
 class _ScriptClient:
@@ -664,6 +695,10 @@ class _ScriptRestore:
                 sink.close()
             source.close()
 
+    def terminate(self) -> None:
+        self._restore.terminate()
+        self._psql.terminate()
+
     def wait(self, timeout: float | None = None) -> int:
         code = self._restore.wait(timeout)
         self._relay.join(timeout)
@@ -708,9 +743,7 @@ def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, lo
         reader = HashingReader(body, on_progress=lambda n: log(f"downloaded {human_bytes(n)} of {total}"))
         plain = decrypting(reader, manifest.encryption, catalog.encryption, manifest.name)
         if sink is not None:
-            written = _copy(plain, sink, manifest.name, "the output")
-            _check_checksum(reader.sha256, manifest)
-            return written
+            return _copy_checked(plain, sink, reader, manifest)
         final = os.path.abspath(destination)
         for left in sweep_download_partials(final):
             log(f"removed {left}, a partial download a killed process left behind")
@@ -742,6 +775,39 @@ def download_to(catalog: BackupCatalog, manifest: Manifest, destination: str, lo
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(partial)
     return written
+
+
+# What a stream (stdout) gets only once the sha256 matched: a damaged backup never reaches a pipe whole, so a
+# pg_restore reading it meets the end of its input early and fails instead of restoring damaged data.
+HELD_BACK_BYTES = 64 * 1024
+
+
+def _copy_checked(source, out, reader: HashingReader, manifest: Manifest) -> int:
+    """Copies all but the last HELD_BACK_BYTES, checks the checksum, and only then writes the rest."""
+    held = bytearray()
+    written = 0
+    while chunk := source.read(CHUNK_BYTES):
+        held += chunk
+        if len(held) > HELD_BACK_BYTES:
+            ready = len(held) - HELD_BACK_BYTES
+            written += _write(out, held[:ready], manifest.name)
+            del held[:ready]
+    try:
+        _check_checksum(reader.sha256, manifest)
+    except VerificationError as error:
+        raise VerificationError(
+            f"{error}. Its last {human_bytes(len(held))} were held back, so whatever read the output got an "
+            "incomplete archive (a pg_restore reading it fails)"
+        ) from None
+    return written + _write(out, held, manifest.name)
+
+
+def _write(out, data, name: str) -> int:
+    try:
+        out.write(data)
+    except OSError as error:
+        raise BackupError(f"cannot write {name} to the output: {error.strerror}") from None
+    return len(data)
 
 
 def _copy(source, out, name: str, where: str) -> int:
@@ -915,6 +981,12 @@ def check_restore_jobs(jobs: int) -> int:
     return jobs
 
 
+def note_lost_database(server: PostgresTarget, target_db: str, exists: bool, log: Log) -> None:
+    """Says so when the database being restored is the very one the URL names and it is gone (a DROP DATABASE)."""
+    if not exists and target_db == server.dbname:
+        log(f"database {target_db} does not exist on {server.server} (dropped?): it is restored as a new database")
+
+
 def check_restore_target(admin, server: PostgresTarget, target_db: str, replace: bool) -> bool:
     """Whether `target_db` exists; refuses a new restore over an existing database, or --replace of a missing one."""
     exists = database_exists(admin, target_db)
@@ -930,27 +1002,6 @@ def check_restore_target(admin, server: PostgresTarget, target_db: str, replace:
     return exists
 
 
-def restore_server(url: str, password_env: str | None, where: str = "target_url") -> PostgresTarget:
-    """The server a restore goes to, from a URL without password and the name of a variable holding it.
-
-    Run config is stored in the event log, so the password never travels in it.
-    """
-    server = PostgresTarget.from_url(url, where)
-    if server.password is not None:
-        raise ConfigurationError(
-            f"{where} must not hold a password (run config is stored in the event log): put the password in an "
-            "environment variable of the run's process and name that variable in target_password_env"
-        )
-    if password_env:
-        password = os.environ.get(password_env)
-        if not password:
-            raise ConfigurationError(
-                f"{password_env} is not set in the run's environment: it must hold the password for {where}"
-            )
-        server = PostgresTarget(params={**server.params, "password": password}, source_env=where)
-    return server
-
-
 def restore_to_database(
     catalog: BackupCatalog,
     name: BackupName,
@@ -963,6 +1014,9 @@ def restore_to_database(
     privileges: PrivilegeChoices | None = None,
     replication: str | None = None,
     stall_seconds: float | None = None,
+    source: PostgresTarget | None = None,
+    from_other_source: bool = False,
+    should_stop: StopCheck | None = None,
 ) -> RestoreOutcome:
     """Restores `name` into `target_db` on `server`'s server and checks its row counts.
 
@@ -970,6 +1024,12 @@ def restore_to_database(
     database and the names are swapped only once the restore matched its manifest. The original database's
     encoding and locale, owners, privileges and settings are applied unless `privileges` says otherwise;
     `replication` says what becomes of the replaced database's logical replication state (core/replication.py).
+
+    The backup must be of the database it goes over (with `replace`) or of `source`, the configured database
+    (a new one), unless `from_other_source`. `should_stop` is asked while pg_restore runs and once more right
+    before the swap: when it gives a reason, the work database is dropped (ending pg_restore) and RestoreStopped
+    raised, the target untouched. SIGINT and SIGTERM stop it the same way up to the swap; from the swap on, the
+    restore finishes and says so.
     """
     tools = tools or ClientTools.locate()
     privileges = privileges or PrivilegeChoices()
@@ -981,11 +1041,14 @@ def restore_to_database(
     restore_client(tools, manifest)  # refuses before connecting when no pg_restore can read it
     applied = AppliedPrivileges()
     with scratch_claims(server, outside=target_db) as claim:
-        admin = admin_connection(server, outside=target_db)
+        admin = admin_connection(server, outside=target_db, log=log)
         try:
             exists = check_restore_target(admin, server, target_db, replace)
+            note_lost_database(server, target_db, exists, log)
+            check_backup_source(admin, manifest, server, target_db, exists, source, from_other_source, log)
             state = _replication_before(admin, server, target_db, replication) if exists else ReplicationState()
             check_backup_roles(admin, catalog, manifest, privileges, server, log, applied)
+            _stop_if_asked(should_stop, target_db)
             server_major, server_text = server_version(admin)
             client = restore_client(tools, manifest, server, server_text)
             log(f"restoring the {describe_versions(manifest, client, server_text)}")
@@ -993,6 +1056,7 @@ def restore_to_database(
             check_room_on_server(admin, server.server, server.host, manifest, log, copies=2 if exists else 1)
             work_db = claim("restore")
             created = _create_like_original(admin, work_db, manifest, server_major)
+            watch = _StopWatch(server, target_db, work_db, should_stop)
             try:
                 log(
                     f"restoring {name} into {'a new database beside ' if exists else 'new database '}{target_db} "
@@ -1000,33 +1064,46 @@ def restore_to_database(
                 )
                 wants_schema = manifest.carries_privileges and not (privileges.no_owner and privileges.no_acl)
                 schema: list[str] | None = [] if wants_schema else None
-                left_out = restore_into(
-                    catalog,
-                    manifest,
-                    server.with_database(work_db),
-                    client,
-                    log,
-                    jobs,
-                    schema_out=schema,
-                    stall_seconds=stall_seconds,
-                )
-                with server.with_database(work_db).connect() as conn:
-                    counts = table_row_counts(conn)
-                    compare_row_counts(manifest.tables, counts, str(name))
-                    if manifest.carries_privileges:
-                        apply_script(conn, privilege_script("".join(schema or [])), privileges, applied)
-                if manifest.carries_privileges:
-                    # Last, before the swap: a REVOKE CONNECT or a read-only default would have locked pg_restore out.
-                    apply_database_properties(
-                        admin, work_db, manifest.database_properties, privileges, applied, target_db
+                with watch:
+                    left_out = restore_into(
+                        catalog,
+                        manifest,
+                        server.with_database(work_db),
+                        client,
+                        log,
+                        jobs,
+                        schema_out=schema,
+                        stall_seconds=stall_seconds,
                     )
-                    _report_privileges(applied, privileges, log)
-                if exists:
-                    _swap(admin, server, target_db, work_db, claim("replaced"), log, state, replication, applied)
-                else:
-                    _rename_new(admin, server, work_db, target_db)
-            except BaseException:
+                    with server.with_database(work_db).connect() as conn:
+                        counts = table_row_counts(conn)
+                        compare_row_counts(manifest.tables, counts, str(name))
+                        if manifest.carries_privileges:
+                            apply_script(conn, privilege_script("".join(schema or [])), privileges, applied)
+                    if manifest.carries_privileges:
+                        # Last, before the swap: a REVOKE CONNECT or a read-only default would have locked pg_restore
+                        # out.
+                        apply_database_properties(
+                            admin, work_db, manifest.database_properties, privileges, applied, target_db
+                        )
+                        _report_privileges(applied, privileges, log)
+                    watch.pass_point_of_no_return()
+                with _signals_held(log):
+                    if exists:
+                        _swap(admin, server, target_db, work_db, claim("replaced"), log, state, replication, applied)
+                    else:
+                        _rename_new(admin, server, work_db, target_db)
+            except BaseException as error:
                 drop_database(admin, work_db)  # a target restored over keeps its old contents
+                stopped = watch.reason or (None if isinstance(error, Exception) else "interrupted")
+                if stopped:
+                    message = (
+                        f"the restore of {name} stopped before the swap ({stopped}): its work database {work_db} "
+                        f"was dropped and {target_db} {'is as it was' if exists else 'was never created'}"
+                    )
+                    log(message)
+                    if watch.reason:
+                        raise RestoreStopped(message) from None
                 raise
         finally:
             admin.close()
@@ -1142,6 +1219,158 @@ def _replication_before(admin, server: PostgresTarget, target_db: str, choice: s
         state = replication_state(admin, conn, target_db)
     check_replication(state, target_db, choice)
     return state
+
+
+# ------------------------------------------------------------------------------------ stopping a restore
+
+# Asked while a restore runs: why it must stop (the run was canceled, ...), or None to go on.
+StopCheck = Callable[[], "str | None"]
+STOP_POLL_S = 0.5
+
+
+class RestoreStopped(BackupError):
+    """A restore stopped before its swap because it was asked to: its work database is gone, its target as it was."""
+
+
+def _stop_if_asked(should_stop: StopCheck | None, target_db: str) -> None:
+    reason = should_stop() if should_stop else None
+    if reason:
+        raise RestoreStopped(f"the restore stopped before it began ({reason}): {target_db} was not touched")
+
+
+class _StopWatch:
+    """Asks `should_stop` every STOP_POLL_S while the backup goes into the work database. On a stop it ends
+    pg_restore (SIGTERM) and drops the work database WITH (FORCE), so a download or pg_restore still to come fails
+    at once and the restore unwinds; `pass_point_of_no_return` asks once more, right before the swap, and from then on a stop is ignored
+    (a swap begun is finished)."""
+
+    def __init__(self, server: PostgresTarget, target_db: str, work_db: str, should_stop: StopCheck | None):
+        self.server, self.target_db, self.work_db, self.should_stop = server, target_db, work_db, should_stop
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._committed = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="restore-stop-watch", daemon=True)
+
+    def __enter__(self) -> _StopWatch:
+        if self.should_stop is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _ask(self) -> str | None:
+        try:
+            return self.should_stop() if self.should_stop else None
+        except Exception:  # a status that cannot be read now is asked again at the next poll and before the swap
+            return None
+
+    def _watch(self) -> None:
+        while not self._done.wait(STOP_POLL_S):
+            reason = self._ask()
+            if not reason:
+                continue
+            with self._lock:
+                if self._committed:
+                    return
+                self.reason = reason
+            _end_restores_into(self.work_db)
+            with contextlib.suppress(BackupError), admin_connection(self.server, outside=self.target_db) as conn:
+                drop_database(conn, self.work_db)
+            return
+
+    def pass_point_of_no_return(self) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = self._ask()
+            if self.reason:
+                raise RestoreStopped(f"stopped right before the swap ({self.reason})")
+            self._committed = True
+
+
+@contextlib.contextmanager
+def _signals_held(log: Log):
+    """SIGINT and SIGTERM wait while a swap runs (it is one transaction, then the old database's drop): a swap
+    begun is finished, and the log says the stop came too late."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            log("a stop arrived once the swap had begun: the restore finished it (a swap is never left half done)")
+
+
+# ------------------------------------------------------------------------------- whose backup this is
+
+
+def check_backup_source(
+    admin,
+    manifest: Manifest,
+    server: PostgresTarget,
+    target_db: str,
+    replacing: bool,
+    source: PostgresTarget | None,
+    from_other_source: bool,
+    log: Log,
+) -> None:
+    """Refuses a backup of another server or database than the one it is for: the database it replaces, or
+    (a new database) `source`, the configured database whose backups these are. `from_other_source` lets it
+    through, saying so. A backup that records no server (taken by an older version) is checked by name only."""
+    if replacing:
+        expected = (server_identity(admin), server.server, target_db)
+        what = f"the database it would replace, {target_db} on {server.server}"
+    elif source is not None:
+        expected = (
+            _identity_of(source, admin if source.server == server.server else None),
+            source.server,
+            source.dbname,
+        )
+        what = f"the configured database {source.dbname} on {source.server}"
+    else:
+        return
+    system_id, host_port, database = expected
+    same_server = None
+    if manifest.source_system_identifier and system_id:
+        same_server = manifest.source_system_identifier == system_id
+    elif manifest.source_server:
+        same_server = manifest.source_server == host_port
+    if manifest.database == database and same_server is not False:
+        if same_server is None:
+            log(f"{manifest.name} does not record the server it was taken on: only its database name was checked")
+        return
+    taken = f"database {manifest.database}" + (f" on {manifest.source_server}" if manifest.source_server else "")
+    if same_server is False and manifest.source_server == host_port:
+        taken += " (another server at that address: its system identifier differs)"
+    if from_other_source:
+        log(f"restoring {manifest.name}, a backup of {taken}, though it is not of {what}: --from-other-source")
+        return
+    raise ConfigurationError(
+        f"{manifest.name} is a backup of {taken}, not of {what}: nothing was changed. Choose a backup of that "
+        "database (`backup-db list` shows where each was taken), or pass --from-other-source "
+        "(from_other_source: true in run config) to restore it anyway"
+    )
+
+
+def _identity_of(source: PostgresTarget, admin) -> str | None:
+    """The system identifier of `source`'s server, through `admin` when it is on that server; None when unreachable."""
+    if admin is not None:
+        return server_identity(admin)
+    try:
+        with admin_connection(source) as conn:
+            return server_identity(conn)
+    except BackupError:
+        return None
 
 
 def _rename_new(admin, server: PostgresTarget, work_db: str, target_db: str) -> None:

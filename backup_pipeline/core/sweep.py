@@ -37,6 +37,7 @@ from backup_pipeline.core.postgres import (
     PASSWORD_FILE,
     PostgresTarget,
     abandoned_scratch_databases,
+    admin_connection,
     drop_database,
 )
 from backup_pipeline.core.prune import INCOMPLETE_GRACE
@@ -173,7 +174,7 @@ def sweep_password_files(folder: str | None = None) -> list[str]:
 
 def sweep_scratch_databases(server: PostgresTarget) -> list[str]:
     removed = []
-    with server.connect() as conn:
+    with admin_connection(server) as conn:
         for name in abandoned_scratch_databases(conn):
             drop_database(conn, name)
             removed.append(name)

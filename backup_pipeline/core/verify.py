@@ -27,6 +27,7 @@ from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import (
     ClientTools,
     PostgresTarget,
+    admin_connection,
     create_database,
     drop_database,
     scratch_claims,
@@ -162,7 +163,9 @@ def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log,
     (scratch name, row counts, pg_restore used, server version, what was left out). A server not made for this verification is
     asked for room first (core/disk_room.py)."""
     with scratch_claims(server) as claim:
-        admin = server.connect()
+        # The server's maintenance database when the source database no longer exists: a backup is verified
+        # (and a lost database's backup is checked before it is restored) without it.
+        admin = admin_connection(server, log=log)
         try:
             scratch = claim("verify")
             server_text = server_version(admin)[1]

@@ -1,6 +1,7 @@
 """The jobs: request_backup and restore_job serve every database; backup_job, verify_job and prune_job exist
 for the single database of a DATABASE_URL setup (with several, runs select the database's own assets)."""
 
+import os
 from datetime import datetime
 
 import dagster as dg
@@ -10,7 +11,7 @@ from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId, BackupName, check_backup_type, check_label
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.privileges import PrivilegeChoices
-from backup_pipeline.core.restore import RESTORE_CONFIRMATION, restore_server, restore_to_database
+from backup_pipeline.core.restore import RESTORE_CONFIRMATION, restore_to_database
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
@@ -146,12 +147,12 @@ class RestoreConfig(dg.Config):
     database: str = ""
     replace: bool = False
     jobs: int = 1
-    # Name of an environment variable holding the URL of the server to restore to; default: the source's server.
-    target_url_env: str | None = None
-    # Or the libpq URL of a database on that server, WITHOUT its password (run config is stored in the event
-    # log), and the name of an environment variable of the run's process holding the password.
-    target_url: str | None = None
-    target_password_env: str | None = None
+    # The server to restore to, by its key only: a configured database's key (its server) or one of the
+    # deployment's restore_targets. Empty: the server of the database the backup is of. Run config is stored
+    # and anyone who reaches the UI can write it, so it never names a URL, a variable or a credential.
+    target: str = ""
+    # Restore a backup taken of another server or database than the one it goes to (or over).
+    from_other_source: bool = False
     # Owners and privileges: leave them out, apply a backup role's to another role ("old=new"), or create the
     # roles the backup names that the server lacks (from those saved with it).
     no_owner: bool = False
@@ -163,12 +164,28 @@ class RestoreConfig(dg.Config):
     confirm: str = ""
 
 
+# Run states in which a restore stops before its swap: the UI's Terminate (or `backup-db restore`'s Ctrl-C) sets
+# CANCELING, a forced termination CANCELED.
+STOPPING_STATUSES = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
+def run_cancel_check(instance: dg.DagsterInstance, run_id: str):
+    """Why the restore must stop (its run is being canceled), or None; asked while pg_restore runs and right
+    before the swap."""
+
+    def should_stop() -> str | None:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in STOPPING_STATUSES:
+            return f"run {run_id} was canceled"
+        return None
+
+    return should_stop
+
+
 def build_restore_job(settings: Settings) -> dg.JobDefinition:
     @dg.op(name=RESTORE_OP, required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY})
     def restore_backup(context: dg.OpExecutionContext, config: RestoreConfig) -> None:
         """Restores a stored backup into a new database, or over an existing one with replace: true."""
-        import os
-
         storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
         with fail_clearly():
             if config.confirm != RESTORE_CONFIRMATION:
@@ -177,14 +194,14 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
             postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
             catalog = storage.catalog(postgres, db.storage_prefix)
             name = BackupName.parse(config.backup_name, catalog.name_prefix)
-            if config.target_url:
-                server = restore_server(config.target_url, config.target_password_env)
-            elif config.target_url_env:
-                server = PostgresTarget.from_url(os.environ.get(config.target_url_env), config.target_url_env)
-            else:
-                server = postgres.target()
+            source = postgres.target()
+            server = source
+            if config.target:
+                url_env = settings.restore_target_env(config.target)
+                server = PostgresTarget.from_url(os.environ.get(url_env), url_env)
             sweep_for(context, db, server)
             choices = PrivilegeChoices.parse(config.no_owner, config.no_acl, config.role_map, config.create_roles)
+            should_stop = run_cancel_check(context.instance, context.run_id)
             outcome = restore_to_database(
                 catalog,
                 name,
@@ -197,7 +214,15 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 privileges=choices,
                 replication=config.replication or None,
                 stall_seconds=db.stall_seconds,
+                source=source,
+                from_other_source=config.from_other_source,
+                should_stop=should_stop,
             )
+            if should_stop():
+                context.log.warning(
+                    f"the run was canceled once the swap had begun: the restore finished, and {config.target_db} "
+                    f"holds {name} (a swap is never left half done)"
+                )
         applied = outcome.privileges
         for problem in applied.not_applied:
             context.log.warning(f"not applied: {problem}")
@@ -226,7 +251,8 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
         description=(
             "Restore a backup into a new database (or over an existing one with replace: true). In the Launchpad "
             "set backup_name (the name shown on the offsite_backup asset), target_db, confirm: RESTORE, and "
-            "with several databases database: the key of the one it came from."
+            "with several databases database: the key of the one it came from. target: the key of another server "
+            "the deployment lists (restore_targets). Terminate stops it before its swap (the target is untouched)."
         ),
         tags={KIND_TAG: "restore"},
     )

@@ -31,6 +31,7 @@ KIND_TAG = RUN_KIND_TAG
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
 # What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
 LABEL_TAG = "backup/label"
+RESTORE_SERVER_TAG = "backup/restore_server"  # user@host:port/db a restore run writes to (never a password)
 PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values through first
 # On runs `backup-db` executes in its own process, which announces them itself: the sensors leave them alone.
 ANNOUNCED_TAG = "backup/announced_by"
