@@ -103,7 +103,10 @@ def test_connections_held_at_once_by_each_step(private_server, make_pg18_databas
     count("verification", lambda: verify_backup(catalog, name, server, log=QUIET))
     copy = f"{source.dbname}_copy"
     count("restore", lambda: restore_to_database(catalog, name, server, copy, log=QUIET))
-    count("restore --replace", lambda: restore_to_database(catalog, name, server, copy, replace=True, log=QUIET))
+    count(
+        "restore --replace",
+        lambda: restore_to_database(catalog, name, server, copy, replace=True, log=QUIET, from_other_source=True),
+    )
     count("restore --jobs 2", lambda: restore_to_database(catalog, name, server, f"{copy}2", jobs=2, log=QUIET))
     count("diff", lambda: diff_backup_schema(catalog, name, source, log=QUIET))
     with psycopg.connect(private_server, autocommit=True) as conn:

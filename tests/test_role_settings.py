@@ -124,7 +124,7 @@ def test_a_roles_timeouts_never_fail_backup_verification_or_restore(role_databas
     with psycopg.connect(_url(admin_url, copy), autocommit=True) as conn:
         conn.execute("DELETE FROM small")
     # --replace: its swap runs on the connection that idled through pg_restore.
-    replaced = restore_to_database(catalog, name, server, copy, replace=True, log=QUIET)
+    replaced = restore_to_database(catalog, name, server, copy, replace=True, log=QUIET, from_other_source=True)
     assert replaced.tables == tables
     assert row_counts(_url(admin_url, copy)) == tables
 
