@@ -4,6 +4,9 @@ to servers the deployment lists, and a damaged backup never reaches a pipe whole
 Run as users run it: `backup-db` in a subprocess against a seeded database, moto and a DAGSTER_HOME; restore_job
 in process on the same instance for what run config alone reaches. A stand-in pg_restore (BACKUP_PG_BIN_DIR)
 that waits before running the real one gives a cancel time to land while pg_restore runs.
+
+What reaches a server (a stop during pg_restore, a canceled run, another source's backup, the disaster path) runs on
+the machine's server and on the bundled PostgreSQL 18; the rest on the machine's server only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +32,10 @@ from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.core.postgres import SCRATCH_DATABASE, PostgresTarget
+from backup_pipeline.core.postgres import SCRATCH_DATABASE, ClientTools, PostgresTarget, server_version
 from backup_pipeline.core.restore import RestoreStopped, restore_to_database
 from backup_pipeline.core.storage import storage_from_settings
-from tests.support.cli import CLI, PROJECT_ROOT, make_world, row_counts
+from tests.support.cli import CLI, PROJECT_ROOT, CliWorld, make_world, row_counts
 from tests.support.hardening import clean_environment, real_pg_bin
 from tests.support.pipeline import failure_message, load_defs
 from tests.support.seed import SEED_COUNTS
@@ -61,24 +65,72 @@ def world(pg_admin_url, moto_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def backup(world):
+def world18(pg18_admin_url, moto_server, tmp_path_factory):
+    """The same on the bundled PostgreSQL 18 (the machine's own server when it is an 18)."""
+    world = make_world(pg18_admin_url, moto_server, tmp_path_factory.mktemp("safe_restore_18"))
+    yield world
+    world.drop_databases()
+
+
+def _take_backup(world: CliWorld) -> dict:
     result = world.run("backup", "--type", "manual", "--json", timeout=180)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
+@pytest.fixture(scope="module")
+def backup(world):
+    return _take_backup(world)
+
+
+@pytest.fixture(scope="module")
+def backup18(world18):
+    return _take_backup(world18)
+
+
+# The servers a case that reaches a server runs on: the fixtures of each one's world and backup.
+SERVERS = {"machine": ("world", "backup"), "pg18": ("world18", "backup18")}
+
+
+@pytest.fixture(params=list(SERVERS))
+def server(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def slow_tools(tmp_path) -> Path:
-    folder = tmp_path / "slow_bin"
-    folder.mkdir()
-    real = real_pg_bin()
-    script = folder / "pg_restore"
-    script.write_text(SLOW_PG_RESTORE.format(real=real))
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    for tool in ("pg_dump", "psql", "pg_dumpall"):
-        if (real / tool).exists():
-            (folder / tool).symlink_to(real / tool)
-    return folder
+def server_world(request, server) -> CliWorld:
+    return request.getfixturevalue(SERVERS[server][0])
+
+
+@pytest.fixture
+def server_backup(request, server) -> dict:
+    return request.getfixturevalue(SERVERS[server][1])
+
+
+@pytest.fixture
+def slow_tools(tmp_path) -> Callable[[CliWorld], Path]:
+    """Makes a BACKUP_PG_BIN_DIR with the stand-in pg_restore around the client a backup of `world`'s server uses
+    (the stand-in says it started in `reached`, in that folder)."""
+
+    def make(world: CliWorld) -> Path:
+        folder = tmp_path / "slow_bin"
+        folder.mkdir()
+        real = _client_bin(world)
+        script = folder / "pg_restore"
+        script.write_text(SLOW_PG_RESTORE.format(real=real))
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        for tool in ("pg_dump", "psql", "pg_dumpall"):
+            if (real / tool).exists():
+                (folder / tool).symlink_to(real / tool)
+        return folder
+
+    return make
+
+
+def _client_bin(world: CliWorld) -> Path:
+    """The bin folder of the client the product picks for `world`'s server (of its major when there is one)."""
+    with psycopg.connect(world.admin_url) as conn:
+        return ClientTools.locate().for_server(*server_version(conn)).bin_dir
 
 
 def _copy_backup(world, data: dict, new_name: str, **manifest_changes) -> None:
@@ -139,7 +191,8 @@ def test_latest_skips_a_backup_stamped_in_the_future_and_list_shows_it_as_such(w
         _delete_backup(world, future)
 
 
-def test_a_backup_of_another_database_or_server_is_refused_without_from_other_source(world, backup):
+def test_a_backup_of_another_database_or_server_is_refused_without_from_other_source(server_world, server_backup):
+    world, backup = server_world, server_backup
     staging = f"{world.db_name}_manual_20200102_030405"
     _copy_backup(world, backup, staging, database="staging_app", source_host="staging-db", source_system_identifier="1")
     target = world.create_database("kept", KEPT_SQL)
@@ -168,6 +221,44 @@ def test_a_backup_of_another_database_or_server_is_refused_without_from_other_so
         assert row_counts(world.url_of(new_db)) == SEED_COUNTS
     finally:
         _delete_backup(world, staging)
+
+
+def test_a_backup_of_another_server_with_the_same_database_name_is_refused_naming_both_servers(
+    world, backup, pg18_admin_url
+):
+    """Staging (the machine's server) and production (the bundled 18) both have the database and write the same
+    prefix: production's `restore --replace` of staging's backup is refused though the names match."""
+    if pg18_admin_url == world.admin_url:
+        pytest.skip("needs a second cluster: the machine's server is the PostgreSQL 18")
+    production = PostgresTarget.from_url(pg18_admin_url)
+    staging = PostgresTarget.from_url(world.admin_url)
+    same_name = world.db_name
+    production_url = pg18_admin_url.rsplit("/", 1)[0] + "/" + same_name
+    with psycopg.connect(pg18_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(same_name)))
+    try:
+        with psycopg.connect(production_url, autocommit=True) as conn:
+            conn.execute(KEPT_SQL)
+        args = ["restore", backup["name"], "--target-db", same_name, "--replace", "--confirm", "RESTORE"]
+        on_production = {"DATABASE_URL": production_url}
+
+        refused = world.run(*args, env=on_production)
+        assert refused.returncode == 2, refused.stderr
+        assert (
+            f"is a backup of database {same_name} on {staging.server}, not of the database it would replace, "
+            f"{same_name} on {production.server}: nothing was changed" in refused.stderr
+        ), refused.stderr
+        assert "--from-other-source" in refused.stderr
+        assert row_counts(production_url) == KEPT
+
+        allowed = world.run(*args, "--from-other-source", env=on_production, timeout=180)
+        assert allowed.returncode == 0, allowed.stderr
+        assert f"a backup of database {same_name} on {staging.server}" in allowed.stderr
+        assert row_counts(production_url) == SEED_COUNTS
+        assert row_counts(world.db_url) == SEED_COUNTS  # staging's own database untouched
+    finally:
+        with psycopg.connect(pg18_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(same_name)))
 
 
 def test_run_config_refuses_another_source_and_restores_to_a_listed_target_by_key(world, backup):
@@ -205,12 +296,13 @@ def test_run_config_refuses_another_source_and_restores_to_a_listed_target_by_ke
 # ------------------------------------------------------------------------------------------ the disaster path
 
 
-def test_restore_after_drop_database_of_the_database_url_database(world, pg_admin_url):
+def test_restore_after_drop_database_of_the_database_url_database(server_world):
+    world = server_world
     lost = world.create_database("lost", KEPT_SQL)
     env = {"DATABASE_URL": world.url_of(lost), "BACKUP_S3_PREFIX": "lost-backups"}
     taken = world.run("backup", "--type", "manual", "--json", env=env, timeout=180)
     assert taken.returncode == 0, taken.stderr
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:  # the accident
+    with psycopg.connect(world.admin_url, autocommit=True) as conn:  # the accident
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(lost)))
 
     verified = world.run("verify", "latest", env=env, timeout=180)
@@ -225,24 +317,29 @@ def test_restore_after_drop_database_of_the_database_url_database(world, pg_admi
 # ------------------------------------------------------------------------------------------ stopping a restore
 
 
-@pytest.mark.parametrize(("sig", "replace"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["int", "term"])
+@pytest.mark.parametrize(
+    ("server", "sig", "replace"),
+    [("machine", signal.SIGINT, True), ("pg18", signal.SIGINT, True), ("machine", signal.SIGTERM, False)],
+    ids=["machine-int", "pg18-int", "machine-term"],
+)
 def test_ctrl_c_or_sigterm_during_pg_restore_stops_the_restore_and_leaves_the_target(
-    world, backup, slow_tools, sig, replace
+    server_world, server_backup, slow_tools, sig, replace
 ):
+    world, backup, slow = server_world, server_backup, slow_tools(server_world)
     target = world.create_database("stopme", KEPT_SQL) if replace else world.new_database_name("stopnew")
     args = ["restore", backup["name"], "--target-db", target, "--confirm", "RESTORE"]
     if replace:
         args += ["--replace", "--from-other-source"]
     command = subprocess.Popen(
         [str(CLI), *args],
-        env={**world.env, "BACKUP_PG_BIN_DIR": str(slow_tools)},
+        env={**world.env, "BACKUP_PG_BIN_DIR": str(slow)},
         cwd=world.work_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        _wait_for(slow_tools / "reached", command)
+        _wait_for(slow / "reached", command)
         command.send_signal(sig)
         out, err = command.communicate(timeout=STOP_WAIT_S)
     finally:
@@ -262,15 +359,16 @@ def test_ctrl_c_or_sigterm_during_pg_restore_stops_the_restore_and_leaves_the_ta
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
 
 
-def test_a_replace_run_canceled_from_the_instance_never_swaps(world, backup, slow_tools):
+def test_a_replace_run_canceled_from_the_instance_never_swaps(server_world, server_backup, slow_tools):
+    world, backup, slow = server_world, server_backup, slow_tools(server_world)
     target = world.create_database("cancel", KEPT_SQL)
     started = world.run(
         "restore", backup["name"], "--target-db", target, "--replace", "--from-other-source", "--no-wait",
-        "--confirm", "RESTORE", env={"BACKUP_PG_BIN_DIR": str(slow_tools)},
+        "--confirm", "RESTORE", env={"BACKUP_PG_BIN_DIR": str(slow)},
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.split("started as run ", 1)[1].split(";")[0]
-    _wait_for(slow_tools / "reached")
+    _wait_for(slow / "reached")
     with world.instance() as instance:
         # What the UI's Terminate does (dagster-graphql's terminate mutation calls the run coordinator).
         instance.run_coordinator.cancel_run(run_id)
@@ -405,10 +503,11 @@ def test_terminate_in_the_ui_stops_a_queued_replace_run_before_its_swap(world, b
 
     from tests.support.processes import free_port, start_process, stop_process
 
+    slow = slow_tools(world)
     target = world.create_database("terminate", KEPT_SQL)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**world.env, "BACKUP_PG_BIN_DIR": str(slow_tools)}
+    env = {**world.env, "BACKUP_PG_BIN_DIR": str(slow)}
     log = open(world.home / "dagster_dev_terminate.log", "wb")
     dev = start_process(
         [str(Path(CLI).with_name("dagster")), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
@@ -423,12 +522,12 @@ def test_terminate_in_the_ui_stops_a_queued_replace_run_before_its_swap(world, b
             time.sleep(1)
         started = world.run(
             "restore", backup["name"], "--target-db", target, "--replace", "--from-other-source", "--no-wait",
-            "--confirm", "RESTORE", env={"DAGSTER_WEBSERVER_URL": url, "BACKUP_PG_BIN_DIR": str(slow_tools)},
+            "--confirm", "RESTORE", env={"DAGSTER_WEBSERVER_URL": url, "BACKUP_PG_BIN_DIR": str(slow)},
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
         assert "queued through the webserver" in started.stderr, started.stderr
         run_id = started.stdout.split("started as run ", 1)[1].split(";")[0]
-        _wait_for(slow_tools / "reached")
+        _wait_for(slow / "reached")
         DagsterGraphQLClient("127.0.0.1", port_number=port).terminate_run(run_id)
         with world.instance() as instance:
             deadline = time.monotonic() + STOP_WAIT_S
