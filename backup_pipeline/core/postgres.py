@@ -778,7 +778,7 @@ def lock_waits(conn, pids) -> list[str]:
 
 def _describe_session(conn, pid: int) -> str:
     row = conn.execute(
-        "SELECT usename, state, left(regexp_replace(query, '\s+', ' ', 'g'), 200) FROM pg_stat_activity WHERE pid = %s",
+        r"SELECT usename, state, left(regexp_replace(query, '\s+', ' ', 'g'), 200) FROM pg_stat_activity WHERE pid = %s",
         (pid,),
     ).fetchone()
     if row is None:
