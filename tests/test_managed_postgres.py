@@ -3,7 +3,8 @@ certificate, scram, `doadmin` (CREATEDB, CREATEROLE, not superuser) owning the a
 superuser owning extensions (one untrusted), an event trigger, a publication FOR ALL TABLES and a subscription.
 
 Everything runs as doadmin through `backup-db`, as a new user would: backup (with its verification), restore
-into a new database, --replace, with the password in the URL, in PGPASSWORD, in a pgpass file, in a service file.
+into a new database, --replace, with the password in the URL, in PGPASSWORD, in a pgpass file, in a service file;
+as a second such login with a DBA's short timeouts on its role; and on SQL_ASCII and LATIN1 databases, byte for byte.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, server_version
@@ -341,3 +343,148 @@ def test_a_first_backup_without_an_ssl_client_names_the_command_that_fixes_it(wo
     assert refused.returncode in (1, 2), refused.stdout
     assert "built without SSL support" in refused.stderr and "run `backup-db install-client`" in refused.stderr
     assert world.bucket_keys() == keys
+
+
+# What a DBA sets on a role, short enough that any session of the tool that idles (while pg_dump or pg_restore
+# works) or runs a long statement with them in force is ended.
+SHORT_ROLE_TIMEOUTS = {
+    "statement_timeout": "50ms",
+    "lock_timeout": "50ms",
+    "idle_in_transaction_session_timeout": "200ms",
+    "idle_session_timeout": "200ms",
+}
+
+
+def verified_locally(managed_server, ssl_postgres_bin_dir) -> dict[str, str | None]:
+    """The environment for the default verification, on a throwaway local server. Where the provider installed
+    plpython3u, which the bundled server lacks, that server is started from the SSL build (which has it), as the
+    refusal's message tells users to do."""
+    env: dict[str, str | None] = {"BACKUP_VERIFY_ON": None}
+    if managed_server.has_plpython:
+        env["BACKUP_PG_BIN_DIR"] = str(ssl_postgres_bin_dir)
+    return env
+
+
+@pytest.fixture
+def login_with_short_timeouts(managed_server):
+    """A second login like doadmin (CREATEDB, CREATEROLE) owning an app database with the provider's objects, its
+    role timeouts SHORT_ROLE_TIMEOUTS; the role and every database it owns are dropped afterwards."""
+    role = managed_server.make_login_role()
+    try:
+        db_name = managed_server.make_app_database(prefix="timeouts", owner=role)
+        with psycopg.connect(managed_server.provider_url(), autocommit=True) as conn:
+            for setting, value in SHORT_ROLE_TIMEOUTS.items():
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        sql.Identifier(role), sql.Identifier(setting), sql.Literal(value)
+                    )
+                )
+        yield role, db_name
+    finally:
+        managed_server.drop_login_role(role)
+
+
+def test_role_timeouts_never_fail_backup_verification_or_restore_on_the_managed_server(
+    world, managed_server, login_with_short_timeouts, ssl_postgres_bin_dir
+):
+    import time
+
+    role, db_name = login_with_short_timeouts
+    url = verified_url(managed_server, db_name, user=role)
+    # The role's settings are in force for its sessions: a plain session of it is ended once it idles.
+    with psycopg.connect(url, autocommit=True) as plain:
+        assert plain.execute("SHOW idle_session_timeout").fetchone()[0] == "200ms"
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            plain.execute("SELECT pg_sleep(0.2)")
+        time.sleep(0.5)
+        with pytest.raises(psycopg.OperationalError):
+            plain.execute("SELECT 1")
+
+    env = {"DATABASE_URL": url, "BACKUP_NAME_PREFIX": "timeouts"}
+    # Verified by default on a throwaway local server...
+    backup = world.run("backup", "--json", env={**env, **verified_locally(managed_server, ssl_postgres_bin_dir)})
+    assert backup.returncode == 0, backup.stderr
+    stored = json.loads(backup.stdout)
+    assert stored["verified"] and stored["rows"] == sum(SEED_COUNTS.values())
+    name = stored["name"]
+    # ...and again on the managed server itself, as the role.
+    verified, _ = world.run_json("verify", name, env={**env, "BACKUP_VERIFY_ON": "source"})
+    assert (verified["tables"], verified["rows"]) == (len(SEED_COUNTS), sum(SEED_COUNTS.values()))
+    assert scratch_databases(managed_server) == set()
+
+    target = world.new_database_name("timeouts")
+    restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE", env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert row_counts(managed_server.url(target, role)) == SEED_COUNTS
+    with psycopg.connect(managed_server.url(target, role), autocommit=True) as conn:
+        conn.execute("DELETE FROM billing.invoices")
+    # --replace: its swap runs on a connection that idled, longer than the role allows, while pg_restore worked.
+    replaced = world.run(
+        "restore", name, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
+        "--json", env=env,
+    )  # fmt: skip
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads(replaced.stdout)["replaced"]
+    assert row_counts(managed_server.url(target, role)) == SEED_COUNTS
+    assert managed_server.extra_passwords[role] not in "".join(
+        r.stdout + r.stderr for r in (backup, restored, replaced)
+    )
+    assert scratch_databases(managed_server) == set()
+
+
+@pytest.mark.parametrize(("encoding", "password_source"), [("SQL_ASCII", "PGPASSWORD"), ("LATIN1", "pgpass file")])
+def test_a_database_in_another_encoding_backs_up_and_restores_byte_for_byte_as_doadmin(
+    world, managed_server, tmp_path, encoding, password_source, ssl_postgres_bin_dir
+):
+    from tests.support.encodings import SAMPLES, fill_encoded, stored_bytes
+
+    def counted(dbname: str) -> dict[str, int]:
+        # Names read as the UTF-8 they were written in (psycopg hands a SQL_ASCII database's back as bytes).
+        return row_counts(managed_server.url(dbname, client_encoding="UTF8"))
+
+    db_name = managed_server.make_app_database(prefix=f"enc_{encoding.lower()}", encoding=encoding)
+    world.created_databases.append(db_name)
+    fill_encoded(managed_server.url(db_name), encoding)
+    before, counts = stored_bytes(managed_server.url(db_name)), counted(db_name)
+    assert before[0] == encoding
+    assert counts[f"public.{SAMPLES[encoding][0]}"] == len(SAMPLES[encoding][1]) + (encoding == "SQL_ASCII")
+
+    env: dict[str, str | None] = {
+        "DATABASE_URL": verified_url(managed_server, db_name, password=None),
+        "BACKUP_NAME_PREFIX": f"enc-{encoding.lower()}",
+        **verified_locally(managed_server, ssl_postgres_bin_dir),
+    }
+    if password_source == "PGPASSWORD":
+        env["PGPASSWORD"] = managed_server.owner_password
+    else:
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(_pgpass_line(managed_server))
+        passfile.chmod(0o600)
+        env["PGPASSFILE"] = str(passfile)
+
+    backup = world.run("backup", "--json", env=env)
+    assert backup.returncode == 0, backup.stderr
+    result = json.loads(backup.stdout)
+    name = result["name"]
+    verified, _ = world.run_json("verify", name, env={**env, "BACKUP_VERIFY_ON": "source"})
+    assert (verified["tables"], verified["rows"]) == (len(counts), sum(counts.values()))
+    assert scratch_databases(managed_server) == set()
+
+    target = world.new_database_name(f"enc_{encoding.lower()}")
+    restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE", env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert stored_bytes(managed_server.url(target)) == before
+    assert counted(target) == counts
+    with psycopg.connect(managed_server.url(target), autocommit=True) as conn:
+        conn.execute("SET client_encoding = 'UTF8'")
+        conn.execute(
+            sql.SQL("DELETE FROM public.plain; DROP TABLE public.{}").format(sql.Identifier(SAMPLES[encoding][0]))
+        )
+    replaced = world.run(
+        "restore", name, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE", env=env
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    assert stored_bytes(managed_server.url(target)) == before
+    assert counted(target) == counts
+    assert managed_server.owner_password not in backup.stdout + backup.stderr + replaced.stdout + replaced.stderr
+    assert scratch_databases(managed_server) == set()

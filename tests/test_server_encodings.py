@@ -21,17 +21,9 @@ from backup_pipeline.core.restore import restore_to_database
 from backup_pipeline.core.schema_diff import diff_backup_schema
 from backup_pipeline.core.storage import LocalStorage
 from backup_pipeline.core.verify import verify_backup
+from tests.support.encodings import SAMPLES, fill_encoded, stored_bytes
 
 QUIET = lambda _line: None  # noqa: E731
-
-# Per encoding: a table name and rows outside ASCII, written through a UTF8 client (the server converts, except
-# SQL_ASCII, which stores the client's bytes as they come); SQL_ASCII also gets a lone LATIN1 byte (0xE9), which
-# is not UTF-8 at all.
-SAMPLES = {
-    "SQL_ASCII": ("café_ü", ["naïve", "日本語", None]),
-    "LATIN1": ("café_ü", ["ñandú ÿ", "Größe", None]),
-    "EUC_JP": ("日本_表", ["東京タワー", "ｶﾀｶﾅ と ひらがな", None]),
-}
 
 
 def _url(admin_url: str, dbname: str) -> str:
@@ -58,20 +50,7 @@ def encoded_database(admin_url):
                 )
             )
         made.append(name)
-        table, notes = SAMPLES[encoding]
-        with psycopg.connect(_url(admin_url, name), autocommit=True) as conn:
-            conn.execute("SET client_encoding = 'UTF8'")
-            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(sql.Identifier(table)))
-            conn.execute(sql.SQL("CREATE TABLE plain (id int)"))
-            conn.execute("INSERT INTO plain SELECT generate_series(1, 40)")
-            for i, note in enumerate(notes):
-                conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(sql.Identifier(table)), (i, note))
-            if encoding == "SQL_ASCII":
-                conn.execute(
-                    sql.SQL("INSERT INTO {} VALUES (99, convert_from('\\x636166e9'::bytea, 'SQL_ASCII'))").format(
-                        sql.Identifier(table)
-                    )
-                )
+        fill_encoded(_url(admin_url, name), encoding)
         return _url(admin_url, name), name
 
     yield make
@@ -80,38 +59,12 @@ def encoded_database(admin_url):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _stored_bytes(url: str) -> tuple[str, list[tuple[str, bytes | None]]]:
-    """(the database's encoding, every text value of every table as the bytes the server stores)."""
-    with psycopg.connect(url) as conn:
-        # This test's own reading: LATIN1 maps a SQL_ASCII database's bytes one to one; else UTF8.
-        ascii_db = conn.info.parameter_status("server_encoding") == "SQL_ASCII"
-        conn.execute(f"SET client_encoding = '{'LATIN1' if ascii_db else 'UTF8'}'")
-        encoding = conn.execute("SELECT getdatabaseencoding()").fetchone()[0]
-        tables = conn.execute(
-            "SELECT convert_to(relname, getdatabaseencoding()) FROM pg_class "
-            "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1"
-        ).fetchall()
-        [table] = [
-            r[0]
-            for r in conn.execute(
-                "SELECT oid::regclass::text FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-                "AND relkind = 'r' AND relname <> 'plain'"
-            ).fetchall()
-        ]
-        values = conn.execute(
-            sql.SQL("SELECT id::text, convert_to(note, getdatabaseencoding()) FROM {} ORDER BY id").format(
-                sql.SQL(table)
-            )
-        ).fetchall()
-    return encoding, [("table", bytes(t[0])) for t in tables] + [(i, bytes(v) if v else None) for i, v in values]
-
-
 @pytest.mark.parametrize("encoding", list(SAMPLES))
 def test_a_database_in_each_encoding_backs_up_verifies_and_restores_byte_for_byte(
     clean_env, encoded_database, admin_url, tmp_path, encoding
 ):
     url, dbname = encoded_database(encoding)
-    before = _stored_bytes(url)
+    before = stored_bytes(url)
     assert before[0] == encoding
     catalog = BackupCatalog(LocalStorage(tmp_path / "backups"), "db-backups", dbname)
     backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="daily")
@@ -133,7 +86,7 @@ def test_a_database_in_each_encoding_backs_up_verifies_and_restores_byte_for_byt
     try:
         restored = restore_to_database(catalog, name, server, copy, log=QUIET)
         assert restored.tables == manifest.tables
-        assert _stored_bytes(_url(admin_url, copy)) == before
+        assert stored_bytes(_url(admin_url, copy)) == before
         # diff reads both sides in their declared encoding: the copy's schema is the backup's.
         assert diff_backup_schema(catalog, name, PostgresTarget.from_url(_url(admin_url, copy)), log=QUIET).empty
         word = "表" if encoding == "EUC_JP" else "größer"

@@ -119,6 +119,7 @@ class ManagedServer:
         self._server = ThrowawayServer(bin_dir, label="managed")
         self.ca: CertificateAuthority | None = None
         self.has_plpython = False  # whether plpython3u could be created (make_app_database tells)
+        self.extra_passwords: dict[str, str] = {}  # login roles a test made (make_login_role)
 
     @property
     def port(self) -> int:
@@ -155,19 +156,32 @@ class ManagedServer:
                 self.owner: self.owner_password,
                 self.provider_user: self.provider_password,
                 self.app_role: self.app_password,
+                **self.extra_passwords,
             }[user]
         auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
         query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in {"sslmode": sslmode, **params}.items())
         return f"postgresql://{auth}@{HOST}:{self.port}/{dbname}?{query}"
 
-    def provider_url(self, dbname: str = "postgres") -> str:
-        return self.url(dbname, self.provider_user)
+    def provider_url(self, dbname: str = "postgres", **params: str) -> str:
+        return self.url(dbname, self.provider_user, **params)
 
-    def make_app_database(self, prefix: str = "defaultdb", seed_sql: str = SEED_SQL) -> str:
-        """A database doadmin owns and filled, with the provider's objects in it; returns its name."""
+    def make_app_database(
+        self, prefix: str = "defaultdb", seed_sql: str = SEED_SQL, owner: str | None = None, encoding: str | None = None
+    ) -> str:
+        """A database `owner` (doadmin unless told) owns and filled, with the provider's objects in it; returns its
+        name. With `encoding`, made from template0 in the C locale (any encoding fits it)."""
         name = f"{prefix}_{secrets.token_hex(3)}"
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        owner = owner or self.owner
+        create = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
+        if encoding:
+            create += sql.SQL(" ENCODING {} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                sql.Literal(encoding)
+            )
+        # The provider makes a database for another role (doadmin may not give a database to a role it is not).
+        with psycopg.connect(
+            self.url("postgres") if owner == self.owner else self.provider_url(), autocommit=True
+        ) as conn:
+            conn.execute(create)
         with psycopg.connect(self.provider_url(name), autocommit=True) as conn:
             conn.execute(PROVIDER_SQL)
             try:
@@ -175,7 +189,7 @@ class ManagedServer:
                 self.has_plpython = True
             except psycopg.Error:
                 self.has_plpython = False
-        with psycopg.connect(self.url(name), autocommit=True) as conn:
+        with psycopg.connect(self.url(name, owner), autocommit=True) as conn:
             conn.execute(seed_sql)
             conn.execute(
                 sql.SQL(
@@ -184,13 +198,40 @@ class ManagedServer:
             )
         return name
 
+    def make_login_role(self, prefix: str = "dba_login") -> str:
+        """A second login like doadmin (CREATEDB, CREATEROLE, not superuser) with a scram password; `url()` knows
+        it. Dropped, with the databases it owns, by drop_login_role."""
+        role = f"{prefix}_{secrets.token_hex(3)}"
+        password = secrets.token_urlsafe(12) + ":/@"
+        with psycopg.connect(self.provider_url(), autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        self.extra_passwords[role] = password
+        return role
+
+    def drop_login_role(self, role: str) -> None:
+        with psycopg.connect(self.provider_url(), autocommit=True) as conn:
+            owned = conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)", (role,)
+            ).fetchall()
+        for (name,) in owned:
+            self.drop_database(name)
+        with psycopg.connect(self.provider_url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        self.extra_passwords.pop(role, None)
+
     def drop_database(self, name: str) -> None:
         """As the provider's superuser: a database with a subscription is dropped once the subscription is."""
         with psycopg.connect(self.provider_url(), autocommit=True) as admin:
             exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             return
-        with psycopg.connect(self.provider_url(name), autocommit=True) as conn:
+        # Names as text in any database's encoding (psycopg hands a SQL_ASCII database's back as bytes).
+        with psycopg.connect(self.provider_url(name, client_encoding="UTF8"), autocommit=True) as conn:
             for (sub,) in conn.execute(
                 "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database "
                 "WHERE datname = current_database())"
