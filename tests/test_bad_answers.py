@@ -10,7 +10,7 @@ import pytest
 
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from tests.support.faulty_proxy import FaultyProxy
-from tests.support.pipeline import failure_message, load_defs
+from tests.support.pipeline import failure_message, load_defs, run_restore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)
@@ -360,24 +360,8 @@ def test_a_restore_waiting_on_a_lock_fails_within_the_limit_naming_its_holder(
         holder.execute(f"SELECT pg_advisory_lock({ADVISORY_KEY})")
         holder_pid = holder.info.backend_pid
         started = time.monotonic()
-        restore = (
-            load_defs()
-            .resolve_job_def("restore_job")
-            .execute_in_process(
-                instance=dg.DagsterInstance.get(),
-                raise_on_error=False,
-                run_config={
-                    "ops": {
-                        "restore_backup": {
-                            "config": {
-                                "backup_name": f"{dbname}_{backup_id}",
-                                "target_db": f"{dbname}_restored",
-                                "confirm": "RESTORE",
-                            }
-                        }
-                    }
-                },
-            )
+        restore = run_restore(
+            dg.DagsterInstance.get(), backup_name=f"{dbname}_{backup_id}", target_db=f"{dbname}_restored"
         )
         took = time.monotonic() - started
         waiting = holder.execute(

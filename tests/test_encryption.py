@@ -35,7 +35,7 @@ from tests.support.hardening import (
     drop_databases,
     s3_backup_env,
 )
-from tests.support.pipeline import failure_message, load_defs, run_backup
+from tests.support.pipeline import failure_message, load_defs, run_backup, run_restore
 from tests.support.seed import SEED_COUNTS
 
 KEY = base64.b64encode(hashlib.sha256(b"encryption test key").digest()).decode()
@@ -140,21 +140,7 @@ def encrypted(pg_admin_url, moto_server, tmp_path_factory):
 
 
 def _restore(backup_name: str, target: str, jobs: int = 1):
-    return (
-        load_defs()
-        .resolve_job_def("restore_job")
-        .execute_in_process(
-            instance=dg.DagsterInstance.get(),
-            raise_on_error=False,
-            run_config={
-                "ops": {
-                    "restore_backup": {
-                        "config": {"backup_name": backup_name, "target_db": target, "jobs": jobs, "confirm": "RESTORE"}
-                    }
-                }
-            },
-        )
-    )
+    return run_restore(dg.DagsterInstance.get(), backup_name=backup_name, target_db=target, jobs=jobs)
 
 
 def _verify(backup_id: str):

@@ -46,7 +46,7 @@ from tests.support.hardening import (
     pg_dump_processes,
     tiny_tmpfs,
 )
-from tests.support.pipeline import failure_message, load_defs, run_backup
+from tests.support.pipeline import failure_message, load_defs, run_backup, run_restore
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
 from tests.support.seed import SEED_COUNTS
 
@@ -412,17 +412,7 @@ def test_damaged_backups_are_refused_by_verification_and_restore(site, env, pg_a
         assert not verify.success
         assert expected in failure_message(verify) and names[damage] in failure_message(verify)
         target = f"restored_{damage.replace(' ', '_')}"
-        restore = defs.resolve_job_def("restore_job").execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={
-                "ops": {
-                    "restore_backup": {
-                        "config": {"backup_name": names[damage], "target_db": target, "confirm": "RESTORE"}
-                    }
-                }
-            },
-        )
+        restore = run_restore(instance, defs, backup_name=names[damage], target_db=target)
         assert not restore.success
         assert expected in failure_message(restore), failure_message(restore)
         assert_failure_alert(site, verify, expected)
@@ -463,25 +453,11 @@ def test_full_disks_fail_clearly_and_leave_no_partial_files(site, env, tmp_path,
         env.delenv("BACKUP_DUMP_JOBS")
 
         env.setattr(tempfile, "tempdir", str(small))
-        restore = (
-            load_defs()
-            .resolve_job_def("restore_job")
-            .execute_in_process(
-                instance=dg.DagsterInstance.get(),
-                raise_on_error=False,
-                run_config={
-                    "ops": {
-                        "restore_backup": {
-                            "config": {
-                                "backup_name": f"{site.dbname}_{site.earlier_id}",
-                                "target_db": "bp_restore_disk_full",
-                                "jobs": 2,
-                                "confirm": "RESTORE",
-                            }
-                        }
-                    }
-                },
-            )
+        restore = run_restore(
+            dg.DagsterInstance.get(),
+            backup_name=f"{site.dbname}_{site.earlier_id}",
+            target_db="bp_restore_disk_full",
+            jobs=2,
         )
         message = failure_message(restore)
         assert not restore.success

@@ -31,6 +31,13 @@ def run_backup(
     return result, backup_id
 
 
+def run_restore(instance: dg.DagsterInstance, defs: dg.Definitions | None = None, **config):
+    """Runs restore_job in process with `config` (backup_name, target_db, ...), confirmed as a user must."""
+    job = (defs or load_defs()).resolve_job_def("restore_job")
+    run_config = {"ops": {"restore_backup": {"config": {"confirm": "RESTORE", **config}}}}
+    return job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+
+
 def failure_message(result) -> str:
     """The descriptions of every failed step of an in-process run, joined."""
     messages = []
