@@ -18,23 +18,10 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BeforeValidator
 
-from backup_pipeline.core.dump_options import MAX_JOBS, Compression, check_format
+from backup_pipeline.core.dump_options import Compression, check_format
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import check_name_prefix
 
-# Bounds of every numeric setting: past them a value is a typo, and some would overflow date arithmetic
-# (a retention window of a million days reaches before year 1).
-RETENTION_DAYS_RANGE = (1, 36_500)  # up to 100 years
-KEEP_LAST_RANGE = (0, 100_000)
-FRESHNESS_HOURS_RANGE = (1, 8_784)  # up to a leap year
-S3_MAX_ATTEMPTS_RANGE = (1, 20)
-# Grandfather-father-son counts: up to 100 years of each period.
-KEEP_DAILY_RANGE = (0, 36_500)
-KEEP_WEEKLY_RANGE = (0, 5_200)
-KEEP_MONTHLY_RANGE = (0, 1_200)
-KEEP_YEARLY_RANGE = (0, 100)
-STALL_SECONDS_RANGE = (1, 86_400)  # up to a day without a byte
-ROW_DROP_PERCENT_RANGE = (0, 100)
 S3_CHECKSUM_MODES = ("when_required", "when_supported")
 # Where verification restores: a throwaway server on the worker, the database's own server, or
 # BACKUP_VERIFY_DATABASE_URL's.
@@ -47,11 +34,17 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WEBHOOK = re.compile(r"^https?://[^/\s]+/\S*$")
 
 
+# Validation contexts: rules across settings name them as the environment or the databases file does.
+IN_ENVIRONMENT = {"source": "environment"}
+IN_FILE = {"source": "file"}
+
+
 class CompleteMessage(ValueError):
     """A validation message that is a whole sentence already: shown as it is, without a name in front."""
 
 
-def _whole_number(minimum: int, maximum: int):
+def whole_number(minimum: int, maximum: int):
+    """A whole number within bounds, from text or YAML (a setting's `bounds` in core/settings.py)."""
     kind = f"a whole number from {minimum} to {maximum}"
 
     def check(value: object) -> int:
@@ -67,7 +60,8 @@ def _whole_number(minimum: int, maximum: int):
     return BeforeValidator(check)
 
 
-def _number(minimum: float, maximum: float):
+def number(minimum: float, maximum: float):
+    """A number within bounds, from text or YAML."""
     kind = f"a number from {minimum:g} to {maximum:g}"
 
     def check(value: object) -> float:
@@ -185,20 +179,23 @@ def _key_file(value: str) -> str:
     return value
 
 
-def _reusing(check):
-    """A validator from a check shared with the command line, which raises ConfigurationError."""
+def _reusing(check, named: bool = False):
+    """A validator from a check shared with the command line, which raises ConfigurationError. `named`: the
+    check's message leaves out the setting's name, which the loader puts in front (a variable or a file field)."""
 
     def validate(value):
         try:
             return check(value)
         except ConfigurationError as exc:
-            raise CompleteMessage(str(exc)) from None
+            raise (ValueError if named else CompleteMessage)(str(exc)) from None
 
     return BeforeValidator(validate)
 
 
-def _compression(value: str | None) -> str | None:
-    compression = Compression.parse(value)
+def _compression(value: object) -> str | None:
+    if value is not None and not isinstance(value, str | int):
+        raise ValueError(f"must be text such as gzip:1, got '{str(value)[:40]}'")
+    compression = Compression.parse(None if value is None else str(value), where=None)
     return str(compression) if compression else None
 
 
@@ -223,20 +220,9 @@ DatabaseKey = Annotated[
 NamePrefix = Annotated[Text, AfterValidator(_name_prefix)]
 StoragePrefix = Annotated[Text, AfterValidator(_storage_prefix)]
 Cron = Annotated[Text, AfterValidator(_cron)]
-RetentionDays = Annotated[int, _whole_number(*RETENTION_DAYS_RANGE)]
-KeepLast = Annotated[int, _whole_number(*KEEP_LAST_RANGE)]
-FreshnessHours = Annotated[float, _number(*FRESHNESS_HOURS_RANGE)]
-S3MaxAttempts = Annotated[int, _whole_number(*S3_MAX_ATTEMPTS_RANGE)]
-KeepDaily = Annotated[int, _whole_number(*KEEP_DAILY_RANGE)]
-KeepWeekly = Annotated[int, _whole_number(*KEEP_WEEKLY_RANGE)]
-KeepMonthly = Annotated[int, _whole_number(*KEEP_MONTHLY_RANGE)]
-KeepYearly = Annotated[int, _whole_number(*KEEP_YEARLY_RANGE)]
-StallSeconds = Annotated[float, _number(*STALL_SECONDS_RANGE)]
-RowDropPercent = Annotated[float, _number(*ROW_DROP_PERCENT_RANGE)]
 S3Checksums = Annotated[str, BeforeValidator(lambda v: _checksum_mode(_text(v)))]
-DumpFormat = Annotated[str, _reusing(lambda value: check_format(value.strip().lower()))]
-DumpJobs = Annotated[int, _whole_number(1, MAX_JOBS)]
-CompressionText = Annotated[str | None, _reusing(_compression)]
+DumpFormat = Annotated[str, _reusing(lambda value: check_format(_text(value).strip().lower(), where=None), named=True)]
+CompressionText = Annotated[str | None, _reusing(_compression, named=True)]
 Bucket = Annotated[
     str, _matching(_BUCKET, "'{value}' is not a valid bucket name: 3 to 63 lowercase letters, digits, '.' or '-'")
 ]

@@ -17,6 +17,9 @@
         auto_prune: true           # retention after each successful scheduled backup
         storage_prefix: db-backups/billing
         verify_on: local           # local (default), source, or url with verify_url_env
+        dump_format: directory     # every per-database setting has its field (core/settings/database.py)
+        dump_jobs: 4
+        compression: zstd:3
     restore_targets:               # optional: servers a restore may write to besides each database's own
       staging:                     # run config names it by this key only (target: staging)
         url_env: STAGING_ADMIN_URL # the variable holding its libpq URL, password included (never the URL)
@@ -38,67 +41,43 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from backup_pipeline.core.config_fields import (
-    CompleteMessage,
-    Cron,
-    DatabaseKey,
-    EnvName,
-    Flag,
-    FreshnessHours,
-    KeepDaily,
-    KeepLast,
-    KeepMonthly,
-    KeepWeekly,
-    KeepYearly,
-    NamePrefix,
-    RetentionDays,
-    RowDropPercent,
-    StallSeconds,
-    StoragePrefix,
-    VerifyOn,
-)
+from backup_pipeline.core.config_fields import IN_FILE, CompleteMessage, DatabaseKey, EnvName
 from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.settings import SETTINGS
+from backup_pipeline.core.settings.declaration import DATABASE, IN_DEFAULTS_AND_ENTRIES, in_section
 
 _EXAMPLE = "(see deploy/README.md for an example)"
 # A file listing a thousand databases is a few hundred KB; anything larger is a mistake (or an attack).
 MAX_FILE_BYTES = 1024 * 1024
 
 
-class _Fields(BaseModel):
-    """What `defaults:` and every database entry may set. A field left out is not set (None)."""
+# Every database setting (core/settings/database.py) under its file name; `defaults:` takes those that may
+# apply to several databases, each entry those and its own (key, url_env, name_prefix).
+_FILE_SETTINGS = in_section(SETTINGS, DATABASE)
+_SETTING_NAMES = {setting.file_field: setting.name for setting in _FILE_SETTINGS}
 
+
+class _Given(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-    schedule: Cron = None
-    retention_days: RetentionDays = None
-    keep_last: KeepLast = None
-    keep_daily: KeepDaily = None
-    keep_weekly: KeepWeekly = None
-    keep_monthly: KeepMonthly = None
-    keep_yearly: KeepYearly = None
-    pre_migration_retention_days: RetentionDays = None
-    auto_prune: Flag = None
-    stall_seconds: StallSeconds = None
-    health_max_row_drop_percent: RowDropPercent = None
-    storage_prefix: StoragePrefix = None
-    freshness_hours: FreshnessHours = None
-    verify_url_env: EnvName = None
-    verify_on: VerifyOn = None
 
     def settings(self) -> dict[str, Any]:
         """The fields given, under their DatabaseSettings names."""
-        given = self.model_dump(exclude_unset=True)
-        if "schedule" in given:
-            given["schedule_cron"] = given.pop("schedule")
-        return given
+        return {_SETTING_NAMES[field]: value for field, value in self.model_dump(exclude_unset=True).items()}
 
 
-class _Database(_Fields):
-    key: DatabaseKey
-    url_env: EnvName
-    name_prefix: NamePrefix = None
+# What `defaults:` and every database entry may set. A field left out is not set (None).
+_Fields = create_model(
+    "_Fields",
+    __base__=_Given,
+    **{s.file_field: s.file_model_field() for s in _FILE_SETTINGS if s.file_scope == IN_DEFAULTS_AND_ENTRIES},
+)
+_Database = create_model(
+    "_Database",
+    __base__=_Fields,
+    **{s.file_field: s.file_model_field() for s in _FILE_SETTINGS if s.file_scope != IN_DEFAULTS_AND_ENTRIES},
+)
 
 
 class _RestoreTarget(BaseModel):
@@ -115,7 +94,7 @@ class _File(BaseModel):
     restore_targets: dict[DatabaseKey, _RestoreTarget] = None
 
 
-_DATABASE_FIELDS = ("key", "url_env", "name_prefix", *_Fields.model_fields)
+_DATABASE_FIELDS = tuple(setting.file_field for setting in _FILE_SETTINGS)
 
 
 def load_restore_targets(path: Path) -> dict[str, str]:
@@ -147,15 +126,16 @@ def load_database_file(path: Path, defaults: BaseModel) -> tuple:
             errors += [{**error, "loc": ("databases", index, *error["loc"])} for error in exc.errors()]
             entries.append((index, None))
     problems += _problems(root, errors)
-    shared = defaults.model_copy(update=layout.defaults.settings()) if layout and layout.defaults else defaults
-    databases = _distinct(root, entries, shared, problems)
+    shared = defaults.model_dump() | (layout.defaults.settings() if layout and layout.defaults else {})
+    databases = _distinct(root, entries, type(defaults), shared, problems)
     if problems:
         raise ConfigurationError(_report(path, problems))
     return databases
 
 
-def _distinct(root, entries, shared, problems: list) -> tuple:
-    """The valid entries as settings, refusing repeated keys and two databases writing the same object names."""
+def _distinct(root, entries, model: type[BaseModel], shared: dict, problems: list) -> tuple:
+    """The valid entries as `model`s (DatabaseSettings) over the `shared` values, checked with the rules across
+    settings, refusing repeated keys and two databases writing the same object names."""
     databases = []
     key_lines: dict[str, int] = {}
     name_owners: dict[tuple[str, str], tuple[str, int]] = {}
@@ -171,7 +151,12 @@ def _distinct(root, entries, shared, problems: list) -> tuple:
             key_lines[key] = line
         if entry is None:
             continue
-        db = shared.model_copy(update={"name_prefix": None, **entry.settings()})
+        try:
+            # The environment's name prefix is not inherited: one prefix cannot name several databases.
+            db = model.model_validate({**shared, "name_prefix": None, **entry.settings()}, context=IN_FILE)
+        except ValidationError as exc:
+            problems += [(line, _describe(error)[1]) for error in exc.errors()]
+            continue
         # Retention deletes whatever carries its own name prefix: two databases writing the same names would
         # prune each other's backups.
         identity = (db.storage_prefix, db.name_prefix or f"${db.url_env}")

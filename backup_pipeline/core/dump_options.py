@@ -24,10 +24,11 @@ class Compression:
     level: int | None = None  # None: the method's own default
 
     @classmethod
-    def parse(cls, text: str | None, where: str = "BACKUP_COMPRESSION") -> Compression | None:
+    def parse(cls, text: str | None, where: str | None = "BACKUP_COMPRESSION") -> Compression | None:
         """'6', 'gzip', 'gzip:9', 'lz4', 'zstd:3', 'none' or '0'; None for unset or 'default' (DEFAULT_COMPRESSION).
 
-        A bare 'gzip' is pg_dump's own default level (6)."""
+        A bare 'gzip' is pg_dump's own default level (6). `where` None: messages leave the setting's name out."""
+        named = f"{where} " if where else ""
         value = (text or "").strip().lower()
         if value in ("", "default"):
             return None
@@ -38,16 +39,14 @@ class Compression:
             method, level_text = "gzip", method
         if method not in LEVELS:
             raise ConfigurationError(
-                f"{where} '{text}' is not a compression: use gzip:N (N from 0 to 9, works with every pg_dump), "
+                f"{named}'{text}' is not a compression: use gzip:N (N from 0 to 9, works with every pg_dump), "
                 "a bare level such as 6, none, or with pg_dump 16 or newer lz4[:N] or zstd[:N]"
             )
         if not level_text:
             return cls(method)
         low, high = LEVELS[method]
         if not level_text.isdigit() or not low <= int(level_text) <= high:
-            raise ConfigurationError(
-                f"{where} '{text}': the {method} level must be a whole number from {low} to {high}"
-            )
+            raise ConfigurationError(f"{named}'{text}': the {method} level must be a whole number from {low} to {high}")
         return cls(method, int(level_text))
 
     def __str__(self) -> str:
@@ -105,10 +104,11 @@ class DumpOptions:
         return str(self.compression)
 
 
-def check_format(value: str, where: str = "BACKUP_DUMP_FORMAT") -> str:
+def check_format(value: str, where: str | None = "BACKUP_DUMP_FORMAT") -> str:
     if value not in FORMATS:
+        named = f"{where} " if where else ""
         raise ConfigurationError(
-            f"{where} '{value}' is not a dump format: use custom (one pg_dump stream, the default) or directory "
+            f"{named}'{value}' is not a dump format: use custom (one pg_dump stream, the default) or directory "
             "(parallel pg_dump with BACKUP_DUMP_JOBS, stored as one tar object)"
         )
     return value

@@ -1,0 +1,50 @@
+"""Where alerts go. The webhook URL and the bot token are secrets: held by the name of their variable."""
+
+from __future__ import annotations
+
+from backup_pipeline.core import config_fields as f
+from backup_pipeline.core.settings.declaration import DISCORD, Setting
+
+SETTINGS = (
+    Setting(
+        name="webhook_url_env",
+        env="DISCORD_WEBHOOK_URL",
+        section=DISCORD,
+        help="where alerts go: a Discord webhook",
+        shown_default="off",
+        holds_name=True,
+        value_type=f.WebhookUrl,
+    ),
+    Setting(
+        name="bot_token_env",
+        env="DISCORD_BOT_TOKEN",
+        section=DISCORD,
+        help="or: a bot's token, posting to `DISCORD_BACKUP_CHANNEL_ID`",
+        shown_default="off",
+        holds_name=True,
+    ),
+    Setting(
+        name="channel_id",
+        env="DISCORD_BACKUP_CHANNEL_ID",
+        section=DISCORD,
+        help="the channel the bot posts alerts to",
+        type=f.ChannelId,
+        shown_default="off",
+    ),
+    Setting(
+        name="api_base_url",
+        env="DISCORD_API_BASE_URL",
+        section=DISCORD,
+        help="Discord API root (for proxies and tests)",
+        type=f.DiscordApiUrl,
+        default="https://discord.com/api/v10",
+    ),
+    Setting(
+        name="success_notices",
+        env="BACKUP_DISCORD_SUCCESS_NOTICES",
+        section=DISCORD,
+        help="post a notice for each completed backup (`false` keeps only failures and warnings)",
+        type=f.Flag,
+        default=True,
+    ),
+)
