@@ -10,57 +10,21 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from backup_pipeline.core.settings import SETTINGS
+from backup_pipeline.core.settings.declaration import environment_variables
 from tests.support.managed_server import ManagedServer, ssl_postgres_bin
 from tests.support.moto import MotoServer
 from tests.support.postgres_server import admin_url, pg18_url
 from tests.support.seed import SEED_SQL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# Variables of ours that must not leak from the developer's shell into a test.
+# Variables that must not leak from the developer's shell into a test: every one a setting reads
+# (core/settings/), and those the libraries and Dagster read.
 CONFIG_VARS = [
-    "DATABASE_URL",
-    "BACKUP_NAME_PREFIX",
-    "BACKUP_S3_BUCKET",
-    "BACKUP_S3_ENDPOINT_URL",
-    "BACKUP_S3_REGION",
-    "BACKUP_S3_PREFIX",
-    "BACKUP_LOCAL_DIR",
-    "BACKUP_RETENTION_DAYS",
-    "BACKUP_KEEP_LAST",
-    "BACKUP_SCHEDULE_CRON",
-    "BACKUP_CONFIG_FILE",
-    "BACKUP_VERIFY_DATABASE_URL",
-    "BACKUP_VERIFY_ON",
-    "BACKUP_RESTORE_TARGETS",
-    "BACKUP_VERIFY_LOCAL_DIR",
-    "BACKUP_PG_BIN_DIR",
-    "BACKUP_ENCRYPTION_KEY",
-    "BACKUP_ENCRYPTION_KEY_FILE",
-    "BACKUP_FRESHNESS_HOURS",
-    "BACKUP_KEEP_DAILY",
-    "BACKUP_KEEP_WEEKLY",
-    "BACKUP_KEEP_MONTHLY",
-    "BACKUP_KEEP_YEARLY",
-    "BACKUP_PRE_MIGRATION_RETENTION_DAYS",
-    "BACKUP_AUTO_PRUNE",
-    "BACKUP_STALL_SECONDS",
-    "BACKUP_HEALTH_MAX_ROW_DROP_PERCENT",
-    "BACKUP_S3_CHECKSUMS",
-    "DO_SPACES_BUCKET",
-    "DO_SPACES_REGION",
-    "DO_SPACES_KEY",
-    "DO_SPACES_SECRET",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
+    *environment_variables(SETTINGS),
+    "DAGSTER_HOME",
     "AWS_SESSION_TOKEN",
     "AWS_PROFILE",
-    "DISCORD_WEBHOOK_URL",
-    "DISCORD_BOT_TOKEN",
-    "DISCORD_BACKUP_CHANNEL_ID",
-    "DISCORD_API_BASE_URL",
-    "BACKUP_DISCORD_SUCCESS_NOTICES",
-    "DAGSTER_WEBSERVER_URL",
-    "DAGSTER_HOME",
 ]
 
 

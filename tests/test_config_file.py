@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.dump_options import DEFAULT_COMPRESSION, Compression, DumpOptions
 from backup_pipeline.core.errors import ConfigurationError
+from backup_pipeline.core.settings import SETTINGS
 from backup_pipeline.defs.names import DefinitionNames
 
 
@@ -295,3 +297,84 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
 
     message, _ = error_from(tmp_path, "databases:\n  - key: app\n    url_env: U\n" + "#" * MAX_FILE_BYTES + "\n")
     assert "is larger than 1024 KB: a databases file is a few KB" in message, message
+
+
+# ------------------------------------------------------------- every database setting is a file field as well
+
+
+def test_dump_format_jobs_and_compression_are_file_fields_over_the_environment(tmp_path):
+    settings, _ = settings_from(
+        tmp_path,
+        """\
+defaults:
+  compression: zstd
+databases:
+  - key: app
+    url_env: APP_URL
+  - key: big
+    url_env: BIG_URL
+    dump_format: Directory
+    dump_jobs: 4
+    compression: 6            # a bare level is gzip's
+  - key: plain
+    url_env: PLAIN_URL
+    compression: default
+""",
+        BACKUP_COMPRESSION="gzip:9",  # the environment's default, overridden by the file's defaults
+        BACKUP_DUMP_JOBS="2",
+        BACKUP_DUMP_FORMAT="directory",
+    )
+    app, big, plain = (db.dump_options() for db in settings.databases)
+    assert app == DumpOptions("directory", 2, Compression("zstd"))
+    assert big == DumpOptions("directory", 4, Compression("gzip", 6))
+    assert plain == DumpOptions("directory", 2, DEFAULT_COMPRESSION)
+
+
+@pytest.mark.parametrize(
+    "fields, line, expected",
+    [
+        ("    compression: brotli\n", 4, "compression 'brotli' is not a compression: use gzip:N"),
+        ("    compression: zstd:99\n", 4, "compression 'zstd:99': the zstd level must be a whole number from 1 to 22"),
+        ("    dump_format: tar\n", 4, "dump_format 'tar' is not a dump format: use custom"),
+        ("    dump_jobs: 65\n", 4, "dump_jobs must be a whole number from 1 to 64, got 65"),
+        ("    dump_jobs: 4\n", 2, "'dump_jobs: 4' needs 'dump_format: directory': pg_dump runs in parallel only"),
+        ("    verify_on: url\n", 2, "verify_on is url but no verify_url_env is given"),
+        ("    verify_local_dir: 7\n", 4, "verify_local_dir must be text, got '7'"),
+    ],
+)
+def test_a_bad_database_setting_in_the_file_is_refused_with_its_line_and_file_name(tmp_path, fields, line, expected):
+    message, path = error_from(tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n" + fields)
+    # Named as the file names it, on the field's line (a rule across fields: on the entry's).
+    assert message.startswith(f"{path} line {line}: {expected}")
+
+
+def test_every_database_variable_has_a_file_field_that_means_the_same(tmp_path):
+    """The environment and the file set the same attributes: a value given both ways gives one database."""
+    values = {
+        "BACKUP_S3_PREFIX": ("db-backups/x", "db-backups/x"),
+        "BACKUP_RETENTION_DAYS": ("12", 12),
+        "BACKUP_KEEP_LAST": ("3", 3),
+        "BACKUP_KEEP_DAILY": ("7", 7),
+        "BACKUP_KEEP_WEEKLY": ("4", 4),
+        "BACKUP_KEEP_MONTHLY": ("12", 12),
+        "BACKUP_KEEP_YEARLY": ("2", 2),
+        "BACKUP_PRE_MIGRATION_RETENTION_DAYS": ("90", 90),
+        "BACKUP_AUTO_PRUNE": ("false", False),
+        "BACKUP_HEALTH_MAX_ROW_DROP_PERCENT": ("5", 5),
+        "BACKUP_SCHEDULE_CRON": ("15 3 * * *", "15 3 * * *"),
+        "BACKUP_FRESHNESS_HOURS": ("48", 48),
+        "BACKUP_STALL_SECONDS": ("120", 120),
+        "BACKUP_VERIFY_ON": ("source", "source"),
+        "BACKUP_VERIFY_LOCAL_DIR": ("/srv/scratch", "/srv/scratch"),
+        "BACKUP_DUMP_FORMAT": ("directory", "directory"),
+        "BACKUP_DUMP_JOBS": ("3", 3),
+        "BACKUP_COMPRESSION": ("zstd:5", "zstd:5"),
+    }
+    from_env = load_settings({variable: text for variable, (text, _) in values.items()}).database()
+    fields = {s.env: s.file_field for s in SETTINGS if s.file_field and s.env}
+    entry = "".join(f"    {fields[variable]}: {value!r}\n" for variable, (_, value) in values.items())
+    from_file, _ = settings_from(tmp_path, f"databases:\n  - key: default\n    url_env: DATABASE_URL\n{entry}")
+    assert from_file.database() == from_env
+    # Every database setting with a variable is in `values` (a new one belongs there too), but the three that
+    # name a database (its URL, its server for verification, its name prefix) and are covered above.
+    assert set(fields) - set(values) == {"DATABASE_URL", "BACKUP_VERIFY_DATABASE_URL", "BACKUP_NAME_PREFIX"}

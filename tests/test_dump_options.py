@@ -253,6 +253,22 @@ def test_a_backup_with_nothing_configured_is_gzip_level_1_and_restores_by_hand(s
             conn.execute(f'DROP DATABASE IF EXISTS "{restored_db}" WITH (FORCE)')
 
 
+def test_dump_options_set_in_the_databases_file_reach_pg_dump(seeded_db, tmp_path):
+    config_file = tmp_path / "backups.yaml"
+    config_file.write_text(
+        "databases:\n  - key: app\n    url_env: APP_DATABASE_URL\n"
+        "    dump_format: directory\n    dump_jobs: 2\n    compression: gzip:5\n"
+    )
+    settings = load_settings({"BACKUP_CONFIG_FILE": str(config_file), "APP_DATABASE_URL": seeded_db})
+    catalog = _catalog(LocalStorage(tmp_path / "backups"), seeded_db)
+    options = settings.database("app").dump_options()
+    backup_id = BackupId.new("manual")
+    target = PostgresTarget.from_url(seeded_db)
+    manifest = take_backup(target, catalog, backup_id, options=options, log=lambda _: None).manifest
+    assert (manifest.format, manifest.dump_jobs, manifest.compression) == ("directory", 2, "gzip:5")
+    assert manifest.tables == SEED_COUNTS
+
+
 def test_zstd_is_refused_clearly_by_a_pg_dump_without_it_and_nothing_is_stored(seeded_db, tmp_path):
     storage = LocalStorage(tmp_path / "backups")
     catalog = _catalog(storage, seeded_db)
