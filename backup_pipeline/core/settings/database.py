@@ -37,6 +37,8 @@ SETTINGS = (
         holds_name=True,
         file_scope=REQUIRED_IN_ENTRIES,
     ),
+    # The environment's prefix is checked where the database name is known (defs/resources.py, cli/context.py),
+    # so a bad one fails the run, not the code location's load; the file's is checked with its line.
     Setting(
         name="name_prefix",
         env="BACKUP_NAME_PREFIX",
