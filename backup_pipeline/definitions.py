@@ -33,7 +33,7 @@ def database_assets(db: DatabaseSettings, storage_kind: str = "s3") -> list:
 
 
 def storage_kind(settings: Settings) -> str:
-    return "s3" if settings.storage.uses_s3 else "file"
+    return settings.storage.kind
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

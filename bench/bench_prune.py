@@ -101,7 +101,7 @@ def prune_with_job(endpoint: str, bucket: str, ids: list[str]) -> float:
 def prune_storage_only(client, endpoint: str, bucket: str) -> float:
     from backup_pipeline.core.catalog import BackupCatalog
     from backup_pipeline.core.prune import RetentionPolicy, apply_prune, plan_prune
-    from backup_pipeline.core.storage import S3Storage
+    from backup_pipeline.core.storage.s3 import S3Storage
 
     catalog = BackupCatalog(S3Storage(client, bucket, endpoint), "db-backups", PREFIX)
     started = time.monotonic()

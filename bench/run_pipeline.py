@@ -19,7 +19,8 @@ from bench.measure import own_peak_rss_mb
 
 
 def storage_for(spec: str, endpoint: str | None):
-    from backup_pipeline.core.storage import LocalStorage, S3Storage
+    from backup_pipeline.core.storage.local import LocalStorage
+    from backup_pipeline.core.storage.s3 import S3Storage
 
     if spec.startswith("local:"):
         return LocalStorage(spec.removeprefix("local:"))

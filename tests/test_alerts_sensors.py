@@ -268,12 +268,12 @@ def _catalog_entries(defs):
     from backup_pipeline.core.catalog import BackupCatalog
     from backup_pipeline.core.config import load_settings
     from backup_pipeline.core.postgres import PostgresTarget
-    from backup_pipeline.core.storage import storage_from_settings
+    from backup_pipeline.core.storage import open_storage
 
     settings = load_settings()
     db = settings.databases[0]
     return BackupCatalog(
-        storage_from_settings(settings.storage),
+        open_storage(settings.storage),
         db.storage_prefix,
         PostgresTarget.from_url(os.environ[db.url_env]).dbname,
     ).entries()

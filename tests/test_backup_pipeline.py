@@ -10,7 +10,7 @@ from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.postgres import table_row_counts
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from tests.support.pipeline import failure_message, load_defs, run_backup
 from tests.support.seed import SEED_COUNTS
 
@@ -39,7 +39,7 @@ def test_backup_lands_with_manifest_and_verifies(env_fixture, request, pg_admin_
 
     assert result.success, failure_message(result)
     prefix = env["DATABASE_URL"].rsplit("/", 1)[1]
-    storage = storage_from_settings(load_settings().storage)
+    storage = open_storage(load_settings().storage)
     dump_key = f"db-backups/{prefix}_{backup_id}.dump"
     assert backup_id.startswith("manual_") and len(backup_id) == len("manual_20260113_150000")
     keys = {o.key for o in storage.list("db-backups/")}
@@ -134,6 +134,6 @@ def test_backup_names_use_the_configured_prefix(s3_env, clean_env):
     clean_env.setenv("BACKUP_NAME_PREFIX", "shop")
     result, backup_id = run_backup(dg.DagsterInstance.get(), "pre-migration")
     assert result.success, failure_message(result)
-    storage = storage_from_settings(load_settings().storage)
+    storage = open_storage(load_settings().storage)
     assert storage.head(f"db-backups/shop_{backup_id}.dump.json") is not None
     assert backup_id.startswith("pre-migration_")

@@ -198,11 +198,11 @@ def test_download_to_a_file_resumes_and_a_persistent_cut_leaves_no_file(stored_b
     from backup_pipeline.core.errors import BackupError
     from backup_pipeline.core.names import BackupName
     from backup_pipeline.core.restore import download_to
-    from backup_pipeline.core.storage import storage_from_settings
+    from backup_pipeline.core.storage import open_storage
 
     proxy, client, bucket, backup_id, name = stored_backup
     prefix = name.removesuffix("_" + backup_id)
-    catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", prefix)
+    catalog = BackupCatalog(open_storage(load_settings().storage), "db-backups", prefix)
     manifest = catalog.manifest(BackupName.parse(name, prefix))
     proxy.add("GetObject", "cut_body", keep_bytes=7_000, times=3, path_suffix=".dump")
     out = tmp_path / "downloads"
@@ -221,7 +221,7 @@ def test_download_to_a_file_resumes_and_a_persistent_cut_leaves_no_file(stored_b
 
 def test_a_local_file_shorter_than_its_object_says_cut_short(tmp_path):
     from backup_pipeline.core.errors import BackupError
-    from backup_pipeline.core.storage import LocalStorage
+    from backup_pipeline.core.storage.local import LocalStorage
 
     storage = LocalStorage(tmp_path)
     storage.put_bytes("db-backups/x.dump", b"x" * 1000)

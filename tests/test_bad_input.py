@@ -18,7 +18,7 @@ from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from tests.support.hardening import (
     bucket_state,
     clean_environment,
@@ -43,7 +43,7 @@ def site(pg_admin_url, moto_server, tmp_path_factory):
     env = s3_backup_env(pg_admin_url, dbname, moto_server, bucket, root)
     try:
         with clean_environment(env):
-            catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", dbname)
+            catalog = BackupCatalog(open_storage(load_settings().storage), "db-backups", dbname)
             backup_id = BackupId.new("manual")
             take_backup(PostgresTarget.from_url(env["DATABASE_URL"]), catalog, backup_id, log=lambda _: None)
             dg.DagsterInstance.get().add_dynamic_partitions("backups", [str(backup_id)])

@@ -25,7 +25,7 @@ from backup_pipeline.core.encryption import parse_key
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.core.storage import S3Storage
+from backup_pipeline.core.storage.s3 import S3Storage
 from tests.support.cli import CLI, make_world, row_counts
 from tests.support.discord_stub import DiscordStub
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http

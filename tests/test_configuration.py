@@ -8,6 +8,7 @@ import pytest
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.storage import LocalStorageSettings
 
 
 def test_do_spaces_names_of_the_original_workflows_are_accepted():
@@ -28,7 +29,7 @@ def test_do_spaces_names_of_the_original_workflows_are_accepted():
 def test_defaults_match_the_documented_table():
     db = load_settings({}).database()
     assert (db.storage_prefix, db.retention_days, db.keep_last, db.schedule_cron) == ("db-backups", 30, 7, "0 6 * * *")
-    assert load_settings({}).storage.uses_s3 is False
+    assert isinstance(load_settings({}).storage, LocalStorageSettings)
 
 
 @pytest.mark.parametrize(

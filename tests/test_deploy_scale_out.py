@@ -17,7 +17,7 @@ import yaml
 
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from backup_pipeline.defs.names import DATABASE_TAG, REQUESTED_BY_TAG, DefinitionNames, schedule_name
 from tests.conftest import CONFIG_VARS
 from tests.support.deployment import PROJECT_ROOT, Deployment, base_env, dagster_pg_env, fresh_database
@@ -146,7 +146,7 @@ def backup_runs(deployment, expected: int) -> list[dg.DagsterRun]:
 def catalog_for(key: str) -> BackupCatalog:
     settings = load_settings()
     db = settings.database(key)
-    return BackupCatalog(storage_from_settings(settings.storage), db.storage_prefix, db.name_prefix)
+    return BackupCatalog(open_storage(settings.storage), db.storage_prefix, db.name_prefix)
 
 
 def test_definitions_do_not_grow_with_the_databases(deployment):

@@ -20,15 +20,9 @@ from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import ClientTools, PgClient, PostgresTarget, server_version
 from backup_pipeline.core.restore import restore_to_database
-from backup_pipeline.core.storage import (
-    MAX_PART_BYTES,
-    MAX_PARTS,
-    LocalStorage,
-    S3Storage,
-    part_size_for,
-    storage_from_settings,
-    upload_concurrency_for,
-)
+from backup_pipeline.core.storage import open_storage
+from backup_pipeline.core.storage.local import LocalStorage
+from backup_pipeline.core.storage.s3 import MAX_PART_BYTES, MAX_PARTS, S3Storage, part_size_for, upload_concurrency_for
 from backup_pipeline.core.verify import verify_backup
 from tests.support.cli import row_counts
 from tests.support.pipeline import failure_message, run_backup
@@ -300,7 +294,7 @@ def test_directory_format_backs_up_in_parallel_verifies_and_restores(s3_env, pg_
         assert result.success, failure_message(result)
         settings = load_settings()
 
-    storage = storage_from_settings(settings.storage)
+    storage = open_storage(settings.storage)
     assert isinstance(storage, S3Storage)
     catalog = _catalog(storage, s3_env["DATABASE_URL"])
     name = BackupName(catalog.name_prefix, BackupId.parse(backup_id))

@@ -26,7 +26,7 @@ from backup_pipeline.core.errors import ConfigurationError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.core.postgres import PostgresTarget, table_row_counts
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from tests.support.hardening import (
     bucket_state,
     clean_environment,
@@ -119,7 +119,7 @@ def encrypted(pg_admin_url, moto_server, tmp_path_factory):
         with clean_environment(env) as patch:
             # An older, unencrypted backup (taken directly: its Dagster run is not what is tested here).
             plain_id = BackupId.parse("manual_20260101_000000")
-            catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", dbname)
+            catalog = BackupCatalog(open_storage(load_settings().storage), "db-backups", dbname)
             take_backup(PostgresTarget.from_url(env["DATABASE_URL"]), catalog, plain_id, log=lambda _: None)
             dg.DagsterInstance.get().add_dynamic_partitions("backups", [str(plain_id)])
             patch.setenv("BACKUP_ENCRYPTION_KEY", KEY)

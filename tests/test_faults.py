@@ -29,7 +29,7 @@ from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from tests.support.discord_stub import DiscordStub
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.hardening import (
@@ -113,7 +113,7 @@ class Site:
         assert not open_multipart_uploads(self.client, self.bucket)
 
     def catalog(self) -> BackupCatalog:
-        return BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", self.dbname)
+        return BackupCatalog(open_storage(load_settings().storage), "db-backups", self.dbname)
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +251,7 @@ def test_multipart_upload_survives_5xx_a_cut_connection_and_a_stall_then_aborts_
     assert open_multipart_uploads(site.client, site.bucket) == []
     assert site.keys() == keys_before  # no dump and no manifest of the failed backup
     names = [
-        str(e.name)
-        for e in BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", big_database).complete()
+        str(e.name) for e in BackupCatalog(open_storage(load_settings().storage), "db-backups", big_database).complete()
     ]
     assert names == [f"{big_database}_{first_id}"]
     assert (
@@ -502,7 +501,7 @@ def test_two_runs_writing_the_same_backup_name_never_both_dump(site, env, tmp_pa
             time.sleep(0.02)
 
     def backup():
-        catalog = BackupCatalog(storage_from_settings(settings.storage), "db-backups", site.dbname)
+        catalog = BackupCatalog(open_storage(settings.storage), "db-backups", site.dbname)
         try:
             outcomes.append(take_backup(target, catalog, same_id, ClientTools.locate(), log=lambda _: None))
         except BackupError as error:
@@ -527,7 +526,7 @@ def test_two_runs_writing_the_same_backup_name_never_both_dump(site, env, tmp_pa
     assert hashlib.sha256(body).hexdigest() == stored.manifest.sha256 and stored.manifest.tables == SEED_COUNTS
 
     # Once it is stored, another run for the same id is refused without dumping: backups are never overwritten.
-    catalog = BackupCatalog(storage_from_settings(settings.storage), "db-backups", site.dbname)
+    catalog = BackupCatalog(open_storage(settings.storage), "db-backups", site.dbname)
     with pytest.raises(BackupError, match="already exists in bucket .*: a backup is never overwritten"):
         take_backup(target, catalog, same_id, ClientTools.locate(), log=lambda _: None)
     assert hashlib.sha256(site.client.get_object(Bucket=site.bucket, Key=key)["Body"].read()).digest() == (

@@ -18,7 +18,8 @@ from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.prune import RetentionPolicy, apply_prune, plan_prune
 from backup_pipeline.core.restore import restore_to_database
-from backup_pipeline.core.storage import LocalStorage, S3Storage
+from backup_pipeline.core.storage.local import LocalStorage
+from backup_pipeline.core.storage.s3 import S3Storage
 from backup_pipeline.core.verify import verify_backup
 
 PREFIX = "db-backups"

@@ -22,7 +22,7 @@ from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget, bundled_client_dir, server_version
 from backup_pipeline.core.restore import restore_into, restore_to_database
-from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.cli import make_world, row_counts, schema_dump
 from tests.support.hardening import client_tools_folder

@@ -24,7 +24,7 @@ from backup_pipeline.core.postgres import ClientTools, PostgresTarget, Throwaway
 from backup_pipeline.core.privileges import PrivilegeChoices
 from backup_pipeline.core.prune import apply_prune
 from backup_pipeline.core.restore import restore_to_database
-from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.postgres_server import installed_server_bin
 

@@ -19,7 +19,7 @@ from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.restore import restore_to_database
-from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.cli import row_counts
 from tests.support.postgres_server import server_major

@@ -34,7 +34,7 @@ from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import SCRATCH_DATABASE, ClientTools, PostgresTarget, server_version
 from backup_pipeline.core.restore import RestoreStopped, restore_to_database
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from tests.support.cli import CLI, PROJECT_ROOT, CliWorld, make_world, row_counts
 from tests.support.hardening import clean_environment, real_pg_bin
 from tests.support.pipeline import failure_message, load_defs
@@ -401,7 +401,7 @@ def test_a_stop_asked_right_before_the_swap_is_heeded(world, backup, monkeypatch
         clean_environment(world.env),
         pytest.raises(RestoreStopped, match=r"stopped before the swap \(canceled\).* is as it was"),
     ):
-        catalog = BackupCatalog(storage_from_settings(load_settings().storage), "db-backups", world.db_name)
+        catalog = BackupCatalog(open_storage(load_settings().storage), "db-backups", world.db_name)
         restore_to_database(
             catalog,
             BackupName.parse(backup["name"], world.db_name),

@@ -23,7 +23,7 @@ from backup_pipeline.core.errors import VerificationError
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.schema_diff import KINDS, diff_backup_schema
-from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.storage.local import LocalStorage
 
 QUIET = lambda _line: None  # noqa: E731
 SCHEMA = """

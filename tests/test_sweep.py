@@ -14,7 +14,8 @@ import pytest
 
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.postgres import PostgresTarget, create_database, drop_database, scratch_claims
-from backup_pipeline.core.storage import LocalStorage, S3Storage
+from backup_pipeline.core.storage.local import LocalStorage
+from backup_pipeline.core.storage.s3 import S3Storage
 from backup_pipeline.core.sweep import SweepReport, sweep_password_files, sweep_scratch_databases, sweep_storage
 
 HOLDER = """

@@ -25,7 +25,7 @@ from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.core.storage import storage_from_settings
+from backup_pipeline.core.storage import open_storage
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def stored_backup(env: dict, backup_id: str):
     settings = load_settings(env)
     db = settings.databases[0]
     catalog = BackupCatalog(
-        storage_from_settings(settings.storage),
+        open_storage(settings.storage),
         db.storage_prefix,
         db.name_prefix or PostgresTarget.from_url(env["DATABASE_URL"], "DATABASE_URL").dbname,
     )

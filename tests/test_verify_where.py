@@ -31,7 +31,7 @@ from backup_pipeline.core.local_verify import LocalServerPlan, sweep_local_serve
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.pipeline import failure_message, run_backup
 from tests.support.seed import SEED_COUNTS

@@ -14,7 +14,7 @@ from backup_pipeline.core.config import DatabaseSettings, Settings, load_setting
 from backup_pipeline.core.errors import BackupNotFoundError, ConfigurationError
 from backup_pipeline.core.names import BackupName, backup_name_prefix, check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.core.storage import BackupStorage, storage_from_settings
+from backup_pipeline.core.storage import BackupStorage, open_storage
 from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import run_url
 
@@ -46,7 +46,7 @@ class CliContext:
 
     @cached_property
     def storage(self) -> BackupStorage:
-        return storage_from_settings(self.settings.storage)
+        return open_storage(self.settings.storage)
 
     def catalog(self, with_encryption_key: bool = False) -> BackupCatalog:
         """The catalog of this database's backups; the encryption key only when a backup will be read."""

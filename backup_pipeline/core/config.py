@@ -13,7 +13,16 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, ValidationInfo, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
 
 from backup_pipeline.core import config_fields as fields
 from backup_pipeline.core.config_fields import IN_ENVIRONMENT, IN_FILE, CompleteMessage
@@ -30,6 +39,7 @@ from backup_pipeline.core.settings.declaration import (
     model_fields,
     read_environment,
 )
+from backup_pipeline.core.storage import StorageSettings, choose_storage
 
 DEFAULT_SCHEDULE_CRON = BY_NAME["schedule_cron"].default
 DEFAULT_STALL_SECONDS = BY_NAME["stall_seconds"].default
@@ -108,7 +118,7 @@ DatabaseSettings = create_model(
 
 
 class _StorageRules(_Settings):
-    """StorageSettings without its fields (core/settings/storage.py)."""
+    """The storage variables as read (core/settings/storage.py), before they choose a backend (core/storage/)."""
 
     # Which variables said so, for messages: a user who set DO_SPACES_BUCKET is told about DO_SPACES_BUCKET.
     bucket_env: str = "BACKUP_S3_BUCKET"
@@ -122,21 +132,14 @@ class _StorageRules(_Settings):
             )
         return self
 
-    @property
-    def uses_s3(self) -> bool:
-        return self.bucket is not None
 
-    def describe(self) -> str:
-        if self.uses_s3:
-            return f"bucket '{self.bucket}' at {self.endpoint_url or 'AWS S3'}"
-        return f"local folder {Path(self.local_dir).resolve()}"
-
-
-StorageSettings = create_model(
-    "StorageSettings",
+# Every storage variable is checked, whichever backend they choose: a typo in BACKUP_S3_MAX_ATTEMPTS is
+# reported while the local folder is in use, not on the day a bucket is set.
+StorageVariables = create_model(
+    "StorageVariables",
     __base__=_StorageRules,
     __module__=__name__,
-    __doc__="Where backups are kept: an S3-compatible bucket, or a local folder when no bucket is set.",
+    __doc__="The storage section's values, checked; `choose_storage` turns them into one backend's settings.",
     **model_fields(SETTINGS, STORAGE),
 )
 
@@ -185,7 +188,8 @@ class _SettingsRules(_Settings):
     databases: tuple[DatabaseSettings, ...]
     # Besides each database's own server (keyed by the database's key), the servers a restore may write to.
     restore_targets: tuple[RestoreTarget, ...] = ()
-    storage: StorageSettings
+    # One backend's settings (core/storage/): LocalStorageSettings, S3StorageSettings.
+    storage: SerializeAsAny[StorageSettings]
     discord: DiscordSettings = DiscordSettings()
 
     def database(self, key: str | None = None) -> DatabaseSettings:
@@ -271,7 +275,7 @@ def _storage(env: dict[str, str]) -> StorageSettings:
     if "BACKUP_S3_ENDPOINT_URL" not in env and "DO_SPACES_REGION" in env:
         derived["endpoint_url"] = f"https://{env['DO_SPACES_REGION']}.digitaloceanspaces.com"
         derived["endpoint_env"] = "DO_SPACES_REGION"
-    return _from_environment(StorageSettings, STORAGE, env, **derived)
+    return choose_storage(_from_environment(StorageVariables, STORAGE, env, **derived).model_dump())
 
 
 def _from_environment(model: type[BaseModel], section: str, env: dict[str, str], **derived):

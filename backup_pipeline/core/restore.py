@@ -76,7 +76,7 @@ from backup_pipeline.core.replication import (
     replication_state,
 )
 from backup_pipeline.core.replication import check_choice as check_replication_choice
-from backup_pipeline.core.storage import partial_path
+from backup_pipeline.core.storage.local import partial_path
 from backup_pipeline.core.streams import (
     CHUNK_BYTES,
     HashingReader,

@@ -41,7 +41,8 @@ from backup_pipeline.core.postgres import (
     drop_database,
 )
 from backup_pipeline.core.prune import INCOMPLETE_GRACE
-from backup_pipeline.core.storage import PARTIAL_FILE, UnfinishedUpload
+from backup_pipeline.core.storage import UnfinishedUpload
+from backup_pipeline.core.storage.local import PARTIAL_FILE
 from backup_pipeline.core.streams import human_bytes
 
 Log = Callable[[str], None]

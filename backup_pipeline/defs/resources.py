@@ -1,6 +1,6 @@
 """Dagster resources: the database to back up and the backup storage.
 
-Thin wrappers: the plumbing lives in postgres.py and storage.py, shared with the command line.
+Thin wrappers: the plumbing lives in core/postgres and core/storage/, shared with the command line.
 Secrets arrive as dg.EnvVar, so Dagster stores the variable's name, never its value.
 """
 
@@ -9,18 +9,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import DatabaseSettings, StorageSettings
+from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.encryption import EncryptionKey, load_key
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.local_verify import LocalServerPlan
 from backup_pipeline.core.names import backup_name_prefix
 from backup_pipeline.core.postgres import ClientTools, PostgresTarget
-from backup_pipeline.core.storage import BackupStorage, LocalStorage, storage_from_settings
+from backup_pipeline.core.storage import (
+    BackupStorage,
+    S3StorageSettings,
+    StorageSettings,
+    open_storage,
+    storage_settings_from,
+)
 
 
 @dataclass(frozen=True)
@@ -86,41 +93,28 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 class BackupStorageResource(dg.ConfigurableResource):
-    """Where backups are kept: an S3-compatible bucket through dagster-aws, or a local folder."""
+    """Where backups are kept: one storage backend's settings (core/storage/), opened by its factory."""
 
-    bucket: str | None = None
-    local_dir: str = "./backups"
-    # Where and as whom (shown in the UI's resource config); the client itself is built by core/storage.py's
-    # s3_client, the one place that sets its retries, timeouts and checksum mode.
+    # The backend's settings as plain values (`backend` names the backend; unset ones left out, as Dagster's
+    # config maps hold no nulls): its config takes only its own Config classes, and core never imports Dagster.
+    # Read back as the backend's typed settings (`storage_settings`).
+    settings: dict[str, Any]
+    # dagster-aws's view of the S3 connection, credentials as dg.EnvVar (the UI shows the variables' names).
+    # The client itself is built by core/storage/s3.py's s3_client, the one place that sets its retries,
+    # timeouts and checksum mode, from `settings`; empty for a backend that is not S3.
     s3: S3Resource
-    checksums: str | None = None
     # dg.EnvVar("BACKUP_ENCRYPTION_KEY") when set: Dagster records the variable's name, never the key.
     encryption_key: str | None = None
-    encryption_key_file: str | None = None
-    # Names of the variables the user set (never their values), so messages name those.
-    bucket_env: str = "BACKUP_S3_BUCKET"
-    endpoint_env: str = "BACKUP_S3_ENDPOINT_URL"
-    access_key_id_env: str | None = None
-    secret_access_key_env: str | None = None
+
+    @property
+    def storage_settings(self) -> StorageSettings:
+        return storage_settings_from(self.settings)
 
     def storage(self) -> BackupStorage:
-        if self.bucket:
-            named = StorageSettings(
-                bucket=self.bucket,
-                endpoint_url=self.s3.endpoint_url,
-                region=self.s3.region_name,
-                max_attempts=self.s3.max_attempts,
-                checksums=self.checksums,
-                access_key_id_env=self.access_key_id_env,
-                secret_access_key_env=self.secret_access_key_env,
-                bucket_env=self.bucket_env,
-                endpoint_env=self.endpoint_env,
-            )
-            return storage_from_settings(named)
-        return LocalStorage(self.local_dir)
+        return open_storage(self.storage_settings)
 
     def encryption(self) -> EncryptionKey | None:
-        return load_key(self.encryption_key, self.encryption_key_file)
+        return load_key(self.encryption_key, self.storage_settings.encryption_key_file)
 
     def catalog(self, postgres: DatabaseConnection, storage_prefix: str) -> BackupCatalog:
         return BackupCatalog(self.storage(), storage_prefix, postgres.backup_name_prefix(), self.encryption())
@@ -136,22 +130,20 @@ def postgres_resource() -> PostgresResource:
 
 
 def storage_resource(settings: StorageSettings) -> BackupStorageResource:
-    s3 = S3Resource(
+    return BackupStorageResource(
+        settings=settings.model_dump(exclude_none=True),
+        s3=_s3_resource(settings),
+        encryption_key=_env_var(settings.encryption_key_env),
+    )
+
+
+def _s3_resource(settings: StorageSettings) -> S3Resource:
+    if not isinstance(settings, S3StorageSettings):
+        return S3Resource()
+    return S3Resource(
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
         aws_access_key_id=_env_var(settings.access_key_id_env),
         aws_secret_access_key=_env_var(settings.secret_access_key_env),
         max_attempts=settings.max_attempts,
-    )
-    return BackupStorageResource(
-        bucket=settings.bucket,
-        local_dir=settings.local_dir,
-        s3=s3,
-        checksums=settings.checksums,
-        encryption_key=_env_var(settings.encryption_key_env),
-        encryption_key_file=settings.encryption_key_file,
-        bucket_env=settings.bucket_env,
-        endpoint_env=settings.endpoint_env,
-        access_key_id_env=settings.access_key_id_env,
-        secret_access_key_env=settings.secret_access_key_env,
     )

@@ -48,10 +48,15 @@ def test_rules_across_fields_are_checked():
 
 def test_settings_hold_the_names_of_secret_variables_never_their_values():
     settings = load_settings(
-        {"AWS_SECRET_ACCESS_KEY": "s3cret", "DISCORD_WEBHOOK_URL": "https://discord.test/api/webhooks/1/wh-tok-9f3e"}
+        {
+            "BACKUP_S3_BUCKET": "team-backups",
+            "AWS_SECRET_ACCESS_KEY": "s3cret",
+            "DISCORD_WEBHOOK_URL": "https://discord.test/api/webhooks/1/wh-tok-9f3e",
+        }
     )
     assert "s3cret" not in repr(settings) and "wh-tok-9f3e" not in repr(settings)
     assert settings.storage.secret_access_key_env == "AWS_SECRET_ACCESS_KEY"
+    assert settings.storage.secret_variables() == ("AWS_SECRET_ACCESS_KEY",)
     assert settings.discord.configured
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from backup_pipeline.core.config import StorageSettings, load_settings
+from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.storage import checksum_mode, s3_client
+from backup_pipeline.core.storage.s3 import S3StorageSettings, checksum_mode, s3_client
 from backup_pipeline.defs.resources import storage_resource
 
 
@@ -21,7 +21,7 @@ from backup_pipeline.defs.resources import storage_resource
     ],
 )
 def test_checksum_mode_follows_the_endpoint_unless_told(endpoint, override, mode):
-    settings = StorageSettings(bucket="b-1", endpoint_url=endpoint, checksums=override)
+    settings = S3StorageSettings(bucket="b-1", endpoint_url=endpoint, checksums=override)
     assert checksum_mode(settings) == mode
     config = s3_client(settings).meta.config
     assert config.request_checksum_calculation == mode and config.response_checksum_validation == mode

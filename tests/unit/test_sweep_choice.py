@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 from backup_pipeline.core.postgres import PASSWORD_FILE, SCRATCH_DATABASE, scratch_database_name
-from backup_pipeline.core.storage import PARTIAL_FILE, UnfinishedUpload
+from backup_pipeline.core.storage import UnfinishedUpload
+from backup_pipeline.core.storage.local import PARTIAL_FILE
 from backup_pipeline.core.sweep import SweepReport, abandoned_uploads, our_unfinished
 
 NOW = datetime(2026, 1, 13, 15, 0, tzinfo=UTC)

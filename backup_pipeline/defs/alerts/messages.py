@@ -52,7 +52,7 @@ class Redactor:
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Redactor:
         env = os.environ if environ is None else environ
         names = set(ALWAYS_SECRET_ENV)
-        names |= {n for n in (settings.storage.secret_access_key_env,) if n}
+        names |= set(settings.storage.secret_variables())
         names |= {n for n in (settings.discord.webhook_url_env, settings.discord.bot_token_env) if n}
         secrets = [env.get(n, "") for n in names]
         for db in settings.databases:
