@@ -19,14 +19,13 @@ from backup_pipeline.defs.names import (
     DATABASE_TAG,
     KIND_TAG,
     LABEL_TAG,
-    POSTGRES_RESOURCE_KEY,
     REQUEST_JOB,
     REQUEST_OP,
     RESTORE_JOB,
     RESTORE_OP,
-    STORAGE_RESOURCE_KEY,
     DefinitionNames,
 )
+from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.sweeping import sweep_for
 
 
@@ -183,23 +182,27 @@ def run_cancel_check(instance: dg.DagsterInstance, run_id: str):
 
 
 def build_restore_job(settings: Settings) -> dg.JobDefinition:
-    @dg.op(name=RESTORE_OP, required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY})
-    def restore_backup(context: dg.OpExecutionContext, config: RestoreConfig) -> None:
+    @dg.op(name=RESTORE_OP)
+    def restore_backup(
+        context: dg.OpExecutionContext,
+        config: RestoreConfig,
+        postgres: PostgresResource,
+        backup_storage: BackupStorageResource,
+    ) -> None:
         """Restores a stored backup into a new database, or over an existing one with replace: true."""
-        storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
         with fail_clearly():
             if config.confirm != RESTORE_CONFIRMATION:
                 raise ConfigurationError(f"a restore needs confirm: {RESTORE_CONFIRMATION} in its run config")
             db = choose_database(settings, config.database or None)
-            postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
-            catalog = storage.catalog(postgres, db.storage_prefix)
+            connection = postgres.database(db)
+            catalog = backup_storage.catalog(connection, db.storage_prefix)
             name = BackupName.parse(config.backup_name, catalog.name_prefix)
-            source = postgres.target()
+            source = connection.target()
             server = source
             if config.target:
                 url_env = settings.restore_target_env(config.target)
                 server = PostgresTarget.from_url(os.environ.get(url_env), url_env)
-            sweep_for(context, db, server)
+            sweep_for(context, postgres, backup_storage, db, server)
             choices = PrivilegeChoices.parse(config.no_owner, config.no_acl, config.role_map, config.create_roles)
             should_stop = run_cancel_check(context.instance, context.run_id)
             outcome = restore_to_database(
@@ -209,7 +212,7 @@ def build_restore_job(settings: Settings) -> dg.JobDefinition:
                 config.target_db,
                 config.replace,
                 config.jobs,
-                postgres.tools(),
+                connection.tools(),
                 context.log.info,
                 privileges=choices,
                 replication=config.replication or None,

@@ -42,10 +42,11 @@ RUN_PID_TAG = "backup/pid"
 RUN_PID_STARTED_TAG = "backup/pid_started"
 RUN_PID_NAMESPACE_TAG = "backup/pid_namespace"
 DEAD_RUN_SENSOR = "dead_run_sensor"
-STORAGE_RESOURCE_KEY = "backup_storage"
 # On a failed step: the class name of our error (core/errors.py, core/prune.py), so the alerts tell a
 # refused prune from a failed one by its type, not by its wording.
 ERROR_CLASS_METADATA = "backup/error_class"
+# The resources' keys: the assets, ops, checks and sensors take them as typed parameters of these names.
+STORAGE_RESOURCE_KEY = "backup_storage"
 POSTGRES_RESOURCE_KEY = "postgres"
 
 REQUEST_JOB = "request_backup"

@@ -25,13 +25,8 @@ from backup_pipeline.core.prune import FUTURE_TOLERANCE, newest_verified
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import fresh_again_text, stale_text
 from backup_pipeline.defs.alerts.runs import database_name
-from backup_pipeline.defs.names import (
-    FRESHNESS_SENSOR,
-    POSTGRES_RESOURCE_KEY,
-    STORAGE_RESOURCE_KEY,
-    DefinitionNames,
-    asset_url,
-)
+from backup_pipeline.defs.names import FRESHNESS_SENSOR, DefinitionNames, asset_url
+from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 
 FRESHNESS_CHECK = "verified_backup_fresh"
 FRESHNESS_SENSOR_INTERVAL_S = 600
@@ -97,11 +92,12 @@ def verified_backup_freshness(catalog: BackupCatalog, limit_hours: float, now: d
     )
 
 
-def check_freshness(resources, db: DatabaseSettings, now: datetime) -> FreshnessVerdict:
+def check_freshness(
+    postgres: PostgresResource, backup_storage: BackupStorageResource, db: DatabaseSettings, now: datetime
+) -> FreshnessVerdict:
     """The verdict for one database, using the code location's resources; a storage problem is a stale verdict."""
     try:
-        postgres = getattr(resources, POSTGRES_RESOURCE_KEY).database(db)
-        catalog = getattr(resources, STORAGE_RESOURCE_KEY).catalog(postgres, db.storage_prefix)
+        catalog = backup_storage.catalog(postgres.database(db), db.storage_prefix)
         return verified_backup_freshness(catalog, db.freshness_hours, now)
     except BackupError as error:
         return FreshnessVerdict(fresh=False, limit_hours=db.freshness_hours, problem=str(error))
@@ -133,12 +129,13 @@ def build_freshness_checks(databases: list[DatabaseSettings]) -> dg.AssetChecksD
         name=FRESHNESS_CHECK,
         specs=specs,
         can_subset=True,
-        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
     )
-    def verified_backup_fresh(context: dg.AssetCheckExecutionContext):
+    def verified_backup_fresh(
+        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, backup_storage: BackupStorageResource
+    ):
         now = datetime.now(UTC)
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.path):
-            verdict = check_freshness(context.resources, by_key[check_key], now)
+            verdict = check_freshness(postgres, backup_storage, by_key[check_key], now)
             yield dg.AssetCheckResult(
                 asset_key=check_key.asset_key,
                 check_name=FRESHNESS_CHECK,
@@ -182,19 +179,20 @@ def build_freshness_sensor(settings: Settings, client: DiscordClient, redact=lam
         name=FRESHNESS_SENSOR,
         minimum_interval_seconds=FRESHNESS_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
         description=(
             f"Dead-man's switch for every database: alerts on Discord when one has no verified backup from the "
             f"last {'/'.join(f'{h:g}' for h in limits)} hours (repeated every "
             f"{STALE_ALERT_REPEAT.total_seconds() / 3600:g} h while it lasts) and records its {FRESHNESS_CHECK} check."
         ),
     )
-    def backup_freshness_sensor(context: dg.SensorEvaluationContext):
+    def backup_freshness_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource, backup_storage: BackupStorageResource
+    ):
         now = datetime.now(UTC)
         states = _states_from_cursor(context.cursor)
         # Listing storage is I/O: hundreds of databases are checked a few at a time, not one after another.
         with ThreadPoolExecutor(max_workers=FRESHNESS_WORKERS) as pool:
-            verdicts = list(pool.map(lambda db: check_freshness(context.resources, db, now), databases))
+            verdicts = list(pool.map(lambda db: check_freshness(postgres, backup_storage, db, now), databases))
         events, stale = [], 0
         for db, verdict in zip(databases, verdicts, strict=True):
             state = AlarmState.from_dict(states.get(db.key))

@@ -15,7 +15,8 @@ from backup_pipeline.core.health import HEALTH_CHECKS, compare_backups, previous
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.verification import verification_spec, verify_partition
-from backup_pipeline.defs.names import LABEL_TAG, POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import LABEL_TAG, DefinitionNames
+from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.sweeping import sweep_for
 
 
@@ -67,29 +68,34 @@ def build_backup_asset(
         # One step at a time per database (dagster.yaml: pools of run granularity, default limit 1), however
         # the run was started: schedule, request, command line or the UI's Materialize button.
         pool=names.pool,
-        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
     )
-    def dump_upload_verify(context: dg.AssetExecutionContext):
+    def dump_upload_verify(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, backup_storage: BackupStorageResource
+    ):
         selected = context.selected_asset_keys
         with fail_clearly():
-            sweep_for(context, db)
+            sweep_for(context, postgres, backup_storage, db)
         if selected & {dump_key, offsite_key}:
-            yield from dump_and_upload(context, selected)
+            yield from dump_and_upload(context, postgres, backup_storage, selected)
         if verification_key in selected:
-            yield verify_partition(context, db)
+            yield verify_partition(context, postgres, backup_storage, db)
 
-    def dump_and_upload(context: dg.AssetExecutionContext, selected):
-        postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
-        storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
+    def dump_and_upload(
+        context: dg.AssetExecutionContext,
+        postgres: PostgresResource,
+        backup_storage: BackupStorageResource,
+        selected,
+    ):
+        connection = postgres.database(db)
         with fail_clearly():
             backup_id = BackupId.parse(context.partition_key)
             label = context.run.tags.get(LABEL_TAG) or None
-            catalog = storage.catalog(postgres, db.storage_prefix)
+            catalog = backup_storage.catalog(connection, db.storage_prefix)
             result = take_backup(
-                postgres.target(),
+                connection.target(),
                 catalog,
                 backup_id,
-                postgres.tools(),
+                connection.tools(),
                 db.dump_options(),
                 log=context.log.info,
                 label=label,

@@ -26,8 +26,9 @@ from backup_pipeline.core.prune import (
     plan_prune,
 )
 from backup_pipeline.defs.assets.failures import fail_clearly
-from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, PRUNE_OP, STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import PRUNE_OP, DefinitionNames
 from backup_pipeline.defs.partitions import delete_dynamic_partitions
+from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.sweeping import sweep_for
 
 LOG_LINES_PER_MESSAGE = 500
@@ -49,11 +50,15 @@ def build_retention_assets(databases: list[DatabaseSettings], storage_kind: str 
         name=PRUNE_OP,
         specs=[_retention_spec(db, storage_kind) for db in databases],
         can_subset=True,
-        required_resource_keys={POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY},
     )
-    def backup_retention(context: dg.AssetExecutionContext, config: PruneConfig):
+    def backup_retention(
+        context: dg.AssetExecutionContext,
+        config: PruneConfig,
+        postgres: PostgresResource,
+        backup_storage: BackupStorageResource,
+    ):
         for key in sorted(context.selected_asset_keys, key=lambda k: k.path):
-            yield prune_database(context, config, by_key[key], key)
+            yield prune_database(context, config, postgres, backup_storage, by_key[key], key)
 
     return backup_retention
 
@@ -114,21 +119,25 @@ def _being_written(context: dg.AssetExecutionContext, target, incomplete) -> set
 
 
 def prune_database(
-    context: dg.AssetExecutionContext, config: PruneConfig, db: DatabaseSettings, key: dg.AssetKey
+    context: dg.AssetExecutionContext,
+    config: PruneConfig,
+    postgres: PostgresResource,
+    backup_storage: BackupStorageResource,
+    db: DatabaseSettings,
+    key: dg.AssetKey,
 ) -> dg.MaterializeResult:
     names = DefinitionNames(db)
     policy = retention_policy(db)
-    postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
-    storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
+    connection = postgres.database(db)
     with fail_clearly():
-        catalog = storage.catalog(postgres, db.storage_prefix)
+        catalog = backup_storage.catalog(connection, db.storage_prefix)
         where = f"{catalog.name_prefix} in {catalog.storage.describe()}"
         now = datetime.now(UTC)
         entries = catalog.entries()
         protected = previous_good_backups(
             catalog, [e for e in entries if e.verified], db.health_max_row_drop_percent, log=context.log.warning
         )
-        writing = _being_written(context, postgres.target(), [e for e in entries if not e.complete])
+        writing = _being_written(context, connection.target(), [e for e in entries if not e.complete])
         # Every backup the policy would delete (alone or with the breaker off) is read again by name first.
         entries = confirmed_entries(
             catalog,
@@ -159,7 +168,7 @@ def prune_database(
             gone = [d.name[len(catalog.name_prefix) + 1 :] for d in doomed]
             delete_dynamic_partitions(context.instance, names.partitions, [k for k in gone if k in existing])
             # After the policy, so its counts are its own: the sweep then removes what killed runs left since.
-            sweep_for(context, db)
+            sweep_for(context, postgres, backup_storage, db)
     table = "\n".join(
         ["| backup | action | reason |", "|---|---|---|"]
         + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]

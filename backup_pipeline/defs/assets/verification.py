@@ -8,7 +8,8 @@ from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.verify import verify_backup
 from backup_pipeline.defs.assets.failures import fail_clearly
-from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
+from backup_pipeline.defs.names import DefinitionNames
+from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 
 
 def verification_spec(names: DefinitionNames) -> dg.AssetSpec:
@@ -26,19 +27,23 @@ def verification_spec(names: DefinitionNames) -> dg.AssetSpec:
     )
 
 
-def verify_partition(context: dg.AssetExecutionContext, db: DatabaseSettings) -> dg.MaterializeResult:
+def verify_partition(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    backup_storage: BackupStorageResource,
+    db: DatabaseSettings,
+) -> dg.MaterializeResult:
     """Verifies the backup of the run's partition; its materialization, or a failure saying what is wrong."""
     names = DefinitionNames(db)
-    postgres = getattr(context.resources, POSTGRES_RESOURCE_KEY).database(db)
-    storage = getattr(context.resources, STORAGE_RESOURCE_KEY)
+    connection = postgres.database(db)
     with fail_clearly():
-        catalog = storage.catalog(postgres, db.storage_prefix)
+        catalog = backup_storage.catalog(connection, db.storage_prefix)
         name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(context.partition_key))
         outcome = verify_backup(
             catalog,
             name,
-            postgres.verify_place(),
-            postgres.tools(),
+            connection.verify_place(),
+            connection.tools(),
             log=context.log.info,
             stall_seconds=db.stall_seconds,
         )
