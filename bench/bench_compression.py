@@ -23,7 +23,9 @@ from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.dump_options import DumpOptions
 from backup_pipeline.core.names import BackupId, BackupName
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, ThrowawayServer, bundled_client_dir
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.clients import ClientTools, bundled_client_dir
+from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from bench.generate_data import build, parse_size

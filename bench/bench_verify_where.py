@@ -26,7 +26,8 @@ from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.local_verify import LOCAL_SERVER_SETTINGS, LocalServerPlan
 from backup_pipeline.core.names import BackupId, BackupName
-from backup_pipeline.core.postgres import PostgresTarget, ThrowawayServer
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from bench.generate_data import ADMIN_URL_DEFAULT, build, parse_size

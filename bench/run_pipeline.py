@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from backup_pipeline.core.catalog import BackupCatalog
     from backup_pipeline.core.dump_options import DumpOptions
     from backup_pipeline.core.names import BackupId, BackupName
-    from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+    from backup_pipeline.core.postgres import PostgresTarget
+    from backup_pipeline.core.postgres.clients import ClientTools
     from backup_pipeline.core.verify import verify_backup
 
     target = PostgresTarget.from_url(args.url)

@@ -9,7 +9,7 @@ import pytest
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.manifest import Manifest
-from backup_pipeline.core.postgres import table_row_counts
+from backup_pipeline.core.postgres.catalog import table_row_counts
 from backup_pipeline.core.storage import open_storage
 from tests.support.pipeline import failure_message, load_defs, run_backup
 from tests.support.seed import SEED_COUNTS

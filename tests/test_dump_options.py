@@ -18,7 +18,9 @@ from backup_pipeline.core.dump_options import DEFAULT_COMPRESSION, Compression, 
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
-from backup_pipeline.core.postgres import ClientTools, PgClient, PostgresTarget, server_version
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_version
+from backup_pipeline.core.postgres.clients import ClientTools, PgClient
 from backup_pipeline.core.restore import restore_to_database
 from backup_pipeline.core.storage import open_storage
 from backup_pipeline.core.storage.local import LocalStorage

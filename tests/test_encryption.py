@@ -25,7 +25,8 @@ from backup_pipeline.core.encryption import (
 from backup_pipeline.core.errors import ConfigurationError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId
-from backup_pipeline.core.postgres import PostgresTarget, table_row_counts
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import table_row_counts
 from backup_pipeline.core.storage import open_storage
 from tests.support.hardening import (
     bucket_state,

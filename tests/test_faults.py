@@ -28,7 +28,8 @@ from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.clients import ClientTools
 from backup_pipeline.core.storage import open_storage
 from tests.support.discord_stub import DiscordStub
 from tests.support.faulty_proxy import FaultyProxy

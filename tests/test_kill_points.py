@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backup_pipeline.core.postgres import SCRATCH_DATABASE
+from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE
 from tests.support.cli import CLI, OUR_VARS, row_counts
 from tests.support.hardening import (
     clean_environment,

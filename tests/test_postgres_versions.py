@@ -20,7 +20,9 @@ from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.errors import BackupError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, bundled_client_dir, server_version
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_version
+from backup_pipeline.core.postgres.clients import ClientTools, bundled_client_dir
 from backup_pipeline.core.restore import restore_into, restore_to_database
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup

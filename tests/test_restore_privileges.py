@@ -20,7 +20,10 @@ from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId, BackupName
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, ThrowawayServer, client_tools_environment
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.clients import ClientTools
+from backup_pipeline.core.postgres.environment import client_tools_environment
+from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 from backup_pipeline.core.privileges import PrivilegeChoices
 from backup_pipeline.core.prune import apply_prune
 from backup_pipeline.core.restore import restore_to_database

@@ -8,7 +8,8 @@ import pytest
 
 from backup_pipeline.core.backup import writer_lock_name
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
-from backup_pipeline.core.postgres import PostgresTarget, advisory_lock
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.locks import advisory_lock
 from tests.support.pipeline import failure_message, load_defs
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -32,7 +32,10 @@ from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.core.postgres import SCRATCH_DATABASE, ClientTools, PostgresTarget, server_version
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_version
+from backup_pipeline.core.postgres.clients import ClientTools
+from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE
 from backup_pipeline.core.restore import RestoreStopped, restore_to_database
 from backup_pipeline.core.storage import open_storage
 from tests.support.cli import CLI, PROJECT_ROOT, CliWorld, make_world, row_counts

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from backup_pipeline.cli.main import main
-from backup_pipeline.core.postgres import table_row_counts
+from backup_pipeline.core.postgres.catalog import table_row_counts
 from tests.support.discord_stub import DiscordStub
 from tests.support.hardening import (
     ProcessSampler,

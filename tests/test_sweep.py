@@ -13,7 +13,9 @@ import time
 import pytest
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.postgres import PostgresTarget, create_database, drop_database, scratch_claims
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.databases import create_database, drop_database
+from backup_pipeline.core.postgres.scratch import scratch_claims
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.storage.s3 import S3Storage
 from backup_pipeline.core.sweep import SweepReport, sweep_password_files, sweep_scratch_databases, sweep_storage
@@ -125,7 +127,7 @@ def test_a_multipart_upload_of_a_running_backup_survives_and_an_abandoned_one_is
             Bucket=s3_bucket, Key=key, UploadId=uploads[name], PartNumber=1, Body=os.urandom(5 * 1024 * 1024)
         )
     from backup_pipeline.core.backup import writer_lock_name
-    from backup_pipeline.core.postgres import advisory_lock
+    from backup_pipeline.core.postgres.locks import advisory_lock
 
     with advisory_lock(target, writer_lock_name(running)) as obtained:
         assert obtained
@@ -144,7 +146,7 @@ def test_a_running_backup_keeps_its_upload_on_a_server_that_ends_idle_sessions(
     # Managed servers often set idle_session_timeout: the writer lock's session idles for the whole dump, and
     # a lock that went with it would let a sweep abort the upload of a backup still being written.
     from backup_pipeline.core.backup import writer_lock_name
-    from backup_pipeline.core.postgres import advisory_lock
+    from backup_pipeline.core.postgres.locks import advisory_lock
 
     role = f"bp_idle_{os.urandom(3).hex()}"
     admin = PostgresTarget.from_url(pg_admin_url).connect()

@@ -303,7 +303,7 @@ def test_a_local_server_left_by_a_killed_verification_is_stopped_and_removed_by_
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from backup_pipeline.core.postgres import ThrowawayServer\n"
+        "from backup_pipeline.core.postgres.throwaway import ThrowawayServer\n"
         "server = ThrowawayServer(label='verify', parent=Path(sys.argv[1])).start()\n"
         "print(server.folder, flush=True)\n"
         "time.sleep(600)\n"
@@ -416,7 +416,7 @@ def test_a_server_whose_disk_fills_during_a_verification_is_reported_as_such(cat
     # A manifest that understates the database (as an estimate can) lets the restore start; the server's disk,
     # a 56 MB tmpfs holding a throwaway PostgreSQL 18 (about 40 MB of it empty), fills under 24 MB of
     # incompressible rows.
-    from backup_pipeline.core.postgres import ThrowawayServer
+    from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 
     url = make_database(seed_sql=None)
     with psycopg.connect(url, autocommit=True) as conn:

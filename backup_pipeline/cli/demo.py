@@ -43,7 +43,7 @@ FROM generate_series(1, 6000) g JOIN (SELECT id, row_number() OVER () AS n FROM 
 
 
 def run_demo(args) -> int:
-    from backup_pipeline.core.postgres import ThrowawayServer
+    from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 
     backups = Path(args.backups_dir).resolve()
     print(f"{DEMO_LABEL}.")

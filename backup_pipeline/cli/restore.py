@@ -18,7 +18,10 @@ from backup_pipeline.cli.runs import RunSpec, run_job
 from backup_pipeline.cli.verify import left_out_names, left_out_note
 from backup_pipeline.core.config import RESTORE_TARGETS_ENV
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget, admin_connection, check_database_name
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.clients import ClientTools
+from backup_pipeline.core.postgres.databases import check_database_name
+from backup_pipeline.core.postgres.maintenance import admin_connection
 from backup_pipeline.core.privileges import PrivilegeChoices
 from backup_pipeline.core.replication import check_replication, replication_state
 from backup_pipeline.core.restore import (

@@ -14,13 +14,10 @@ from backup_pipeline.core.encryption import EncryptingReader
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId, BackupName, check_label
-from backup_pipeline.core.postgres import (
-    ClientTools,
-    PostgresTarget,
-    advisory_lock,
-    held_advisory_locks,
-    server_identity,
-)
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_identity
+from backup_pipeline.core.postgres.clients import ClientTools
+from backup_pipeline.core.postgres.locks import advisory_lock, held_advisory_locks
 from backup_pipeline.core.streams import HashingReader, StallWatch, human_bytes, run_watched
 
 

@@ -20,18 +20,15 @@ from pathlib import Path
 from backup_pipeline.core.directory_archive import DirectoryTarStream
 from backup_pipeline.core.dump_options import NEWER_METHODS_SINCE, DumpOptions
 from backup_pipeline.core.errors import BackupError, ConfigurationError
-from backup_pipeline.core.postgres import (
-    ClientTools,
-    PgClient,
-    PostgresTarget,
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import database_size, server_version, table_row_counts
+from backup_pipeline.core.postgres.clients import ClientTools, PgClient
+from backup_pipeline.core.postgres.sessions import (
     cancel_backends,
-    database_size,
     exported_snapshot,
     lock_waits,
-    server_version,
     session_tag,
     sessions_named,
-    table_row_counts,
     tagged_sessions,
 )
 from backup_pipeline.core.privileges import database_properties, named_roles, role_definitions

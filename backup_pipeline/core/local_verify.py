@@ -2,7 +2,7 @@
 
 Restoring a full copy of the database onto the production server costs it disk, CPU and connections (a server
 at 75 % disk use PANICked when a verification filled it), and needs CREATEDB there. By default a verification
-starts its own server instead (core/postgres.py's ThrowawayServer, from the bundled PostgreSQL 18 binaries or
+starts its own server instead (core/postgres/throwaway.py's ThrowawayServer, from the bundled PostgreSQL 18 binaries or
 from BACKUP_PG_BIN_DIR when that folder holds a server), in a private folder of the worker's temporary folder
 (or BACKUP_VERIFY_LOCAL_DIR), after checking that the folder's disk has room for the restored database and
 that the server has every extension the archive creates. The server is stopped and its folder removed when the
@@ -27,15 +27,13 @@ from backup_pipeline.core.encryption import decrypting
 from backup_pipeline.core.errors import BackupError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.owners import abandoned
-from backup_pipeline.core.postgres import (
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.clients import PG_BIN_DIR_ENV, PgClient, bundled_client_dir
+from backup_pipeline.core.postgres.environment import client_tools_environment
+from backup_pipeline.core.postgres.throwaway import (
     OWNER_LOCK_FILE,
-    PG_BIN_DIR_ENV,
     THROWAWAY_FOLDER,
-    PgClient,
-    PostgresTarget,
     ThrowawayServer,
-    bundled_client_dir,
-    client_tools_environment,
     server_user_can_reach,
     stop_abandoned_server,
 )

@@ -30,29 +30,27 @@ from backup_pipeline.core.errors import BackupError, ConfigurationError, Verific
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.owners import hold
-from backup_pipeline.core.postgres import (
-    TRANSACTION_TIMEOUT_SINCE,
-    ClientTools,
-    PgClient,
-    PostgresTarget,
-    admin_connection,
-    cancel_backends,
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_identity, server_version, table_row_counts
+from backup_pipeline.core.postgres.clients import TRANSACTION_TIMEOUT_SINCE, ClientTools, PgClient
+from backup_pipeline.core.postgres.databases import (
     check_database_name,
-    client_tools_environment,
     create_database,
     createdb_refusal,
     database_exists,
     disconnect_sessions,
     drop_database,
-    lock_waits,
     rename_database,
-    scratch_claims,
-    server_identity,
-    server_version,
+    swap_databases,
+)
+from backup_pipeline.core.postgres.environment import client_tools_environment
+from backup_pipeline.core.postgres.maintenance import admin_connection
+from backup_pipeline.core.postgres.scratch import scratch_claims
+from backup_pipeline.core.postgres.sessions import (
+    cancel_backends,
+    lock_waits,
     session_tag,
     sessions_named,
-    swap_databases,
-    table_row_counts,
     tagged_sessions,
 )
 from backup_pipeline.core.privileges import (

@@ -21,7 +21,9 @@ from backup_pipeline.core.dump import schema_sql
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.core.postgres import ClientTools, PgClient, PostgresTarget, server_version
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_version
+from backup_pipeline.core.postgres.clients import ClientTools, PgClient
 from backup_pipeline.core.restore import Log, archive_schema_sql, checked_manifest
 
 # The kinds a difference is reported under, in the order shown. The first five are those of earlier versions

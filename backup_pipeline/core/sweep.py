@@ -8,7 +8,7 @@ what is ours and whose owner is gone:
   BACKUP_VERIFY_LOCAL_DIR): the owner pid is dead and the flock of the folder's `owner.lock` is free; the
   server a kill left running is stopped, then the folder removed (core/local_verify.py);
 - scratch databases `bp_<verify|restore|replaced|diff>_<time>_<random>`: no session holds the advisory lock
-  keyed by the name (core/postgres.py); a user's database never has that shape;
+  keyed by the name (core/postgres/scratch.py); a user's database never has that shape;
 - partial files `.<name>.partial-<pid>` in the local folder and beside a download: pid dead, flock free;
 - unfinished multipart uploads and dumps without a manifest, of our own backup names only: no session holds
   the backup's writer lock (core/backup.py), which its run keeps from before the dump until the manifest is
@@ -33,13 +33,11 @@ from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.local_verify import local_server_parents, sweep_local_servers
 from backup_pipeline.core.names import BackupName, classify_key, join_key
 from backup_pipeline.core.owners import abandoned, remove
-from backup_pipeline.core.postgres import (
-    PASSWORD_FILE,
-    PostgresTarget,
-    abandoned_scratch_databases,
-    admin_connection,
-    drop_database,
-)
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.databases import drop_database
+from backup_pipeline.core.postgres.environment import PASSWORD_FILE
+from backup_pipeline.core.postgres.maintenance import admin_connection
+from backup_pipeline.core.postgres.scratch import abandoned_scratch_databases
 from backup_pipeline.core.prune import INCOMPLETE_GRACE
 from backup_pipeline.core.storage import UnfinishedUpload
 from backup_pipeline.core.storage.local import PARTIAL_FILE

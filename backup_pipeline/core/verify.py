@@ -24,16 +24,12 @@ from backup_pipeline.core.local_verify import (
 )
 from backup_pipeline.core.manifest import Manifest, VerificationRecord
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.core.postgres import (
-    ClientTools,
-    PostgresTarget,
-    admin_connection,
-    create_database,
-    drop_database,
-    scratch_claims,
-    server_version,
-    table_row_counts,
-)
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.catalog import server_version, table_row_counts
+from backup_pipeline.core.postgres.clients import ClientTools
+from backup_pipeline.core.postgres.databases import create_database, drop_database
+from backup_pipeline.core.postgres.maintenance import admin_connection
+from backup_pipeline.core.postgres.scratch import scratch_claims
 from backup_pipeline.core.restore import (
     Log,
     checked_manifest,

@@ -20,7 +20,8 @@ from backup_pipeline.core.encryption import EncryptionKey, load_key
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.local_verify import LocalServerPlan
 from backup_pipeline.core.names import backup_name_prefix
-from backup_pipeline.core.postgres import ClientTools, PostgresTarget
+from backup_pipeline.core.postgres import PostgresTarget
+from backup_pipeline.core.postgres.clients import ClientTools
 from backup_pipeline.core.storage import (
     BackupStorage,
     S3StorageSettings,

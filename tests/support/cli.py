@@ -35,7 +35,7 @@ def database_names(admin_url: str) -> set[str]:
 
 
 def row_counts(url: str) -> dict[str, int]:
-    from backup_pipeline.core.postgres import table_row_counts
+    from backup_pipeline.core.postgres.catalog import table_row_counts
 
     with psycopg.connect(url) as conn:
         return table_row_counts(conn)
@@ -43,7 +43,8 @@ def row_counts(url: str) -> dict[str, int]:
 
 def schema_dump(url: str) -> list[str]:
     """pg_dump --schema-only without comments, blank lines and the per-run \\restrict keys."""
-    from backup_pipeline.core.postgres import ClientTools, server_version
+    from backup_pipeline.core.postgres.catalog import server_version
+    from backup_pipeline.core.postgres.clients import ClientTools
 
     # The client a backup of this server uses: pg_dump of one major compared with itself.
     with psycopg.connect(url) as conn:

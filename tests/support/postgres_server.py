@@ -15,7 +15,8 @@ from pathlib import Path
 
 import psycopg
 
-from backup_pipeline.core.postgres import SYSTEM_CLIENT_GLOBS, ThrowawayServer
+from backup_pipeline.core.postgres.clients import SYSTEM_CLIENT_GLOBS
+from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 NO_LOCAL_SERVER_ENV = "BACKUP_TEST_NO_LOCAL_SERVER"

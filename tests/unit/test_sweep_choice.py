@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from backup_pipeline.core.postgres import PASSWORD_FILE, SCRATCH_DATABASE, scratch_database_name
+from backup_pipeline.core.postgres.environment import PASSWORD_FILE
+from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE, scratch_database_name
 from backup_pipeline.core.storage import UnfinishedUpload
 from backup_pipeline.core.storage.local import PARTIAL_FILE
 from backup_pipeline.core.sweep import SweepReport, abandoned_uploads, our_unfinished
