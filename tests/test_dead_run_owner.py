@@ -9,7 +9,7 @@ import sys
 import dagster as dg
 
 from backup_pipeline.core.process_owner import ProcessOwner
-from backup_pipeline.defs.alerts.dead_runs import fail_dead_runs, owner_tags
+from backup_pipeline.defs.run_lifecycle import fail_dead_runs, owner_tags
 
 
 @dg.op

@@ -16,8 +16,8 @@ import dagster as dg
 
 from backup_pipeline.cli.outcomes import RunFailedError, RunTimedOutError
 from backup_pipeline.cli.output import Progress
-from backup_pipeline.defs.alerts.dead_runs import fail_unfinished_run
-from backup_pipeline.defs.alerts.runs import run_failure_error
+from backup_pipeline.defs.alerts.announce import announcer
+from backup_pipeline.defs.run_lifecycle import dead_process_message, fail_unfinished_run, run_failure_error
 
 POLL_S = 0.5
 QUEUED_NOTE_AFTER_S = 30.0
@@ -82,10 +82,8 @@ def follow(
             if run is None:
                 raise RunFailedError(f"the run could not start ({process.ending()})", run_id)
             if not run.is_finished:
-                message = (
-                    f"the process running it (pid {process.popen.pid}) died before the run ended ({process.ending()})"
-                )
-                fail_unfinished_run(instance, settings, run_id, message)
+                message = dead_process_message(process.popen.pid, how=process.ending())
+                fail_unfinished_run(instance, run_id, message, announcer(settings, instance) if settings else None)
             process = None  # the loop reads the run's end
         elif timeout_s is not None and progress.elapsed >= timeout_s and run is not None:
             # Not before the run is recorded (our process loads the code first): `follow` needs it to exist.

@@ -6,7 +6,7 @@ time) copied in when it has none, so the first `backup-db backup` on a fresh che
 Several commands may start at once on a new home (a script backing up before each of its migrations, a CI
 matrix). Dagster creates the instance's SQLite storage on first use and stamps its schema version; two
 processes doing that together leave two version stamps ("more than one head"), and every later command fails.
-So the first creation happens under an exclusive lock on a file in the home, once per Dagster version.
+So the first creation happens under an exclusive lock on a file in the home (filelock), once per Dagster version.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from backup_pipeline.core.file_lock import exclusive_lock
+from filelock import FileLock
 
 DEFAULT_HOME = ".dagster_home"
 INSTANCE_CONFIG = "dagster.yaml"
@@ -56,7 +56,8 @@ def ensure_instance_ready(home: Path, note: Callable[[str], None] = lambda _: No
     marker = home / READY_MARKER
     if _read(marker) == dg.__version__:
         return
-    with exclusive_lock(home / INIT_LOCK):
+    # flock underneath: released by the kernel when its holder dies, however it dies.
+    with FileLock(home / INIT_LOCK, mode=0o600):
         if _read(marker) == dg.__version__:
             return  # another command did it while we waited
         config = home / INSTANCE_CONFIG

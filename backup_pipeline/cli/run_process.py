@@ -15,7 +15,7 @@ import dagster as dg
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.definitions import build_definitions
 from backup_pipeline.defs.alerts.announce import ANNOUNCED_TAG, ANNOUNCER, announce_finished_run
-from backup_pipeline.defs.alerts.dead_runs import owner_tags
+from backup_pipeline.defs.run_lifecycle import owner_tags
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
             partition_key=spec["partition_key"],
             asset_selection=[dg.AssetKey(path) for path in spec["asset_selection"] or []] or None,
             run_id=run_id,
-            # This process's identity: if it is killed, the next command or the daemon fails the run (dead_runs.py).
+            # This process's identity: if it is killed, the next command or the daemon fails the run (run_lifecycle.py).
             tags={**spec["tags"], ANNOUNCED_TAG: ANNOUNCER, **owner_tags()},
             raise_on_error=False,
         )

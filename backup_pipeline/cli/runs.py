@@ -32,8 +32,9 @@ from backup_pipeline.cli.home import prepare_dagster_home
 from backup_pipeline.cli.output import Progress, note
 from backup_pipeline.core.errors import BackupError, ConfigurationError
 from backup_pipeline.core.webserver import webserver_base_url
-from backup_pipeline.defs.alerts.dead_runs import fail_dead_runs
+from backup_pipeline.defs.alerts.announce import announcer
 from backup_pipeline.defs.names import PARTITION_TAG
+from backup_pipeline.defs.run_lifecycle import fail_dead_runs
 
 CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and pyproject.toml
 REPOSITORY_NAME = "__repository__"  # the repository a Definitions object makes
@@ -70,7 +71,7 @@ def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True, stop_n
     home = prepare_dagster_home(note)
     with dg.DagsterInstance.get() as instance:
         # A run of ours whose process was killed would hold its database's place for ever: fail it first.
-        fail_dead_runs(instance, ctx.settings, note)
+        fail_dead_runs(instance, announcer(ctx.settings, instance), note)
         if spec.partitions and not instance.has_dynamic_partition(spec.partitions, spec.partition_key):
             instance.add_dynamic_partitions(spec.partitions, [spec.partition_key])
         ui = webserver_base_url(ctx.settings.webserver_url)
@@ -186,7 +187,9 @@ def follow_existing(ctx: CliContext, run_id: str, timeout_s: float | None):
     Returns (the finished Dagster run, what was read from its events), for the verb's own summary."""
     home = prepare_dagster_home(note)
     with dg.DagsterInstance.get() as instance:
-        fail_dead_runs(instance, ctx.settings, note)  # so that following a run whose process died ends at once
+        fail_dead_runs(
+            instance, announcer(ctx.settings, instance), note
+        )  # so that following a run whose process died ends at once
         if instance.get_run_by_id(run_id) is None:
             raise ConfigurationError(
                 f"there is no run {run_id} in the Dagster instance at {home}: check the id and DAGSTER_HOME"

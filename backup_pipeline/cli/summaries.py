@@ -6,12 +6,13 @@ from __future__ import annotations
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import print_json
 from backup_pipeline.core.names import BackupName
-from backup_pipeline.defs.names import DATABASE_TAG, KIND_TAG, PARTITION_TAG, RESTORE_SERVER_TAG, DefinitionNames
+from backup_pipeline.defs.names import PARTITION_TAG, RESTORE_SERVER_TAG, DefinitionNames
+from backup_pipeline.defs.run_lifecycle import run_database_and_kind
 
 
 def report_finished_run(ctx: CliContext, run, finished, as_json: bool) -> None:
     """`run`: the finished Dagster run (job, tags, run config); `finished`: what follow() read from its events."""
-    db, kind = _database_and_kind(ctx, run)
+    db, kind = run_database_and_kind(run, ctx.settings)
     if db is None:
         _report_other(run, as_json)
         return
@@ -38,21 +39,6 @@ def report_finished_run(ctx: CliContext, run, finished, as_json: bool) -> None:
         report_prune(ctx, bool(_op_config(run, names.prune_op).get("dry_run")), finished, run.run_id, as_json)
     else:
         _report_other(run, as_json)
-
-
-def _database_and_kind(ctx: CliContext, run):
-    """The configured database and the kind of run (backup, verify, restore, prune), from its tags (every run
-    backup-db, the schedule or the sensors start carries them), else from its job's name."""
-    for db in ctx.settings.databases:
-        names = DefinitionNames(db)
-        if run.tags.get(DATABASE_TAG) == db.key:
-            return db, run.tags.get(KIND_TAG)
-        by_job = {names.restore_job: "restore"}
-        if names.has_named_jobs:
-            by_job |= {names.backup_job: "backup", names.verify_job: "verify", names.prune_job: "prune"}
-        if run.job_name in by_job:
-            return db, run.tags.get(KIND_TAG) or by_job[run.job_name]
-    return None, None
 
 
 def _op_config(run, op_name: str) -> dict:

@@ -9,8 +9,6 @@ temporary folder on the way in (checksummed), then `pg_restore --jobs=N` reads t
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import tarfile
 import time
@@ -84,30 +82,25 @@ def finished_files(folder: Path, pid: int, process_finished: bool) -> list[Path]
 
 
 def _open_files(pid: int) -> set[str] | None:
-    """Paths held open by `pid` and its worker processes (Linux /proc); None where that cannot be seen."""
-    pids = [pid, *_children(pid)]
+    """Paths held open by `pid` and its worker processes; None where that cannot be seen."""
+    import psutil
+
+    try:
+        processes = [psutil.Process(pid)]
+        processes += processes[0].children()
+    except psutil.NoSuchProcess:
+        return set()  # exited meanwhile: its files are closed
+    except psutil.Error:
+        return None
     paths: set[str] = set()
-    for each in pids:
-        fd_dir = f"/proc/{each}/fd"
+    for process in processes:
         try:
-            names = os.listdir(fd_dir)
-        except FileNotFoundError:
+            paths.update(opened.path for opened in process.open_files())
+        except psutil.NoSuchProcess:
             continue  # exited meanwhile: its files are closed
-        except OSError:
+        except psutil.Error:
             return None
-        for name in names:
-            with contextlib.suppress(OSError):
-                paths.add(os.readlink(f"{fd_dir}/{name}"))
     return paths
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as handle:
-                found += [int(c) for c in handle.read().split()]
-    return found
 
 
 def _tar_member(path: Path, name: str) -> Iterator[bytes]:

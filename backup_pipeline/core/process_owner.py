@@ -2,7 +2,7 @@
 
 A run executed by `backup-db` in a process of its own records this identity; when the process is gone (killed
 with SIGKILL, out of memory, the machine rebooted), nothing else would ever end the run. The identity is the
-host name, the pid, and on Linux the process's start time (in clock ticks since boot), so that a pid the
+host name, the pid, and the process's start time (in clock ticks since boot, from psutil), so that a pid the
 kernel has since given to another process is not mistaken for the run's, and its PID namespace: containers that
 share a host name (`--network host`, a fixed `hostname:`) each number their processes from 1, so a pid from
 another container says nothing here; such a process is taken to be alive, never failed on a guess.
@@ -15,7 +15,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-PROC = Path("/proc")
+import psutil
+
+# psutil has no word on PID namespaces or boot ids: these two are read as the kernel gives them (Linux only).
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+PID_NAMESPACE = Path("/proc/self/ns/pid")
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,14 @@ class ProcessOwner:
         if self._other_namespace():
             return True
         try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+            process = psutil.Process(self.pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False  # killed, not yet reaped by its parent: it runs no more
+        except psutil.NoSuchProcess:
             return False
-        except PermissionError:
-            pass  # exists, under another user
-        state, started = _stat(self.pid)
-        if state == "Z":
-            return False  # killed, not yet reaped by its parent: it runs no more
+        except psutil.AccessDenied:
+            return True  # exists, under another user
+        started = _start_ticks(self.pid)
         return self.started is None or started is None or started == self.started
 
     def _other_namespace(self) -> bool:
@@ -61,23 +65,18 @@ def this_host() -> str:
 def this_namespace() -> str | None:
     """`<boot id>/<pid namespace>` of this process (Linux), None where the system does not tell."""
     try:
-        boot = (PROC / "sys/kernel/random/boot_id").read_text().strip()
-        pid_ns = os.readlink(PROC / "self/ns/pid")
+        boot = BOOT_ID.read_text().strip()
+        pid_ns = os.readlink(PID_NAMESPACE)
     except OSError:
         return None
     return f"{boot}/{pid_ns}"
 
 
-def _stat(pid: int) -> tuple[str | None, str | None]:
-    """(state, start time) from /proc/<pid>/stat; (None, None) where there is no /proc."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None, None
-    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    fields = text[text.rfind(")") + 2 :].split()
-    return fields[0], fields[19]  # state is field 3, starttime field 22
-
-
 def _start_ticks(pid: int) -> str | None:
-    return _stat(pid)[1]
+    """When `pid` started, in clock ticks since boot (the kernel's own count, which no change of the wall clock
+    moves: psutil's start time less its boot time, both on the wall clock); None where it cannot be told."""
+    try:
+        since_boot = psutil.Process(pid).create_time() - psutil.boot_time()
+    except (psutil.Error, OSError):
+        return None
+    return str(round(since_boot * os.sysconf("SC_CLK_TCK")))

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
-from backup_pipeline.defs.alerts.runs import run_database_and_kind
 from backup_pipeline.defs.jobs import requested_databases
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
@@ -39,6 +38,7 @@ from backup_pipeline.defs.names import (
     DefinitionNames,
     schedule_name,
 )
+from backup_pipeline.defs.run_lifecycle import run_database_and_kind
 
 REQUEST_LOOKBACK = timedelta(hours=24)
 REQUEST_SENSOR_INTERVAL_S = 5

@@ -36,7 +36,7 @@ PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values thro
 # On runs `backup-db` executes in its own process, which announces them itself: the sensors leave them alone.
 ANNOUNCED_TAG = "backup/announced_by"
 # On those runs too: the host, pid and start time of the process running them, so a run whose process died
-# is failed (defs/alerts/dead_runs.py) instead of staying STARTED and holding its database's place in the queue.
+# is failed (defs/run_lifecycle.py) instead of staying STARTED and holding its database's place in the queue.
 RUN_HOST_TAG = "backup/host"
 RUN_PID_TAG = "backup/pid"
 RUN_PID_STARTED_TAG = "backup/pid_started"

@@ -185,13 +185,15 @@ def stop_abandoned_server(folder: Path) -> None:
 
 
 def _postmaster_of(data: Path) -> int | None:
-    """The pid of the postmaster serving `data`, if one runs (postmaster.pid names it, /proc confirms it)."""
+    """The pid of the postmaster serving `data`, if one runs (postmaster.pid names it, its command line confirms it)."""
+    import psutil
+
     try:
         pid = int((data / "postmaster.pid").read_text().split()[0])
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError, IndexError):
+        command = psutil.Process(pid).cmdline()
+    except (OSError, ValueError, IndexError, psutil.Error):
         return None
-    return pid if str(data).encode() in command else None
+    return pid if str(data) in command else None
 
 
 def server_user_can_reach(folder: Path) -> bool:

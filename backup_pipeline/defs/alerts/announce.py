@@ -15,7 +15,12 @@ from backup_pipeline.defs.alerts.run_sensors import run_notice_text
 from backup_pipeline.defs.names import ANNOUNCED_TAG
 
 ANNOUNCER = "backup-db"
-__all__ = ["ANNOUNCED_TAG", "ANNOUNCER", "announce_finished_run"]
+__all__ = ["ANNOUNCED_TAG", "ANNOUNCER", "announce_finished_run", "announcer"]
+
+
+def announcer(settings: Settings, instance: dg.DagsterInstance):
+    """announce_finished_run for these settings and instance, as run_lifecycle's failing of dead runs takes it."""
+    return lambda run_id: announce_finished_run(settings, instance, run_id)
 
 
 def announce_finished_run(settings: Settings, instance: dg.DagsterInstance, run_id: str) -> None:

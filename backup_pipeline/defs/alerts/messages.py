@@ -16,6 +16,7 @@ from urllib.parse import quote
 from backup_pipeline.core.config import Settings
 from backup_pipeline.core.prune import RetentionRefused
 from backup_pipeline.core.streams import human_bytes
+from backup_pipeline.defs.run_lifecycle import RunError
 
 MASK = "***"
 # Shorter values would mask ordinary words all over a message; no real secret is that short.
@@ -110,14 +111,6 @@ def first_line(text: str | None) -> str:
         if line.strip():
             return line.strip()
     return ""
-
-
-@dataclass(frozen=True)
-class RunError:
-    """Why a run failed: the message, and the class name of the error when the run recorded it."""
-
-    message: str
-    error_class: str | None = None
 
 
 def health_warning(facts: RunFacts, failed: list[tuple[str, str]]) -> str:

@@ -16,11 +16,10 @@ from backup_pipeline.defs.alerts.runs import (
     asset_check_evaluations,
     failure_error,
     materialization_metadata,
-    run_database_and_kind,
     run_facts,
-    run_failure_error,
 )
 from backup_pipeline.defs.names import ANNOUNCED_TAG, QUIET_TAG, DefinitionNames, run_url
+from backup_pipeline.defs.run_lifecycle import run_database_and_kind, run_failure_error
 
 RUN_SENSOR_INTERVAL_S = 5
 FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
