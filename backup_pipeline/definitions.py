@@ -39,7 +39,7 @@ def storage_kind(settings: Settings) -> str:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     named_jobs = [
-        job for db in settings.databases if DefinitionNames(db).has_named_jobs for job in build_named_asset_jobs(db)
+        job for db in settings.databases if DefinitionNames(db).named_jobs() for job in build_named_asset_jobs(db)
     ]
     backup_job = next((job for job in named_jobs if job.name == "backup_job"), None)
     retention_job = build_retention_job(settings)

@@ -50,12 +50,13 @@ def take_backup(ctx: CliContext, args) -> int:
         tags[QUIET_TAG] = "true"
     if label:
         tags[LABEL_TAG] = label
+    target = names.run_target("backup")
     spec = RunSpec(
-        job_name=names.backup_job,
+        job_name=target.job_name,
         tags=tags,
         partition_key=str(backup_id),
         partitions=names.partitions,
-        asset_selection=None if names.has_named_jobs else names.backup_selection,
+        asset_selection=target.asset_selection,
     )
 
     run_id, finished = run_job(ctx, spec, args)

@@ -63,18 +63,18 @@ def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def age(moment: datetime, now: datetime | None = None) -> str:
+def age(moment: datetime) -> str:
     """How long ago, in the largest unit that fits: `40 s`, `12 min`, `5 h`, `3 d`; a moment ahead of now by more
     than the clock skew tolerated reads `in the future (400 d ahead)`, never `0 s`."""
-    now = now or datetime.now(UTC)
+    now = datetime.now(UTC)
     if moment - now > FUTURE_SKEW:
         return f"in the future ({_duration(int((moment - now).total_seconds()))} ahead)"
     return _duration(max(0, int((now - moment).total_seconds())))
 
 
-def ago(moment: datetime, now: datetime | None = None) -> str:
+def ago(moment: datetime) -> str:
     """`3 d ago`, or `in the future (400 d ahead)`."""
-    text = age(moment, now)
+    text = age(moment)
     return text if text.startswith("in the future") else f"{text} ago"
 
 
@@ -89,7 +89,6 @@ def backups_table(
     entries: list[BackupEntry],
     labels: dict[str, str] | None = None,
     with_database: bool = False,
-    now: datetime | None = None,
 ) -> str:
     """The original script's table (Filename, Size, Created; newest first; a Total line), plus type, age,
     verification and label; with `with_database`, the database (name prefix) each backup belongs to first."""
@@ -101,7 +100,7 @@ def backups_table(
             e.type,
             human_bytes(e.size_bytes),
             when(e.created_at),
-            age(e.created_at, now),
+            age(e.created_at),
             "yes" if e.verified else "no",
             labels.get(str(e.name), ""),
         )

@@ -13,11 +13,12 @@ def prune_backups(ctx: CliContext, args) -> int:
     ctx.source()  # a missing or malformed DATABASE_URL is a usage error, found before any run
     names = DefinitionNames(ctx.db)
     config = {"dry_run": args.dry_run, "allow_large_prune": args.force}
+    target = names.run_target("prune")
     spec = RunSpec(
-        job_name=names.prune_job,
+        job_name=target.job_name,
         run_config={"ops": {names.prune_op: {"config": config}}},
         tags={DATABASE_TAG: ctx.db.key, KIND_TAG: "prune"},
-        asset_selection=None if names.has_named_jobs else names.prune_selection,
+        asset_selection=target.asset_selection,
     )
     # The run logs one line per backup; the table at the end says the same more readably.
     run_id, finished = run_job(ctx, spec, args, show_logs=False)

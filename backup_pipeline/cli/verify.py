@@ -13,13 +13,14 @@ def verify_backup(ctx: CliContext, args) -> int:
     name, _entry = ctx.find(args.name, args.type)
     names = DefinitionNames(ctx.db)
     backup_id = str(name.id)
+    target = names.run_target("verify")
     spec = RunSpec(
-        job_name=names.verify_job,
+        job_name=target.job_name,
         partition_key=backup_id,
         # A backup made by another instance (or before this DAGSTER_HOME existed) has no partition here yet.
         partitions=names.partitions,
         tags={DATABASE_TAG: ctx.db.key, KIND_TAG: "verify"},
-        asset_selection=None if names.has_named_jobs else names.verify_selection,
+        asset_selection=target.asset_selection,
     )
 
     run_id, finished = run_job(ctx, spec, args)

@@ -50,9 +50,9 @@ class BackupEntry:
     def type(self) -> str:
         return self.name.id.type
 
-    def in_future(self, now: datetime | None = None) -> bool:
-        """Whether its timestamp lies ahead of `now` by more than the clock skew tolerated."""
-        return self.created_at - (now or datetime.now(UTC)) > FUTURE_SKEW
+    def in_future(self) -> bool:
+        """Whether its timestamp lies ahead of now by more than the clock skew tolerated."""
+        return self.created_at - datetime.now(UTC) > FUTURE_SKEW
 
     @property
     def size_bytes(self) -> int:

@@ -48,7 +48,7 @@ def _lock_free(path: Path) -> bool:
         os.close(fd)  # closing releases the probe's own lock
 
 
-def abandoned(path: Path, pid: int, now: float | None = None) -> bool:
+def abandoned(path: Path, pid: int) -> bool:
     """Whether `path`, owned by `pid`, was left behind: its owner is gone and it is not in use."""
     if pid == os.getpid() or pid_alive(pid):
         return False
@@ -60,7 +60,7 @@ def abandoned(path: Path, pid: int, now: float | None = None) -> bool:
         return False
     if path.is_dir():
         newest = max([info.st_mtime, *(p.stat().st_mtime for p in path.rglob("*") if not p.is_symlink())])
-        return (now or time.time()) - newest >= FOLDER_IDLE_S
+        return time.time() - newest >= FOLDER_IDLE_S
     return _lock_free(path)
 
 

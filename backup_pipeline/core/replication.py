@@ -37,6 +37,11 @@ class ReplicationState:
         return ", ".join(parts)
 
 
+# How long ended replication sessions may take to go, and a slot to be let go of by its ended consumer.
+CONSUMERS_END_WAIT_S = 10.0
+SLOT_RELEASE_WAIT_S = 5.0
+
+
 def check_choice(choice: str | None) -> str | None:
     if choice in (None, ""):
         return None
@@ -81,7 +86,7 @@ def check_replication(state: ReplicationState, database: str, choice: str | None
     )
 
 
-def end_consumers(admin, database: str, wait_s: float = 10.0) -> None:
+def end_consumers(admin, database: str) -> None:
     """Ends the replication sessions (walsenders) streaming the logical slots of `database`, which block its
     rename, and waits until they are gone. Only when told what to do with the slots (--replication)."""
     import time
@@ -94,7 +99,7 @@ def end_consumers(admin, database: str, wait_s: float = 10.0) -> None:
     ]
     for pid in pids:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + CONSUMERS_END_WAIT_S
     while pids and time.monotonic() < deadline:
         alive = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]
         if not alive:
@@ -134,11 +139,11 @@ def move_slots(admin, new_database_target, state: ReplicationState) -> list[str]
     return notes
 
 
-def _drop_slot(admin, name: str, wait_s: float = 5.0) -> None:
+def _drop_slot(admin, name: str) -> None:
     """Drops a slot; its consumer's session was just ended, and may take a moment to let go of it."""
     import time
 
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + SLOT_RELEASE_WAIT_S
     while True:
         try:
             admin.execute("SELECT pg_drop_replication_slot(%s)", (name,))

@@ -24,7 +24,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backup_pipeline.core.backup import backups_being_written
@@ -112,7 +112,6 @@ def sweep_leftovers(
     target: PostgresTarget | None,
     servers: Iterable[PostgresTarget] = (),
     log: Log = print,
-    temp_folder: str | None = None,
     local_server_folder: Path | None = None,
 ) -> SweepReport:
     """Removes what killed runs left: password files and local verification servers here (those in
@@ -120,11 +119,8 @@ def sweep_leftovers(
     backups' writer locks are looked up on `target`'s server). Never raises for a part it cannot sweep: it
     says so in the log and the work goes on."""
     report = SweepReport()
-    _attempt(
-        report, "temporary password files", lambda: report.password_files.extend(sweep_password_files(temp_folder))
-    )
-    extra = [Path(temp_folder).resolve()] if temp_folder else []
-    for folder in dict.fromkeys([*extra, *local_server_parents(local_server_folder)]):
+    _attempt(report, "temporary password files", lambda: report.password_files.extend(sweep_password_files()))
+    for folder in local_server_parents(local_server_folder):
         _attempt(
             report,
             f"local verification servers in {folder}",
@@ -212,12 +208,10 @@ def our_unfinished(uploads: Iterable[UnfinishedUpload], storage_prefix: str, nam
     return found
 
 
-def abandoned_uploads(
-    candidates: Iterable[Candidate], live: set[str] | None, now: datetime, stale_after: timedelta = STALE_UPLOAD
-) -> list[Candidate]:
+def abandoned_uploads(candidates: Iterable[Candidate], live: set[str] | None, now: datetime) -> list[Candidate]:
     """Which unfinished uploads to remove: those whose backup's writer lock nobody holds (`live`: the backup
     names whose lock is held; None when that could not be asked, and then only uploads older than
-    `stale_after` go). Local partial files are also checked against their owner process when removed."""
+    STALE_UPLOAD go). Local partial files are also checked against their owner process when removed."""
     chosen = []
     for candidate in candidates:
         if live is not None:
@@ -225,7 +219,7 @@ def abandoned_uploads(
                 chosen.append(candidate)
         elif candidate.upload.pid is not None:
             chosen.append(candidate)  # a partial file: its owner process is asked when it is removed
-        elif candidate.upload.started is not None and candidate.upload.started < now - stale_after:
+        elif candidate.upload.started is not None and candidate.upload.started < now - STALE_UPLOAD:
             chosen.append(candidate)
     return chosen
 

@@ -85,11 +85,11 @@ def _schedule(cron: str, databases: list[DatabaseSettings]) -> dg.ScheduleDefini
 
 def backup_run_request(db: DatabaseSettings, backup_id: str, tags: dict[str, str], run_key: str) -> dg.RunRequest:
     """A run of the database's dump, upload and verification for one backup (partition)."""
-    names = DefinitionNames(db)
+    target = DefinitionNames(db).run_target("backup")
     return dg.RunRequest(
         run_key=run_key,
-        job_name=names.backup_job if names.has_named_jobs else None,
-        asset_selection=None if names.has_named_jobs else [dg.AssetKey(p) for p in names.backup_selection],
+        job_name=target.named_job,
+        asset_selection=[dg.AssetKey(p) for p in target.asset_selection] if target.asset_selection else None,
         partition_key=backup_id,
         tags={**tags, DATABASE_TAG: db.key, KIND_TAG: "backup"},
     )

@@ -77,7 +77,8 @@ def choose_database(settings: Settings, key: str | None) -> DatabaseSettings:
     raise ConfigurationError(f"no database '{key}' is configured: set database to one of {_choices(settings)}")
 
 
-def _choices(settings: Settings, shown: int = 10) -> str:
+def _choices(settings: Settings) -> str:
+    shown = 10  # a long list of keys is cut, with how many more
     keys = [db.key for db in settings.databases]
     return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 

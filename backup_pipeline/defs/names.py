@@ -26,8 +26,7 @@ BACKUP_ID_TAG = "backup/id"
 BACKUP_TYPE_TAG = "backup/type"
 QUIET_TAG = "backup/quiet"
 REQUESTED_BY_TAG = "backup/requested_by"  # who asked: a request_backup run's id, or backup-db
-RUN_KIND_TAG = "backup/kind"  # backup, verify, prune, restore or request
-KIND_TAG = RUN_KIND_TAG
+KIND_TAG = "backup/kind"  # backup, verify, prune, restore or request
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
 # What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
 LABEL_TAG = "backup/label"
@@ -67,6 +66,8 @@ ASSET_JOB = "__ASSET_JOB"
 BACKUP_ASSETS = ("database_dump", "offsite_backup", "restore_verification")
 VERIFY_ASSETS = ("restore_verification",)
 PRUNE_ASSETS = ("backup_retention",)
+# The work a run does on one database, and the assets it materializes.
+RUN_PURPOSES = {"backup": BACKUP_ASSETS, "verify": VERIFY_ASSETS, "prune": PRUNE_ASSETS}
 
 
 def run_url(webserver_url: str | None, run_id: str) -> str | None:
@@ -88,6 +89,20 @@ def schedule_name(cron: str, only_default_database: bool = False) -> str:
 
 
 @dataclass(frozen=True)
+class RunTarget:
+    """What a run of one database's backup, verify or prune work starts: with one database its named job
+    (`backup_job`), with several Dagster's implicit asset job over a selection of the database's own assets."""
+
+    job_name: str
+    asset_selection: list[list[str]] | None = None  # asset key paths; None: the named job as a whole
+
+    @property
+    def named_job(self) -> str | None:
+        """The job a sensor's run request names: none for a selection of assets (the sensor's own target)."""
+        return self.job_name if self.asset_selection is None else None
+
+
+@dataclass(frozen=True)
 class DefinitionNames:
     db: DatabaseSettings
 
@@ -100,10 +115,6 @@ class DefinitionNames:
 
     def asset_path(self, name: str) -> list[str]:
         return [*self.key_prefix, name]
-
-    def asset_op(self, name: str) -> str:
-        """The op of a database's own asset op (its backup op): `billing__...`."""
-        return "__".join(self.asset_path(name))
 
     def asset_paths(self, names: tuple[str, ...]) -> list[list[str]]:
         return [self.asset_path(n) for n in names]
@@ -123,19 +134,30 @@ class DefinitionNames:
 
     @property
     def has_named_jobs(self) -> bool:
+        """The one place that decides: the database of a DATABASE_URL setup has named jobs, others do not."""
         return self.db.is_default
+
+    def run_target(self, purpose: str) -> RunTarget:
+        """What a run of `purpose` (backup, verify, prune) of this database starts."""
+        if self.has_named_jobs:
+            return RunTarget(f"{purpose}_job")
+        return RunTarget(ASSET_JOB, self.asset_paths(RUN_PURPOSES[purpose]))
+
+    def named_jobs(self) -> dict[str, str]:
+        """This database's named jobs (job name → purpose); none when it has a selection of assets instead."""
+        return {f"{purpose}_job": purpose for purpose in RUN_PURPOSES} if self.has_named_jobs else {}
 
     @property
     def backup_job(self) -> str:
-        return "backup_job" if self.has_named_jobs else ASSET_JOB
+        return self.run_target("backup").job_name
 
     @property
     def verify_job(self) -> str:
-        return "verify_job" if self.has_named_jobs else ASSET_JOB
+        return self.run_target("verify").job_name
 
     @property
     def prune_job(self) -> str:
-        return "prune_job" if self.has_named_jobs else ASSET_JOB
+        return self.run_target("prune").job_name
 
     @property
     def backup_selection(self) -> list[list[str]]:
@@ -162,21 +184,5 @@ class DefinitionNames:
         return RESTORE_OP
 
     @property
-    def request_op(self) -> str:
-        return REQUEST_OP
-
-    @property
-    def request_job(self) -> str:
-        return REQUEST_JOB
-
-    @property
-    def schedule(self) -> str:
-        return schedule_name(self.db.schedule_cron, self.db.is_default)
-
-    @property
     def request_sensor(self) -> str:
         return REQUEST_SENSOR
-
-    @property
-    def freshness_sensor(self) -> str:
-        return FRESHNESS_SENSOR

@@ -59,11 +59,7 @@ def job_kinds(settings: Settings) -> dict[str, tuple[DatabaseSettings | None, st
         RESTORE_JOB: (None, "restore"),
     }
     for db in settings.databases:
-        names = DefinitionNames(db)
-        if names.has_named_jobs:
-            kinds.update(
-                {names.backup_job: (db, "backup"), names.verify_job: (db, "verify"), names.prune_job: (db, "prune")}
-            )
+        kinds.update({job: (db, purpose) for job, purpose in DefinitionNames(db).named_jobs().items()})
     return kinds
 
 

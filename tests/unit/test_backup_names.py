@@ -9,7 +9,7 @@ import pytest
 from backup_pipeline.core.config import DatabaseSettings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId, BackupName, backup_name_prefix, check_safe_name, classify_key
-from backup_pipeline.defs.names import DefinitionNames, asset_url, run_url, schedule_name
+from backup_pipeline.defs.names import ASSET_JOB, DefinitionNames, RunTarget, asset_url, run_url, schedule_name
 
 
 def test_backup_id_round_trips_through_its_text():
@@ -76,12 +76,15 @@ def test_unsafe_names_are_refused(text):
 
 def test_one_database_has_plain_definition_names_and_several_share_jobs_and_carry_their_key_in_assets():
     plain, billing = DefinitionNames(DatabaseSettings()), DefinitionNames(DatabaseSettings(key="billing"))
-    assert (plain.backup_job, plain.restore_op, plain.prune_op, plain.schedule) == (
+    assert (plain.backup_job, plain.restore_op, plain.prune_op, schedule_name(plain.db.schedule_cron, True)) == (
         "backup_job",
         "restore_backup",
         "backup_retention",
         "daily_backup_schedule",
     )
+    assert plain.run_target("verify") == RunTarget("verify_job")
+    assert billing.run_target("verify") == RunTarget(ASSET_JOB, [["billing", "restore_verification"]])
+    assert billing.named_jobs() == {} and set(plain.named_jobs()) == {"backup_job", "verify_job", "prune_job"}
     # Several databases: the jobs, ops and sensors are shared; a run selects the database's own assets.
     assert (billing.restore_job, billing.restore_op, billing.prune_op, billing.request_sensor) == (
         "restore_job",
