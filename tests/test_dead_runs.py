@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 
 from tests.support.cli import CLI, make_world
@@ -239,7 +240,7 @@ def test_a_run_the_daemon_launched_is_failed_when_its_worker_is_killed(world, tm
         wait_for(started.exists, 120, "the run's pg_dump to start")
         stand_in = subprocess.run(["pgrep", "-f", f"sh {bin_dir}/pg_dump"], capture_output=True, text=True)
         dump_pid = int(stand_in.stdout.split()[0])
-        worker = int(Path(f"/proc/{dump_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # pg_dump's parent
+        worker = psutil.Process(dump_pid).ppid()  # pg_dump's parent
         try:
             os.kill(worker, signal.SIGKILL)
             killed_at = time.time()

@@ -35,11 +35,12 @@ def _fresh_env(**extra: str) -> dict[str, str]:
 
 
 def _alive(pid: int) -> bool:
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 def _servers_in(folder: Path, seen: dict[Path, tuple[int, str]]) -> None:

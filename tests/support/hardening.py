@@ -128,16 +128,13 @@ def files_under(path: Path) -> list[str]:
 
 def pg_dump_processes(dbname: str) -> list[int]:
     """Pids of running pg_dump processes whose command line names `dbname`."""
+    import psutil
+
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"pg_dump" and any(dbname.encode() in a for a in argv[1:]):
-            pids.append(int(entry.name))
+    for process in psutil.process_iter(["cmdline"]):
+        argv = process.info["cmdline"] or []
+        if argv and os.path.basename(argv[0]) == "pg_dump" and any(dbname in a for a in argv[1:]):
+            pids.append(process.pid)
     return pids
 
 
