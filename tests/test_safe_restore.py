@@ -388,9 +388,9 @@ def test_a_replace_run_canceled_from_the_instance_never_swaps(server_world, serv
 
 def test_a_stop_asked_right_before_the_swap_is_heeded(world, backup, monkeypatch):
     """The check made right before the swap, in the same step: the poll during pg_restore is turned off here."""
-    import backup_pipeline.core.restore as restore
+    import backup_pipeline.core.restore.stopping as stopping
 
-    monkeypatch.setattr(restore, "STOP_POLL_S", 3600)
+    monkeypatch.setattr(stopping, "STOP_POLL_S", 3600)
     target = world.create_database("lastcheck", KEPT_SQL)
     server = PostgresTarget.from_url(world.db_url)
     asked: list[int] = []

@@ -12,7 +12,8 @@ import sys
 from backup_pipeline.cli.context import CliContext
 from backup_pipeline.cli.output import Progress, paint
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.core.restore import checked_manifest, download_to
+from backup_pipeline.core.restore import download_to
+from backup_pipeline.core.stored_backup import checked_manifest
 from backup_pipeline.core.streams import human_bytes
 
 

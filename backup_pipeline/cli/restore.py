@@ -30,10 +30,10 @@ from backup_pipeline.core.restore import (
     check_backup_source,
     check_restore_jobs,
     check_restore_target,
-    checked_manifest,
     note_lost_database,
     restore_client,
 )
+from backup_pipeline.core.stored_backup import checked_manifest
 from backup_pipeline.core.streams import counted
 from backup_pipeline.defs.names import RESTORE_SERVER_TAG, DefinitionNames
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.disk_room import LOCAL_DIR_ENV, MAX_WAL_MB, check_room
-from backup_pipeline.core.encryption import decrypting
 from backup_pipeline.core.errors import BackupError, VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.owners import abandoned
@@ -37,6 +36,7 @@ from backup_pipeline.core.postgres.throwaway import (
     server_user_can_reach,
     stop_abandoned_server,
 )
+from backup_pipeline.core.stored_backup import open_backup_head
 from backup_pipeline.core.streams import CHUNK_BYTES, human_bytes
 
 Log = Callable[[str], None]
@@ -102,8 +102,7 @@ def archive_extensions(catalog: BackupCatalog, manifest: Manifest, client: PgCli
     be read without the whole archive (a directory-format backup's table of contents comes last)."""
     if manifest.format != "custom":
         return None
-    with catalog.storage.open_stream(manifest.key) as body, tempfile.TemporaryFile() as err:
-        plain = decrypting(body, manifest.encryption, catalog.encryption, manifest.name)
+    with open_backup_head(catalog, manifest) as plain, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
             [client.path("pg_restore"), "--list"],
             stdin=subprocess.PIPE,

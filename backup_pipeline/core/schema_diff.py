@@ -24,7 +24,8 @@ from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.postgres.catalog import server_version
 from backup_pipeline.core.postgres.clients import ClientTools, PgClient
-from backup_pipeline.core.restore import Log, archive_schema_sql, checked_manifest
+from backup_pipeline.core.restore import Log, archive_schema_sql
+from backup_pipeline.core.stored_backup import checked_manifest
 
 # The kinds a difference is reported under, in the order shown. The first five are those of earlier versions
 # (their --json keys stay); "other" takes any entry type not named here, so nothing pg_dump prints is skipped.

@@ -25,19 +25,11 @@ from backup_pipeline.core.local_verify import (
 from backup_pipeline.core.manifest import Manifest, VerificationRecord
 from backup_pipeline.core.names import BackupName
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.core.postgres.catalog import server_version, table_row_counts
+from backup_pipeline.core.postgres.catalog import table_row_counts
 from backup_pipeline.core.postgres.clients import ClientTools
-from backup_pipeline.core.postgres.databases import create_database, drop_database
-from backup_pipeline.core.postgres.maintenance import admin_connection
-from backup_pipeline.core.postgres.scratch import scratch_claims
-from backup_pipeline.core.restore import (
-    Log,
-    checked_manifest,
-    compare_row_counts,
-    describe_versions,
-    restore_client,
-    restore_into,
-)
+from backup_pipeline.core.restore import Log, compare_row_counts, describe_versions, restore_client, restore_into
+from backup_pipeline.core.scratch_database import scratch_database, scratch_server
+from backup_pipeline.core.stored_backup import checked_manifest
 from backup_pipeline.core.streams import counted
 
 # What avoids CREATEDB on the verifying server's role, in the message of a role without it.
@@ -156,36 +148,21 @@ def _describe(server, where: PostgresTarget) -> str:
 
 def _restore_into_scratch(catalog, manifest, server: PostgresTarget, tools, log, local: bool, stall_seconds=None):
     """Restores into a new scratch database on `server`, counts its rows and drops it:
-    (scratch name, row counts, pg_restore used, server version, what was left out). A server not made for this verification is
-    asked for room first (core/disk_room.py)."""
-    with scratch_claims(server) as claim:
-        # The server's maintenance database when the source database no longer exists: a backup is verified
-        # (and a lost database's backup is checked before it is restored) without it.
-        admin = admin_connection(server, log=log)
-        try:
-            scratch = claim("verify")
-            server_text = server_version(admin)[1]
-            client = restore_client(tools, manifest, server, server_text)
-            if not local:
-                check_room_on_server(admin, server.server, server.host, manifest, log)
-            created = create_database(admin, scratch, manifest.encoding, instead=VERIFY_ELSEWHERE)
+    (scratch name, row counts, pg_restore used, server version, what was left out). A server not made for this
+    verification is asked for room first (core/disk_room.py)."""
+    # The server's maintenance database when the source database no longer exists: a backup is verified (and a
+    # lost database's backup is checked before it is restored) without it.
+    with scratch_server(server, log=log) as scratch:
+        server_text = scratch.version[1]
+        client = restore_client(tools, manifest, server, server_text)
+        if not local:
+            check_room_on_server(scratch.admin, server.server, server.host, manifest, log)
+        with scratch_database(scratch, "verify", manifest, VERIFY_ELSEWHERE) as work:
             log(
                 f"verifying {manifest.name}: restoring the {describe_versions(manifest, client, server_text)}, "
-                f"into scratch database {created}"
+                f"into scratch database {work.created}"
             )
-            try:
-                left_out = restore_into(
-                    catalog, manifest, server.with_database(scratch), client, log, stall_seconds=stall_seconds
-                )
-                with server.with_database(scratch).connect() as conn:
-                    counts = table_row_counts(conn)
-            except BaseException:
-                # The restore's own failure is the one to report: a server whose disk filled may go down at the
-                # drop (its checkpoint cannot be written); the next sweep drops what is left.
-                with contextlib.suppress(Exception):
-                    drop_database(admin, scratch)
-                raise
-            drop_database(admin, scratch)
-        finally:
-            admin.close()
-    return scratch, counts, client, server_text, left_out
+            left_out = restore_into(catalog, manifest, work.target, client, log, stall_seconds=stall_seconds)
+            with work.target.connect() as conn:
+                counts = table_row_counts(conn)
+    return work.name, counts, client, server_text, left_out
