@@ -20,7 +20,7 @@ from backup_pipeline.core.errors import VerificationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.scratch_database import scratch_database, scratch_server
-from backup_pipeline.core.storage import LocalStorage
+from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.stored_backup import open_backup, open_backup_head, unpack_backup
 
 NAME = "app_manual_20260113_150000"
