@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -41,7 +42,8 @@ from tests.support.hardening import (
 )
 from tests.support.seed import SEED_COUNTS
 
-pytestmark = pytest.mark.slow
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = [pytest.mark.xdist_group("kill_points"), pytest.mark.slow]
 
 PASSWORD = "Kill-Pw-9"
 STAGE_TIMEOUT_S = 120
@@ -50,6 +52,8 @@ UPLOAD_PADDING_BYTES = 9 * 1024 * 1024
 
 # The stand-in tools block at the stage named in the folder's `stage` file (they see no environment of ours:
 # pg_dump and pg_restore get only PG* and locale variables).
+# A scratch database's name (SCRATCH_DATABASE) inside the stand-in pg_restore's record of its arguments.
+SCRATCH_NAME = re.compile(SCRATCH_DATABASE.pattern.removeprefix("^").removesuffix("$"))
 PG_DUMP = """#!/bin/sh
 REAL={real}
 HERE=$(dirname "$0")
@@ -66,7 +70,9 @@ REAL={real}
 HERE=$(dirname "$0")
 if [ "$1" = "--list" ]; then exec "$REAL/pg_restore" "$@"; fi
 case "$(cat "$HERE/stage" 2>/dev/null)" in
-  verify|verify-local|restore|replace) "$REAL/pg_restore" "$@"; echo $$ > "$HERE/reached"; sleep 300 ;;
+  verify|verify-local|restore|replace)
+    echo "$PGDATABASE $*" >> "$HERE/restored-into"
+    "$REAL/pg_restore" "$@"; echo $$ > "$HERE/reached"; sleep 300 ;;
   *) exec "$REAL/pg_restore" "$@" ;;
 esac
 """
@@ -214,7 +220,13 @@ class World:
         return sorted(p.name for p in self.local_servers.glob("backup-verify-pg-*"))
 
     def scratch_databases(self) -> set[str]:
-        return {name for name in database_names(self.admin_url) if SCRATCH_DATABASE.match(name)}
+        """This world's scratch databases on the server: those the stand-in pg_restore was pointed at (other
+        tests make and drop scratch databases of their own on the same server meanwhile)."""
+        try:
+            named = {found.group(0) for found in SCRATCH_NAME.finditer((self.tools / "restored-into").read_text())}
+        except FileNotFoundError:
+            return set()
+        return named & database_names(self.admin_url)
 
     def assert_nothing_left(self, scratch: set[str]) -> None:
         assert self.password_files() == []

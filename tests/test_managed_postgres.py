@@ -26,7 +26,8 @@ from tests.support.cli import CliWorld, row_counts
 from tests.support.managed_server import PROVIDER_OBJECTS, CertificateAuthority, xdg_data_home
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
-pytestmark = pytest.mark.timeout(600)
+# One worker runs this module's tests, so one worker starts the managed server (pytest-xdist).
+pytestmark = [pytest.mark.xdist_group("managed_postgres"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,11 @@ class CliWorld:
         """`backup-db ARGS` in this process, with `run`'s environment and folder: see call_cli."""
         return call_cli(list(args), self.environment(env), self.work_dir)
 
+    def call_json(self, *args: str, **kwargs):
+        result = self.call(*args, "--json", **kwargs)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result
+
     def run_json(self, *args: str, **kwargs):
         result = self.run(*args, "--json", **kwargs)
         assert result.returncode == 0, result.stderr
