@@ -31,7 +31,6 @@ from backup_pipeline.core.storage.s3 import S3Storage
 from tests.support.cli import CLI, make_world, row_counts
 from tests.support.discord_stub import DiscordStub
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
-from tests.support.scratch import ownerless_since, scratch_databases
 from tests.support.seed import SEED_COUNTS
 
 # One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
@@ -310,7 +309,6 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     with psycopg.connect(world.url_of(copy), autocommit=True) as conn:
         conn.execute(MIGRATION)
         conn.execute("DROP TABLE public.empty_table; ALTER TABLE billing.invoices ALTER COLUMN id TYPE bigint")
-    before = scratch_databases(world.admin_url)
     diff = world.run("diff", data["name"], env=env, timeout=120)
     assert diff.returncode == 0, diff.stderr
     out = diff.stdout
@@ -321,7 +319,7 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert "  ~ billing.invoices.id  integer NOT NULL" in out and "-> bigint NOT NULL" in out
     assert "  + app.rank(q text)" in out
     assert "app.chunks.id" not in out  # a new table's columns are not listed again
-    assert not ownerless_since(world.admin_url, before)  # the scratch database is gone
+    assert not world.scratch_databases_left()  # the scratch database is gone
     as_json, _ = world.run_json("diff", data["name"], env=env, timeout=120)
     assert as_json["identical"] is False
     assert [c["name"] for c in as_json["tables"]["added"]] == ["app.chunks"]
@@ -346,7 +344,7 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert rolled_back.returncode == 0, rolled_back.stderr
     assert row_counts(world.url_of(copy)) == SEED_COUNTS
     assert "No differences" in world.run("diff", "latest", env=env, timeout=120).stdout
-    assert not ownerless_since(world.admin_url, before)
+    assert not world.scratch_databases_left()
 
     none_daily = world.run("restore", "latest", "--type", "daily", "--target-db", "x", "--confirm", "RESTORE")
     assert none_daily.returncode == 2 and "there is no daily backup" in none_daily.stderr

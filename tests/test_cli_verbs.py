@@ -17,7 +17,6 @@ import pytest
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from tests.support.cli import database_names, make_world, row_counts, schema_dump, status_lines
-from tests.support.scratch import ownerless_since, scratch_databases
 from tests.support.seed import SEED_COUNTS
 
 # One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
@@ -172,7 +171,6 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     manifest.size_bytes, manifest.sha256 = len(half), hashlib.sha256(half).hexdigest()
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key, Body=half)
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key + ".json", Body=manifest.to_json())
-    scratch = scratch_databases(world.admin_url)
     try:
         failed = world.run(
             "restore", broken, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
@@ -182,8 +180,7 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
         assert "pg_restore" in failed.stderr and "failed" in failed.stderr
         assert row_counts(world.url_of(target)) == {"public.keepme": 3}  # untouched
         # and the half-restored copy is gone (other tests' scratch databases may come and go meanwhile)
-        assert not ownerless_since(world.admin_url, scratch)
-        assert not replaced_copies(world, target)
+        assert not world.scratch_databases_left() and not replaced_copies(world, target)
     finally:
         world.s3.delete_objects(
             Bucket=world.bucket, Delete={"Objects": [{"Key": manifest.key}, {"Key": manifest.key + ".json"}]}
@@ -195,7 +192,7 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     )  # fmt: skip
     assert replaced.returncode == 0, replaced.stderr
     assert row_counts(world.url_of(target)) == SEED_COUNTS
-    assert not ownerless_since(world.admin_url, scratch) and not replaced_copies(world, target)
+    assert not world.scratch_databases_left() and not replaced_copies(world, target)
     assert target in world.database_names()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -28,7 +27,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE
 from tests.support.cli import CLI, OUR_VARS, row_counts
 from tests.support.hardening import (
     clean_environment,
@@ -40,6 +38,7 @@ from tests.support.hardening import (
     open_multipart_uploads,
     real_pg_bin,
 )
+from tests.support.scratch import named_in
 from tests.support.seed import SEED_COUNTS
 
 # One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
@@ -52,8 +51,6 @@ UPLOAD_PADDING_BYTES = 9 * 1024 * 1024
 
 # The stand-in tools block at the stage named in the folder's `stage` file (they see no environment of ours:
 # pg_dump and pg_restore get only PG* and locale variables).
-# A scratch database's name (SCRATCH_DATABASE) inside the stand-in pg_restore's record of its arguments.
-SCRATCH_NAME = re.compile(SCRATCH_DATABASE.pattern.removeprefix("^").removesuffix("$"))
 PG_DUMP = """#!/bin/sh
 REAL={real}
 HERE=$(dirname "$0")
@@ -223,7 +220,7 @@ class World:
         """This world's scratch databases on the server: those the stand-in pg_restore was pointed at (other
         tests make and drop scratch databases of their own on the same server meanwhile)."""
         try:
-            named = {found.group(0) for found in SCRATCH_NAME.finditer((self.tools / "restored-into").read_text())}
+            named = named_in((self.tools / "restored-into").read_text())
         except FileNotFoundError:
             return set()
         return named & database_names(self.admin_url)

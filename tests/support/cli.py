@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 
 from tests.support.dagster_home import new_dagster_home
+from tests.support.scratch import database_names, named_in, still_there
 from tests.support.seed import SEED_SQL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +32,6 @@ DAGSTER_HOME_FILE = "dagster.yaml"
 OWN_DATABASE_PREFIXES = ("bpcli_", "bp_restore_", "bp_replaced_", "template", "postgres")
 # Every variable the command reads; none may leak in from the shell running the tests.
 OUR_VARS = re.compile(r"^(DATABASE_URL|BACKUP_.*|AWS_.*|DO_SPACES_.*|DISCORD_.*|DAGSTER_.*|PG[A-Z]+)$")
-
-
-def database_names(admin_url: str) -> set[str]:
-    with psycopg.connect(admin_url) as conn:
-        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
 
 
 def row_counts(url: str) -> dict[str, int]:
@@ -132,6 +128,13 @@ class CliWorld:
         verification scratch databases) are left out; restore's own scratch names are not.
         """
         return {name for name in database_names(self.admin_url) if name.startswith(OWN_DATABASE_PREFIXES)}
+
+    def scratch_databases_left(self) -> set[str]:
+        """Scratch databases this world's runs used (their logs name them) that are still on the server; other
+        tests' scratch databases on the same server are never among them."""
+        with self.instance() as instance:
+            messages = [entry.user_message for run in instance.get_runs() for entry in instance.all_logs(run.run_id)]
+        return still_there(self.admin_url, named_in("\n".join(messages)))
 
     def new_database_name(self, purpose: str) -> str:
         name = f"bpcli_{purpose}_{secrets.token_hex(3)}"

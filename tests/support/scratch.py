@@ -3,20 +3,23 @@
 The test server is shared: other tests (other pytest-xdist workers) and other clients create and drop scratch
 databases of their own at the same time, so "no scratch database on the server" is not something a test can
 assert. What it can: the names its own code claimed (in this process), or, for a command run as a subprocess,
-the scratch databases that appeared meanwhile and that no live process owns (an owner holds the advisory lock
-keyed by the name for as long as it uses the database).
+the names its runs' logs mention (verification and restore name the scratch database they use).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 
 import psycopg
 
 from backup_pipeline.core import postgres
-from backup_pipeline.core.postgres import SCRATCH_DATABASE, abandoned_scratch_databases
+from backup_pipeline.core.postgres import SCRATCH_DATABASE
+
+# A scratch database's name anywhere in a text (SCRATCH_DATABASE matches a whole name).
+SCRATCH_NAME = re.compile(SCRATCH_DATABASE.pattern.removeprefix("^").removesuffix("$"))
 
 
 def database_names(admin_url: str) -> set[str]:
@@ -49,16 +52,6 @@ def still_there(admin_url: str, names: list[str] | set[str]) -> set[str]:
     return set(names) & database_names(admin_url)
 
 
-def scratch_databases(admin_url: str) -> set[str]:
-    """Every scratch database on the server, whoever made it: a `before` for ownerless_since."""
-    return {name for name in database_names(admin_url) if SCRATCH_DATABASE.match(name)}
-
-
-def ownerless_since(admin_url: str, before: set[str]) -> set[str]:
-    """Scratch databases not in `before` that still exist and that no live process owns: what a command that
-    has ended (or was killed) since `before` was listed left behind. Another test's scratch database in use has
-    an owner, so it is not among them."""
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        ownerless = set(abandoned_scratch_databases(conn)) - before
-    # One dropped (and its lock released) between the listing and the lock check is not left behind.
-    return ownerless & database_names(admin_url)
+def named_in(text: str) -> set[str]:
+    """The scratch database names `text` mentions (verification and restore log the one they use)."""
+    return {found.group(0) for found in SCRATCH_NAME.finditer(text)}
