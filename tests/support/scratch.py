@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
 from collections.abc import Iterator
 
 import psycopg
 
-from backup_pipeline.core import postgres
-from backup_pipeline.core.postgres import SCRATCH_DATABASE
+from backup_pipeline.core.postgres import scratch
+from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE
 
 # A scratch database's name anywhere in a text (SCRATCH_DATABASE matches a whole name).
 SCRATCH_NAME = re.compile(SCRATCH_DATABASE.pattern.removeprefix("^").removesuffix("$"))
@@ -31,8 +30,7 @@ def database_names(admin_url: str) -> set[str]:
 def claimed_in_this_process() -> Iterator[list[str]]:
     """The scratch database names code in this process claims inside the block (in-process runs and core
     calls; not subprocesses)."""
-    module = sys.modules[postgres.scratch_claims.__module__]
-    make_name = module.scratch_database_name
+    make_name = scratch.scratch_database_name
     claimed: list[str] = []
 
     def recording(purpose: str) -> str:
@@ -40,11 +38,11 @@ def claimed_in_this_process() -> Iterator[list[str]]:
         claimed.append(name)
         return name
 
-    module.scratch_database_name = recording
+    scratch.scratch_database_name = recording  # scratch_claims names each database through it
     try:
         yield claimed
     finally:
-        module.scratch_database_name = make_name
+        scratch.scratch_database_name = make_name
 
 
 def still_there(admin_url: str, names: list[str] | set[str]) -> set[str]:
