@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -12,6 +11,7 @@ from psycopg import sql
 
 from backup_pipeline.core.settings import SETTINGS
 from backup_pipeline.core.settings.declaration import environment_variables
+from tests.support.dagster_home import new_dagster_home
 from tests.support.managed_server import ManagedServer, ssl_postgres_bin
 from tests.support.moto import MotoServer
 from tests.support.postgres_server import admin_url, pg18_url
@@ -138,10 +138,7 @@ def s3_bucket(moto_server) -> str:
 @pytest.fixture
 def dagster_home(tmp_path) -> Path:
     """A fresh DAGSTER_HOME using the project's dagster.yaml (queued runs, one backup per database)."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    return home
+    return new_dagster_home(tmp_path / "dagster_home")
 
 
 @pytest.fixture

@@ -12,13 +12,8 @@ from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.postgres.catalog import table_row_counts
 from backup_pipeline.core.storage import open_storage
 from tests.support.pipeline import failure_message, load_defs, run_backup
+from tests.support.scratch import claimed_in_this_process, still_there
 from tests.support.seed import SEED_COUNTS
-
-
-def _database_names(admin_url) -> set[str]:
-    """Scratch databases of ours (bp_*) on the server."""
-    with psycopg.connect(admin_url) as conn:
-        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp\\_%'")}
 
 
 def _metadata(result, asset: str) -> dict:
@@ -32,10 +27,10 @@ def _metadata(result, asset: str) -> dict:
 @pytest.mark.parametrize("env_fixture", ["s3_env", "local_env"])
 def test_backup_lands_with_manifest_and_verifies(env_fixture, request, pg_admin_url):
     env = request.getfixturevalue(env_fixture)
-    databases_before = _database_names(pg_admin_url)
     instance = dg.DagsterInstance.get()
 
-    result, backup_id = run_backup(instance, "manual")
+    with claimed_in_this_process() as scratch:
+        result, backup_id = run_backup(instance, "manual")
 
     assert result.success, failure_message(result)
     prefix = env["DATABASE_URL"].rsplit("/", 1)[1]
@@ -58,7 +53,7 @@ def test_backup_lands_with_manifest_and_verifies(env_fixture, request, pg_admin_
     # Verification restored into a scratch database and dropped it.
     verified = _metadata(result, "restore_verification")
     assert verified["verified"] is True and verified["rows"] == sum(SEED_COUNTS.values())
-    assert _database_names(pg_admin_url) == databases_before
+    assert not still_there(pg_admin_url, scratch)
 
     offsite = _metadata(result, "offsite_backup")
     assert offsite["size_bytes"] == len(stored) and offsite["sha256"] == manifest.sha256
@@ -94,18 +89,17 @@ def test_damaged_object_fails_verification(how, s3_env, moto_server, pg_admin_ur
     prefix = s3_env["DATABASE_URL"].rsplit("/", 1)[1]
     key = f"db-backups/{prefix}_{backup_id}.dump"
     _damage(moto_server.client(), s3_env["BACKUP_S3_BUCKET"], key, how)
-    databases_before = _database_names(pg_admin_url)
-
-    verify = (
-        load_defs()
-        .resolve_job_def("verify_job")
-        .execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
-    )
+    with claimed_in_this_process() as scratch:
+        verify = (
+            load_defs()
+            .resolve_job_def("verify_job")
+            .execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
+        )
 
     assert not verify.success
     message = failure_message(verify)
     assert ("corrupted" in message and "sha256" in message) if how == "corrupt" else "truncated" in message
-    assert _database_names(pg_admin_url) == databases_before  # no scratch database left behind
+    assert not still_there(pg_admin_url, scratch)  # no scratch database left behind
 
 
 def test_verification_catches_rows_that_differ_from_manifest(s3_env, moto_server):

@@ -11,6 +11,7 @@ import pytest
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.pipeline import failure_message, load_defs, run_restore
+from tests.support.scratch import claimed_in_this_process, still_there
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)
@@ -171,7 +172,6 @@ def test_a_download_cut_short_is_resumed_where_it_stopped_and_verification_passe
 
 
 def test_a_download_that_keeps_failing_says_cut_short_not_corrupted_and_leaves_nothing(stored_backup, pg_admin_url):
-    import psycopg
 
     proxy, client, bucket, backup_id, name = stored_backup
     size = _dump_size(client, bucket, name)
@@ -179,7 +179,8 @@ def test_a_download_that_keeps_failing_says_cut_short_not_corrupted_and_leaves_n
     proxy.add("GetObject", "cut_body", keep_bytes=10_000, times=1, path_suffix=".dump")
     proxy.add("GetObject", "cut_body", keep_bytes=0, path_suffix=".dump")  # then every resumption fails
 
-    result = _verify(backup_id)
+    with claimed_in_this_process() as scratch:
+        result = _verify(backup_id)
 
     message = failure_message(result)
     assert not result.success
@@ -187,9 +188,7 @@ def test_a_download_that_keeps_failing_says_cut_short_not_corrupted_and_leaves_n
     assert "corrupted" not in message and "ResponseStreamingError" not in message.split("the last:")[0]
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert f"db-backups/{name}.dump.verified.json" not in keys
-    with psycopg.connect(pg_admin_url) as conn:
-        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp\\_verify\\_%'").fetchall()
-    assert not left, left
+    assert not still_there(pg_admin_url, scratch)
 
 
 def test_download_to_a_file_resumes_and_a_persistent_cut_leaves_no_file(stored_backup, tmp_path):
@@ -284,15 +283,14 @@ def test_a_backup_waiting_on_a_lock_fails_within_the_stall_limit_naming_the_lock
 def test_a_download_that_stops_sending_fails_verification_within_the_limit(stored_backup, clean_env, pg_admin_url):
     import time
 
-    import psycopg
-
     proxy, client, bucket, backup_id, name = stored_backup
     clean_env.setenv("BACKUP_STALL_SECONDS", "3")
     _after_the_table_of_contents(proxy)
     proxy.add("GetObject", "stall_body", keep_bytes=10_000, stall_s=60, path_suffix=".dump")
 
     started = time.monotonic()
-    result = _verify(backup_id)
+    with claimed_in_this_process() as scratch:
+        result = _verify(backup_id)
     took = time.monotonic() - started
 
     message = failure_message(result)
@@ -305,8 +303,7 @@ def test_a_download_that_stops_sending_fails_verification_within_the_limit(store
     assert f"db-backups/{name}.dump.verified.json" not in {
         o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
     }
-    with psycopg.connect(pg_admin_url) as conn:
-        assert not conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp\\_verify\\_%'").fetchall()
+    assert not still_there(pg_admin_url, scratch)
 
 
 ADVISORY_KEY = 2226
@@ -360,12 +357,15 @@ def test_a_restore_waiting_on_a_lock_fails_within_the_limit_naming_its_holder(
         holder.execute(f"SELECT pg_advisory_lock({ADVISORY_KEY})")
         holder_pid = holder.info.backend_pid
         started = time.monotonic()
-        restore = run_restore(
-            dg.DagsterInstance.get(), backup_name=f"{dbname}_{backup_id}", target_db=f"{dbname}_restored"
-        )
+        with claimed_in_this_process() as scratch:
+            restore = run_restore(
+                dg.DagsterInstance.get(), backup_name=f"{dbname}_{backup_id}", target_db=f"{dbname}_restored"
+            )
         took = time.monotonic() - started
+        # Sessions of this test's restore only: other tests on the server may be waiting on locks of their own.
         waiting = holder.execute(
-            "SELECT pid, application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            "SELECT pid, application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = ANY(%s)",
+            ([dbname, f"{dbname}_restored", *scratch],),
         ).fetchall()
         holder.execute("SELECT pg_advisory_unlock_all()")
 
@@ -378,10 +378,7 @@ def test_a_restore_waiting_on_a_lock_fails_within_the_limit_naming_its_holder(
     assert "an advisory lock (ExclusiveLock)" in message and "BACKUP_STALL_SECONDS" in message, message
     assert took < 3 + 15, took
     assert not [row for row in waiting if row[1].startswith("backup_pipeline")], waiting
-    with psycopg.connect(pg_admin_url) as conn:
-        names = {row[0] for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
-    assert f"{dbname}_restored" not in names
-    assert not [n for n in names if n.startswith("bp_restore_")], names
+    assert not still_there(pg_admin_url, [f"{dbname}_restored", *scratch])
 
 
 def test_row_counts_waiting_on_a_lock_after_the_dump_fail_naming_the_lock(make_database):

@@ -12,7 +12,10 @@ import pytest
 
 from backup_pipeline.cli.main import main
 from backup_pipeline.core.manifest import Manifest
-from tests.support.cli import make_world
+from tests.support.cli import database_names, make_world
+
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("cli_bad_input")
 
 BACKUP_ID = "manual_20260101_120000"
 
@@ -46,10 +49,16 @@ def world(pg_admin_url, moto_server, tmp_path_factory):
     world.drop_databases()
 
 
-def _snapshot(world):
+def _snapshot(world, argv: list[str]):
+    """What the command could have changed: the world's database and every database the arguments name (or its
+    `_replaced_` copy), the bucket's keys, the runs recorded. The server's other databases belong to other
+    tests and clients, which may be creating and dropping theirs meanwhile."""
+    named = {world.db_name, *argv}
+    replaced = tuple(f"{name[:30]}_replaced_" for name in named)
+    databases = {name for name in database_names(world.admin_url) if name in named or name.startswith(replaced)}
     with world.instance() as instance:
         runs = len(instance.get_runs())
-    return world.database_names(), world.bucket_keys(), runs
+    return databases, world.bucket_keys(), runs
 
 
 def _restore(world, *extra):
@@ -184,18 +193,21 @@ BAD_INPUTS = [
     ("argv", "env", "code", "words"), [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS]
 )
 def test_bad_input_is_refused_and_changes_nothing(world, argv, env, code, words):
-    before = _snapshot(world)
-    result = world.run(*argv(world), env=env, timeout=60)
+    args = argv(world)
+    before = _snapshot(world, args)
+    # Refusals happen before a run starts, in the command's own process: called in this one.
+    result = world.call(*args, env=env)
     assert result.returncode == code, (result.stdout, result.stderr)
     for word in words:
         assert word in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert _snapshot(world) == before
+    assert _snapshot(world, args) == before
 
 
 def test_name_with_nul_is_refused(world, capsys, clean_env):
     # A NUL cannot travel in a real argv (execve refuses it), so this one calls the entry point directly.
-    before = _snapshot(world)
-    assert main(["info", f"{world.backup_name}\x00.dump"]) == 2
+    args = ["info", f"{world.backup_name}\x00.dump"]
+    before = _snapshot(world, args)
+    assert main(args) == 2
     assert "not a backup name" in capsys.readouterr().err
-    assert _snapshot(world) == before
+    assert _snapshot(world, args) == before

@@ -3,6 +3,8 @@ label, every database), info (label, source server), download, restore latest, d
 and the messages a new user meets on the way.
 
 One labelled backup (module-scoped) serves every test; Discord is a stand-in server that records notices.
+Commands that start or follow runs are real subprocesses; those that only read storage (list, info, download)
+or refuse their arguments are called in this process (CliWorld.call), with the same environment and folder.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from tests.support.cli import CLI, make_world, row_counts
 from tests.support.discord_stub import DiscordStub
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
 from tests.support.seed import SEED_COUNTS
+
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("cli_migration")
 
 LABEL = "012_add_hybrid_search"
 MIGRATION = (
@@ -87,7 +92,7 @@ def _delete_backup(world, name: str) -> None:
 
 
 def test_version_is_printed_without_configuration(world):
-    result = world.run("--version", env={"DATABASE_URL": None})
+    result = world.call("--version", env={"DATABASE_URL": None})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("backup-db 0.")
 
@@ -133,7 +138,7 @@ def test_backup_text_summary_has_label_counts_and_no_dead_link(world, backup, di
 def test_bad_label_is_refused_before_anything_runs(world):
     with world.instance() as instance:
         runs_before = len(instance.get_runs())
-    result = world.run("backup", "--label", "../../etc; rm -rf")
+    result = world.call("backup", "--label", "../../etc; rm -rf")
     assert result.returncode == 2
     assert "label '../../etc; rm -rf' is not usable" in result.stderr and "012_add_hybrid_search" in result.stderr
     with world.instance() as instance:
@@ -145,14 +150,14 @@ def test_bad_label_is_refused_before_anything_runs(world):
 
 def test_list_shows_type_age_and_label(world, backup):
     data, _ = backup
-    table = world.run("list")
+    table = world.call("list")
     assert table.returncode == 0, table.stderr
     header, _rule, row, *_ = table.stdout.splitlines()
     assert header.split() == ["Filename", "Type", "Size", "Created", "Age", "Verified", "Label"]
     cells = row.split()
     assert cells[0] == f"{data['name']}.dump" and cells[1] == "pre-migration" and cells[-1] == LABEL
     assert cells[-3] in ("s", "min")  # age: seconds or minutes old
-    [listed] = world.run_json("list")[0]
+    [listed] = world.call_json("list")[0]
     assert listed["label"] == LABEL and listed["type"] == "pre-migration"
 
 
@@ -161,16 +166,16 @@ def test_list_all_shows_every_database_under_the_prefix(world, backup):
     other = "otherapp_daily_20260101_060000"
     _copy_backup(world, data, other, label=None)
     try:
-        mine = world.run("list")
+        mine = world.call("list")
         assert other not in mine.stdout
-        everything = world.run("list", "--all")
+        everything = world.call("list", "--all")
         assert everything.returncode == 0, everything.stderr
         lines = everything.stdout.splitlines()
         assert lines[0].split()[:3] == ["Database", "Filename", "Type"]
         assert any(line.split()[:3] == ["otherapp", f"{other}.dump", "daily"] for line in lines)
         assert any(line.split()[:3] == [world.db_name, f"{data['name']}.dump", "pre-migration"] for line in lines)
         assert lines[-1].startswith("Total: 2 backups of 2 databases")
-        listed, _ = world.run_json("list", "--all")
+        listed, _ = world.call_json("list", "--all")
         assert {(b["database"], b["type"]) for b in listed} == {("otherapp", "daily"), (world.db_name, "pre-migration")}
     finally:
         _delete_backup(world, other)
@@ -179,7 +184,7 @@ def test_list_all_shows_every_database_under_the_prefix(world, backup):
 def test_info_shows_label_source_server_and_human_counts(world, backup):
     data, _ = backup
     source = PostgresTarget.from_url(world.db_url)
-    shown = world.run("info", "latest")
+    shown = world.call("info", "latest")
     assert shown.returncode == 0, shown.stderr
     assert f"latest backup: {data['name']}" in shown.stderr
     assert f"Label     {LABEL}" in shown.stdout
@@ -187,7 +192,7 @@ def test_info_shows_label_source_server_and_human_counts(world, backup):
     assert "Tables    4 tables, 6,700 rows:" in shown.stdout
     assert " bytes)" not in shown.stdout
     assert "warning" not in shown.stderr
-    info, _ = world.run_json("info", data["name"])
+    info, _ = world.call_json("info", data["name"])
     assert info["label"] == LABEL and info["source_server"] == source.server
 
 
@@ -196,7 +201,7 @@ def test_one_table_and_zero_rows_read_right(world, backup):
     single = f"{world.db_name}_manual_20250101_000000"
     _copy_backup(world, data, single, tables={"public.only_one": 0}, label=None)
     try:
-        shown = world.run("info", single)
+        shown = world.call("info", single)
         assert shown.returncode == 0, shown.stderr
         assert "Tables    1 table, 0 rows:" in shown.stdout
     finally:
@@ -208,12 +213,12 @@ def test_two_servers_writing_one_prefix_are_told_apart(world, backup):
     foreign = f"{world.db_name}_manual_20250102_000000"
     _copy_backup(world, data, foreign, source_host="db-replica.internal", source_port=5433, label=None)
     try:
-        shown = world.run("info", foreign)
+        shown = world.call("info", foreign)
         assert shown.returncode == 0, shown.stderr
         assert "on db-replica.internal:5433" in shown.stdout
         assert "two servers write the same prefix" in shown.stderr and "db-replica.internal:5433" in shown.stderr
         assert "BACKUP_NAME_PREFIX" in shown.stderr
-        listed = world.run("list")
+        listed = world.call("list")
         assert "two servers write the same prefix" in listed.stderr
     finally:
         _delete_backup(world, foreign)
@@ -225,7 +230,7 @@ def test_two_servers_writing_one_prefix_are_told_apart(world, backup):
 def test_download_writes_a_checked_pg_restore_file(world, backup, tmp_path):
     data, _ = backup
     target = tmp_path / "before-migration.dump"
-    result = world.run("download", "latest", "--type", "pre-migration", "-o", str(target))
+    result = world.call("download", "latest", "--type", "pre-migration", "-o", str(target))
     assert result.returncode == 0, result.stderr
     assert target.read_bytes()[:5] == b"PGDMP"
     assert hashlib.sha256(target.read_bytes()).hexdigest() == data["sha256"]
@@ -233,7 +238,7 @@ def test_download_writes_a_checked_pg_restore_file(world, backup, tmp_path):
     listed = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True)
     assert listed.returncode == 0 and "TABLE DATA app users" in listed.stdout
 
-    again = world.run("download", data["name"], "-o", str(target))
+    again = world.call("download", data["name"], "-o", str(target))
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
     to_stdout = subprocess.run(
         [str(CLI), "download", data["name"], "-o", "-"], env=world.env, cwd=world.work_dir, capture_output=True
@@ -249,7 +254,7 @@ def test_download_of_a_damaged_backup_leaves_no_file(world, backup, tmp_path):
     body[len(body) // 2] ^= 0xFF  # same size, different bytes
     world.s3.put_object(Bucket=world.bucket, Key=f"db-backups/{damaged}.dump", Body=bytes(body))
     try:
-        result = world.run("download", damaged, "-o", str(tmp_path / "damaged.dump"))
+        result = world.call("download", damaged, "-o", str(tmp_path / "damaged.dump"))
         assert result.returncode == 1
         assert "is corrupted: its sha256 is" in result.stderr
         assert list(tmp_path.iterdir()) == []  # neither the file nor a partial one
@@ -269,10 +274,10 @@ def test_download_decrypts_an_encrypted_backup(world, tmp_path):
         assert not sealed.startswith(b"PGDMP")
         target = tmp_path / "plain.dump"
         env = {"BACKUP_NAME_PREFIX": "encapp", "BACKUP_ENCRYPTION_KEY": key_text}
-        result = world.run("download", name, "-o", str(target), env=env)
+        result = world.call("download", name, "-o", str(target), env=env)
         assert result.returncode == 0, result.stderr
         assert target.read_bytes()[:5] == b"PGDMP" and "decrypted" in result.stdout
-        without_key = world.run(
+        without_key = world.call(
             "download", name, "-o", str(tmp_path / "other.dump"), env={"BACKUP_NAME_PREFIX": "encapp"}
         )
         assert without_key.returncode != 0 and "BACKUP_ENCRYPTION_KEY" in without_key.stderr
@@ -304,7 +309,6 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     with psycopg.connect(world.url_of(copy), autocommit=True) as conn:
         conn.execute(MIGRATION)
         conn.execute("DROP TABLE public.empty_table; ALTER TABLE billing.invoices ALTER COLUMN id TYPE bigint")
-    before = set(_databases(world))
     diff = world.run("diff", data["name"], env=env, timeout=120)
     assert diff.returncode == 0, diff.stderr
     out = diff.stdout
@@ -315,7 +319,7 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert "  ~ billing.invoices.id  integer NOT NULL" in out and "-> bigint NOT NULL" in out
     assert "  + app.rank(q text)" in out
     assert "app.chunks.id" not in out  # a new table's columns are not listed again
-    assert set(_databases(world)) == before  # the scratch database is gone
+    assert not world.scratch_databases_left()  # the scratch database is gone
     as_json, _ = world.run_json("diff", data["name"], env=env, timeout=120)
     assert as_json["identical"] is False
     assert [c["name"] for c in as_json["tables"]["added"]] == ["app.chunks"]
@@ -340,15 +344,10 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert rolled_back.returncode == 0, rolled_back.stderr
     assert row_counts(world.url_of(copy)) == SEED_COUNTS
     assert "No differences" in world.run("diff", "latest", env=env, timeout=120).stdout
-    assert set(_databases(world)) == before
+    assert not world.scratch_databases_left()
 
     none_daily = world.run("restore", "latest", "--type", "daily", "--target-db", "x", "--confirm", "RESTORE")
     assert none_daily.returncode == 2 and "there is no daily backup" in none_daily.stderr
-
-
-def _databases(world) -> list[str]:
-    with psycopg.connect(world.admin_url) as conn:
-        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp_diff_%'")]
 
 
 # ------------------------------------------------------------------------------------------ messages
@@ -356,7 +355,7 @@ def _databases(world) -> list[str]:
 
 def test_a_bucket_set_by_do_spaces_bucket_is_named_so(world):
     env = {"BACKUP_S3_BUCKET": None, "DO_SPACES_BUCKET": "bp-no-such-space"}
-    result = world.run("list", env=env)
+    result = world.call("list", env=env)
     assert result.returncode == 1
     assert "the bucket 'bp-no-such-space' does not exist" in result.stderr
     assert "DO_SPACES_BUCKET" in result.stderr and "BACKUP_S3_BUCKET" not in result.stderr
@@ -399,7 +398,7 @@ def test_bad_credentials_read_the_same_in_every_verb(world, backup, moto_with_au
     env = {"BACKUP_S3_ENDPOINT_URL": moto_with_auth, "BACKUP_S3_MAX_ATTEMPTS": "1", **keys}
     # `list` lists (the answer names InvalidAccessKeyId), `info` and `download` look objects up (a bare 403).
     for verb in (["list"], ["info", data["name"]], ["download", data["name"], "-o", str(tmp_path / "x.dump")]):
-        result = world.run(*verb, env=env)
+        result = world.call(*verb, env=env)
         assert result.returncode == 1, result.stderr
         assert f"bucket '{world.bucket}' at {moto_with_auth}: the credentials were refused. {named}" in result.stderr
         assert "InvalidAccessKeyId" not in result.stderr and "403" not in result.stderr
@@ -407,7 +406,7 @@ def test_bad_credentials_read_the_same_in_every_verb(world, backup, moto_with_au
 
 def test_a_database_name_that_cannot_prefix_file_names_says_where_the_prefix_comes_from(world):
     url = world.admin_url.rsplit("/", 1)[0] + "/my%20app's%20db"
-    result = world.run("list", env={"DATABASE_URL": url})
+    result = world.call("list", env={"DATABASE_URL": url})
     assert result.returncode == 2
     assert "the database name 'my app's db' cannot start backup file names" in result.stderr
     assert "the prefix defaults to the database name" in result.stderr
@@ -416,7 +415,7 @@ def test_a_database_name_that_cannot_prefix_file_names_says_where_the_prefix_com
 
 def test_name_arguments_have_help(world):
     for verb in ("verify", "restore", "info", "download", "diff"):
-        shown = world.run(verb, "--help")
+        shown = world.call(verb, "--help")
         assert shown.returncode == 0
         text = " ".join(shown.stdout.split())  # argparse wraps lines
         assert "NAME the backup to" in text and "`latest` for the newest one" in text, verb

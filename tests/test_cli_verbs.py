@@ -16,8 +16,11 @@ import pytest
 
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
-from tests.support.cli import make_world, row_counts, schema_dump, status_lines
+from tests.support.cli import database_names, make_world, row_counts, schema_dump, status_lines
 from tests.support.seed import SEED_COUNTS
+
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("cli_verbs")
 
 SECRET_PASSWORD = "pw-Zq81-never-stored"
 
@@ -68,7 +71,7 @@ def test_list_shows_complete_backups_without_importing_dagster(world, backup):
     incomplete = f"db-backups/{world.db_name}_daily_20200101_000000.dump"
     world.s3.put_object(Bucket=world.bucket, Key=incomplete, Body=b"PGDMP partial")
     try:
-        table = world.run("list")
+        table = world.call("list")
         assert table.returncode == 0, table.stderr
         lines = table.stdout.splitlines()
         assert lines[0].split() == ["Filename", "Type", "Size", "Created", "Age", "Verified"]
@@ -79,12 +82,12 @@ def test_list_shows_complete_backups_without_importing_dagster(world, backup):
         assert "daily_20200101" not in table.stdout
         assert lines[-1].startswith("Total: 1 backup,")
 
-        listed, _ = world.run_json("list")
+        listed, _ = world.call_json("list")
         assert [(b["name"], b["type"], b["size_bytes"], b["verified"]) for b in listed] == [
             (data["name"], "pre-migration", data["size_bytes"], True)
         ]
         assert datetime.fromisoformat(listed[0]["created_at"]).tzinfo is not None
-        assert world.run_json("list", "--type", "daily")[0] == []
+        assert world.call_json("list", "--type", "daily")[0] == []
     finally:
         world.s3.delete_object(Bucket=world.bucket, Key=incomplete)
 
@@ -104,13 +107,13 @@ def test_list_shows_complete_backups_without_importing_dagster(world, backup):
 
 def test_info_shows_the_manifest(world, backup):
     data, _ = backup
-    shown = world.run("info", f"{data['name']}.dump")
+    shown = world.call("info", f"{data['name']}.dump")
     assert shown.returncode == 0, shown.stderr
     assert f"Backup    {data['name']}" in shown.stdout and data["sha256"] in shown.stdout
     assert "Verified  yes" in shown.stdout
     for table, rows in SEED_COUNTS.items():
         assert any(line.split() == [table, f"{rows:,}"] for line in shown.stdout.splitlines())
-    manifest, _ = world.run_json("info", data["name"])
+    manifest, _ = world.call_json("info", data["name"])
     assert manifest["tables"] == SEED_COUNTS and manifest["verified"] is True
     assert manifest["size_bytes"] == data["size_bytes"] and manifest["database"] == world.db_name
 
@@ -168,7 +171,6 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     manifest.size_bytes, manifest.sha256 = len(half), hashlib.sha256(half).hexdigest()
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key, Body=half)
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key + ".json", Body=manifest.to_json())
-    databases = world.database_names()
     try:
         failed = world.run(
             "restore", broken, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
@@ -178,7 +180,7 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
         assert "pg_restore" in failed.stderr and "failed" in failed.stderr
         assert row_counts(world.url_of(target)) == {"public.keepme": 3}  # untouched
         # and the half-restored copy is gone (other tests' scratch databases may come and go meanwhile)
-        assert not world.database_names() - databases
+        assert not world.scratch_databases_left() and not replaced_copies(world, target)
     finally:
         world.s3.delete_objects(
             Bucket=world.bucket, Delete={"Objects": [{"Key": manifest.key}, {"Key": manifest.key + ".json"}]}
@@ -190,7 +192,13 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     )  # fmt: skip
     assert replaced.returncode == 0, replaced.stderr
     assert row_counts(world.url_of(target)) == SEED_COUNTS
-    assert not world.database_names() - databases and target in world.database_names()
+    assert not world.scratch_databases_left() and not replaced_copies(world, target)
+    assert target in world.database_names()
+
+
+def replaced_copies(world, target: str) -> set[str]:
+    """The copies of `target` a replace keeps while it swaps (`<target>_replaced_<time>`)."""
+    return {name for name in database_names(world.admin_url) if name.startswith(f"{target[:30]}_replaced_")}
 
 
 def test_verify_restores_the_backup_again(world, backup):

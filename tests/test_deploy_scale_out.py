@@ -35,7 +35,9 @@ from tests.support.scale import (
 )
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
-pytestmark = pytest.mark.slow  # runs Dagster's own processes (daemon, webserver): -m "not slow" leaves it out
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+# slow: runs Dagster's own processes (daemon, webserver); -m "not slow" leaves it out.
+pytestmark = [pytest.mark.xdist_group("deploy_scale_out"), pytest.mark.slow]
 
 DATABASES = 24
 SOURCES = 3

@@ -27,7 +27,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE
 from tests.support.cli import CLI, OUR_VARS, row_counts
 from tests.support.hardening import (
     clean_environment,
@@ -39,9 +38,11 @@ from tests.support.hardening import (
     open_multipart_uploads,
     real_pg_bin,
 )
+from tests.support.scratch import named_in
 from tests.support.seed import SEED_COUNTS
 
-pytestmark = pytest.mark.slow
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = [pytest.mark.xdist_group("kill_points"), pytest.mark.slow]
 
 PASSWORD = "Kill-Pw-9"
 STAGE_TIMEOUT_S = 120
@@ -66,7 +67,9 @@ REAL={real}
 HERE=$(dirname "$0")
 if [ "$1" = "--list" ]; then exec "$REAL/pg_restore" "$@"; fi
 case "$(cat "$HERE/stage" 2>/dev/null)" in
-  verify|verify-local|restore|replace) "$REAL/pg_restore" "$@"; echo $$ > "$HERE/reached"; sleep 300 ;;
+  verify|verify-local|restore|replace)
+    echo "$PGDATABASE $*" >> "$HERE/restored-into"
+    "$REAL/pg_restore" "$@"; echo $$ > "$HERE/reached"; sleep 300 ;;
   *) exec "$REAL/pg_restore" "$@" ;;
 esac
 """
@@ -214,7 +217,13 @@ class World:
         return sorted(p.name for p in self.local_servers.glob("backup-verify-pg-*"))
 
     def scratch_databases(self) -> set[str]:
-        return {name for name in database_names(self.admin_url) if SCRATCH_DATABASE.match(name)}
+        """This world's scratch databases on the server: those the stand-in pg_restore was pointed at (other
+        tests make and drop scratch databases of their own on the same server meanwhile)."""
+        try:
+            named = named_in((self.tools / "restored-into").read_text())
+        except FileNotFoundError:
+            return set()
+        return named & database_names(self.admin_url)
 
     def assert_nothing_left(self, scratch: set[str]) -> None:
         assert self.password_files() == []

@@ -26,25 +26,23 @@ from tests.support.cli import CliWorld, row_counts
 from tests.support.managed_server import PROVIDER_OBJECTS, CertificateAuthority, xdg_data_home
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
-pytestmark = pytest.mark.timeout(600)
+# One worker runs this module's tests, so one worker starts the managed server (pytest-xdist).
+pytestmark = [pytest.mark.xdist_group("managed_postgres"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
 def world(managed_server, ssl_postgres_bin_dir, moto_server, tmp_path_factory):
     """A CliWorld whose database doadmin owns on the managed server; DATABASE_URL checks the server's certificate
     against the test CA (verify-full) and holds doadmin's password."""
-    import shutil
-
-    from tests.support.cli import DAGSTER_HOME_FILE, OUR_VARS, PROJECT_ROOT
+    from tests.support.cli import OUR_VARS
+    from tests.support.dagster_home import new_dagster_home
 
     tmp = tmp_path_factory.mktemp("managed-world")
     db_name = managed_server.make_app_database()
     bucket = f"bp-managed-{os.urandom(4).hex()}"
     s3 = moto_server.client()
     s3.create_bucket(Bucket=bucket)
-    home = tmp / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / DAGSTER_HOME_FILE, home / DAGSTER_HOME_FILE)
+    home = new_dagster_home(tmp / "dagster_home")
     work_dir = tmp / "work"
     work_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}

@@ -29,7 +29,11 @@ from backup_pipeline.core.verify import verify_backup
 from tests.support.cli import make_world, row_counts, schema_dump
 from tests.support.hardening import client_tools_folder
 from tests.support.postgres_server import server_major
+from tests.support.scratch import claimed_in_this_process, still_there
 from tests.support.seed import SEED_COUNTS
+
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("postgres_versions")
 
 QUIET = lambda _line: None  # noqa: E731
 
@@ -198,19 +202,16 @@ def test_restoring_an_18_backup_with_an_older_configured_pg_restore_creates_noth
         tmp_path / "old-bin", 'if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 15.20"; exit 0; fi'
     )
     clean_env.setenv("BACKUP_PG_BIN_DIR", str(old))
-    with psycopg.connect(pg_admin_url) as conn:
-        before = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
     name = BackupName(catalog.name_prefix, backup_id)
-    with pytest.raises(BackupError) as refused:
-        restore_to_database(catalog, name, PostgresTarget.from_url(pg_admin_url), "bpv_never_made", log=QUIET)
-    message = str(refused.value)
-    assert re.search(r"written by pg_dump 18\.\d+, and pg_restore 15\.20 \(BACKUP_PG_BIN_DIR", message), message
-    assert "PostgreSQL 18 or newer client" in message and "Nothing was restored" in message
-    with pytest.raises(BackupError, match="pg_restore 15.20"):
-        verify_backup(catalog, name, PostgresTarget.from_url(pg_admin_url), log=QUIET)
-    with psycopg.connect(pg_admin_url) as conn:
-        after = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-    assert {d for d in after - before if d.startswith(("bpv_", "bp_verify_", "bp_restore_"))} == set()
+    with claimed_in_this_process() as scratch:
+        with pytest.raises(BackupError) as refused:
+            restore_to_database(catalog, name, PostgresTarget.from_url(pg_admin_url), "bpv_never_made", log=QUIET)
+        message = str(refused.value)
+        assert re.search(r"written by pg_dump 18\.\d+, and pg_restore 15\.20 \(BACKUP_PG_BIN_DIR", message), message
+        assert "PostgreSQL 18 or newer client" in message and "Nothing was restored" in message
+        with pytest.raises(BackupError, match="pg_restore 15.20"):
+            verify_backup(catalog, name, PostgresTarget.from_url(pg_admin_url), log=QUIET)
+    assert not still_there(pg_admin_url, ["bpv_never_made", *scratch])
 
 
 # --- a real PostgreSQL 18 ------------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ from backup_pipeline.core.restore import restore_to_database
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support.postgres_server import installed_server_bin
+from tests.support.scratch import claimed_in_this_process
+
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("restore_privileges")
 
 quiet = lambda _: None  # noqa: E731
 
@@ -228,15 +232,15 @@ def test_missing_roles_are_refused_before_anything_is_created_and_a_role_map_app
         if pg18_admin_url == pg_admin_url:
             pytest.skip("needs a second cluster: the machine's server is the PostgreSQL 18")
         catalog, name = backup_of(shop, tmp_path)
-        with psycopg.connect(pg18_admin_url, autocommit=True) as conn:
-            before = conn.execute("SELECT count(*) FROM pg_database").fetchone()[0]
-        with pytest.raises(ConfigurationError) as refused:
+        with claimed_in_this_process() as scratch, pytest.raises(ConfigurationError) as refused:
             restore_to_database(catalog, name, other_server, target, log=quiet)
         message = str(refused.value)
         assert shop.owner in message and shop.app in message and "Nothing was created" in message
         assert "--role-map" in message and "--no-owner --no-acl" in message and "--create-roles" in message
         with psycopg.connect(pg18_admin_url, autocommit=True) as conn:
-            assert conn.execute("SELECT count(*) FROM pg_database").fetchone()[0] == before
+            assert not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = ANY(%s)", ([target, *scratch],)
+            ).fetchall()
             assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (shop.owner,)).fetchone()[0] == 0
             conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(new_owner)))
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(new_app)))

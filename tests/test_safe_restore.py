@@ -43,6 +43,9 @@ from tests.support.hardening import clean_environment, real_pg_bin
 from tests.support.pipeline import failure_message, load_defs
 from tests.support.seed import SEED_COUNTS
 
+# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("safe_restore")
+
 KEPT_SQL = "CREATE TABLE keepme (id int); INSERT INTO keepme VALUES (1), (2), (3);"
 KEPT = {"public.keepme": 3}
 # The stand-in pg_restore: a restore proper (not --version, not reading the table of contents with --list) says it
@@ -178,17 +181,17 @@ def test_latest_skips_a_backup_stamped_in_the_future_and_list_shows_it_as_such(w
     future = f"{world.db_name}_manual_{stamp:%Y%m%d_%H%M%S}"
     _copy_backup(world, backup, future, created_at=stamp.isoformat())
     try:
-        listed = world.run("list")
+        listed = world.call("list")
         assert listed.returncode == 0, listed.stderr
         [line] = [line for line in listed.stdout.splitlines() if future in line]
         assert "in the future (400 d ahead)" in line and " 0 s" not in line
-        as_json, _ = world.run_json("list")
+        as_json, _ = world.call_json("list")
         assert {entry["name"]: entry["in_future"] for entry in as_json} == {future: True, backup["name"]: False}
 
-        chosen, result = world.run_json("info", "latest")
+        chosen, result = world.call_json("info", "latest")
         assert chosen["name"] == backup["name"]
         assert f"`latest` skips {future}" in result.stderr and "in the future" in result.stderr
-        shown = world.run("info", future)
+        shown = world.call("info", future)
         assert "(in the future (400 d ahead))" in shown.stdout
     finally:
         _delete_backup(world, future)
@@ -202,7 +205,7 @@ def test_a_backup_of_another_database_or_server_is_refused_without_from_other_so
     new_db = world.new_database_name("other")
     try:
         # Into a new database: the backup is not of the configured database.
-        refused = world.run("restore", staging, "--target-db", new_db, "--confirm", "RESTORE")
+        refused = world.call("restore", staging, "--target-db", new_db, "--confirm", "RESTORE")
         assert refused.returncode == 2, refused.stderr
         source = PostgresTarget.from_url(world.db_url)
         assert f"is a backup of database staging_app on staging-db:{source.port}" in refused.stderr
@@ -210,7 +213,7 @@ def test_a_backup_of_another_database_or_server_is_refused_without_from_other_so
         assert "--from-other-source" in refused.stderr
         # Over an existing database: neither another database's backup nor this one's over another name.
         for name in (staging, backup["name"]):
-            over = world.run("restore", name, "--target-db", target, "--replace", "--confirm", "RESTORE")
+            over = world.call("restore", name, "--target-db", target, "--replace", "--confirm", "RESTORE")
             assert over.returncode == 2, over.stderr
             assert f"not of the database it would replace, {target} on {source.server}" in over.stderr
         assert row_counts(world.url_of(target)) == KEPT
@@ -245,7 +248,7 @@ def test_a_backup_of_another_server_with_the_same_database_name_is_refused_namin
         args = ["restore", backup["name"], "--target-db", same_name, "--replace", "--confirm", "RESTORE"]
         on_production = {"DATABASE_URL": production_url}
 
-        refused = world.run(*args, env=on_production)
+        refused = world.call(*args, env=on_production)
         assert refused.returncode == 2, refused.stderr
         assert (
             f"is a backup of database {same_name} on {staging.server}, not of the database it would replace, "

@@ -24,6 +24,7 @@ from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.schema_diff import KINDS, diff_backup_schema
 from backup_pipeline.core.storage.local import LocalStorage
+from tests.support.scratch import claimed_in_this_process, still_there
 
 QUIET = lambda _line: None  # noqa: E731
 SCHEMA = """
@@ -85,12 +86,6 @@ def app_database(server_url):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(app)))
 
 
-def _diff_databases(url: str) -> set[str]:
-    """Scratch databases a diff would have made (other tests make and drop databases of their own meanwhile)."""
-    with psycopg.connect(url) as conn:
-        return {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bp_diff%'")}
-
-
 def test_diff_reports_every_kind_of_schema_change_and_nothing_for_an_unchanged_database(
     app_database, clean_env, tmp_path
 ):
@@ -101,7 +96,8 @@ def test_diff_reports_every_kind_of_schema_change_and_nothing_for_an_unchanged_d
     take_backup(live, catalog, backup_id, log=QUIET)
     name = BackupName(catalog.name_prefix, backup_id)
 
-    same = diff_backup_schema(catalog, name, live, log=QUIET)
+    with claimed_in_this_process() as scratch:
+        same = diff_backup_schema(catalog, name, live, log=QUIET)
     assert same.empty and same.as_dict()["identical"] is True
     text = diff_text(same, live)
     assert "No differences" in text
@@ -110,12 +106,14 @@ def test_diff_reports_every_kind_of_schema_change_and_nothing_for_an_unchanged_d
     with psycopg.connect(url, autocommit=True) as conn:
         for change in CHANGES:
             conn.execute(change.format(app=app))
-    changed = diff_backup_schema(catalog, name, live, log=QUIET)
+    with claimed_in_this_process() as claimed:
+        changed = diff_backup_schema(catalog, name, live, log=QUIET)
+    scratch += claimed
     text = diff_text(changed, live)
     assert "No differences" not in text
     missing = [line for lines in CHANGES.values() for line in lines if line.format(app=app) not in text]
     assert not missing, f"{missing}\n{text}"
-    assert not _diff_databases(url)  # nothing was created on the server
+    assert not still_there(url, scratch)  # nothing was left on the server
 
     as_json = changed.as_dict()
     assert as_json["identical"] is False

@@ -6,19 +6,24 @@ folder, and the environment the command runs with. It drops every database it (o
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import secrets
-import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 
+from tests.support.dagster_home import new_dagster_home
+from tests.support.scratch import database_names, named_in, still_there
 from tests.support.seed import SEED_SQL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -27,11 +32,6 @@ DAGSTER_HOME_FILE = "dagster.yaml"
 OWN_DATABASE_PREFIXES = ("bpcli_", "bp_restore_", "bp_replaced_", "template", "postgres")
 # Every variable the command reads; none may leak in from the shell running the tests.
 OUR_VARS = re.compile(r"^(DATABASE_URL|BACKUP_.*|AWS_.*|DO_SPACES_.*|DISCORD_.*|DAGSTER_.*|PG[A-Z]+)$")
-
-
-def database_names(admin_url: str) -> set[str]:
-    with psycopg.connect(admin_url) as conn:
-        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
 
 
 def row_counts(url: str) -> dict[str, int]:
@@ -80,17 +80,35 @@ class CliWorld:
     def url_of(self, dbname: str) -> str:
         return self.admin_url.rsplit("/", 1)[0] + "/" + dbname
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        """`backup-db ARGS` in a subprocess; `env` adds to (or, with None values, removes from) the world's."""
+    def environment(self, env: dict[str, str | None] | None = None) -> dict[str, str]:
+        """The world's environment; `env` adds to it (or, with None values, removes from it)."""
         full_env = dict(self.env)
         for key, value in (env or {}).items():
             if value is None:
                 full_env.pop(key, None)
             else:
                 full_env[key] = value
+        return full_env
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`backup-db ARGS` in a subprocess; `env` adds to (or, with None values, removes from) the world's."""
         return subprocess.run(
-            [str(CLI), *args], env=full_env, cwd=self.work_dir, capture_output=True, text=True, timeout=timeout
+            [str(CLI), *args],
+            env=self.environment(env),
+            cwd=self.work_dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
+
+    def call(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """`backup-db ARGS` in this process, with `run`'s environment and folder: see call_cli."""
+        return call_cli(list(args), self.environment(env), self.work_dir)
+
+    def call_json(self, *args: str, **kwargs):
+        result = self.call(*args, "--json", **kwargs)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result
 
     def run_json(self, *args: str, **kwargs):
         result = self.run(*args, "--json", **kwargs)
@@ -110,6 +128,13 @@ class CliWorld:
         verification scratch databases) are left out; restore's own scratch names are not.
         """
         return {name for name in database_names(self.admin_url) if name.startswith(OWN_DATABASE_PREFIXES)}
+
+    def scratch_databases_left(self) -> set[str]:
+        """Scratch databases this world's runs used (their logs name them) that are still on the server; other
+        tests' scratch databases on the same server are never among them."""
+        with self.instance() as instance:
+            messages = [entry.user_message for run in instance.get_runs() for entry in instance.all_logs(run.run_id)]
+        return still_there(self.admin_url, named_in("\n".join(messages)))
 
     def new_database_name(self, purpose: str) -> str:
         name = f"bpcli_{purpose}_{secrets.token_hex(3)}"
@@ -136,6 +161,46 @@ class CliWorld:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def call_cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """`backup-db ARGV` through its entry point in this process, with exactly `env` as the environment and `cwd`
+    as the current folder, its output and exit code captured as a subprocess's would be.
+
+    For what the process boundary plays no part in (arguments, messages, exit codes, refusals before a run):
+    it saves the second Dagster import a `backup-db` process costs. Runs the command starts are still
+    processes of their own. Signal handlers the command sets are put back afterwards.
+    """
+    from backup_pipeline.cli.main import main
+
+    stdout, stderr = _CapturedStream(), _CapturedStream()
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.MonkeyPatch.context() as patch:
+        for key in set(os.environ) - set(env):
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                code = main(argv)
+        except SystemExit as stop:  # argparse's refusals
+            code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+    return subprocess.CompletedProcess(["backup-db", *argv], code, stdout.text(), stderr.text())
+
+
+class _CapturedStream(io.TextIOWrapper):
+    """A text stream with a binary `buffer`, as sys.stdout has (`download` writes the archive's bytes there)."""
+
+    def __init__(self):
+        super().__init__(io.BytesIO(), encoding="utf-8", errors="replace", write_through=True)
+
+    def text(self) -> str:
+        self.flush()
+        return self.buffer.getvalue().decode("utf-8", errors="replace")
+
+
 def make_world(admin_url: str, moto_server, tmp_path: Path, seed_sql: str = SEED_SQL) -> CliWorld:
     db_name = f"bpcli_src_{secrets.token_hex(3)}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -145,9 +210,7 @@ def make_world(admin_url: str, moto_server, tmp_path: Path, seed_sql: str = SEED
     bucket = f"bp-cli-{secrets.token_hex(5)}"
     s3 = moto_server.client()
     s3.create_bucket(Bucket=bucket)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / DAGSTER_HOME_FILE, home / DAGSTER_HOME_FILE)
+    home = new_dagster_home(tmp_path / "dagster_home")
     work_dir = tmp_path / "work"
     work_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -15,7 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import CONFIG_VARS, PROJECT_ROOT
+from tests.conftest import CONFIG_VARS
+from tests.support.dagster_home import new_dagster_home
 from tests.support.seed import SEED_SQL
 
 
@@ -88,12 +88,6 @@ def clean_environment(values: dict[str, str]):
         for name, value in values.items():
             patch.setenv(name, value)
         yield patch
-
-
-def new_dagster_home(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", folder / "dagster.yaml")
-    return folder
 
 
 def s3_backup_env(admin_url: str, dbname: str, moto_server, bucket: str, root: Path) -> dict[str, str]:
