@@ -18,10 +18,12 @@ from backup_pipeline.defs.alerts import alert_definitions
 from backup_pipeline.defs.assets import build_database_assets, build_retention_assets
 from backup_pipeline.defs.automation import (
     build_backup_schedules,
+    build_batch_sensor,
     build_request_sensor,
     build_retention_job,
     make_retention_on_backup_success_sensor,
 )
+from backup_pipeline.defs.batches import build_batch_job
 from backup_pipeline.defs.jobs import build_named_asset_jobs, build_request_job, build_restore_job
 from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
 from backup_pipeline.defs.resources import postgres_resource, storage_resource
@@ -44,18 +46,21 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     backup_job = next((job for job in named_jobs if job.name == "backup_job"), None)
     retention_job = build_retention_job(settings)
     prune_job = retention_job or next(job for job in named_jobs if job.name == "prune_job")
+    # Several databases: a schedule's tick is answered with batch runs (defs/batches.py).
+    batch_job = build_batch_job(settings) if retention_job else None
     return dg.Definitions.merge(
         dg.Definitions(
             assets=[
                 *(asset for db in settings.databases for asset in database_assets(db, storage_kind(settings))),
                 build_retention_assets(list(settings.databases), storage_kind(settings)),
             ],
-            jobs=[*named_jobs, *([retention_job] if retention_job else []), build_request_job(settings)]
+            jobs=[*named_jobs, *([retention_job, batch_job] if retention_job else []), build_request_job(settings)]
             + [build_restore_job(settings)],
             schedules=build_backup_schedules(settings),
             sensors=[
                 build_request_sensor(settings, backup_job),
                 make_retention_on_backup_success_sensor(settings, prune_job),
+                *([build_batch_sensor(settings, batch_job)] if batch_job else []),
             ],
             # Every run's steps in one process: a backup run's steps follow one another anyway, and each
             # process of its own would load the code location again (seconds with hundreds of databases).

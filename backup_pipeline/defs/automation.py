@@ -19,13 +19,18 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.servers import database_server, lane_name, plan_batches, server_budget
+from backup_pipeline.defs.batches import batch_run_config
 from backup_pipeline.defs.jobs import requested_databases
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
+    BATCH_JOB,
+    BATCH_SENSOR,
     DATABASE_TAG,
     KIND_TAG,
     LABEL_TAG,
+    LANE_TAG,
     PARTITION_TAG,
     PRIORITY_TAG,
     QUIET_TAG,
@@ -35,6 +40,7 @@ from backup_pipeline.defs.names import (
     REQUESTED_BY_TAG,
     RETENTION_JOB,
     RETENTION_SENSOR,
+    SERVER_TAG,
     DefinitionNames,
     schedule_name,
 )
@@ -83,16 +89,44 @@ def _schedule(cron: str, databases: list[DatabaseSettings]) -> dg.ScheduleDefini
     return scheduled_backups
 
 
-def backup_run_request(db: DatabaseSettings, backup_id: str, tags: dict[str, str], run_key: str) -> dg.RunRequest:
-    """A run of the database's dump, upload and verification for one backup (partition)."""
+def backup_run_request(
+    db: DatabaseSettings, backup_id: str, tags: dict[str, str], run_key: str, lane: str | None = None
+) -> dg.RunRequest:
+    """A run of the database's dump, upload and verification for one backup (partition), in a lane of its
+    server when given (the run queue lets one run per lane through at a time)."""
     target = DefinitionNames(db).run_target("backup")
+    server = {SERVER_TAG: database_server(db)}
     return dg.RunRequest(
         run_key=run_key,
         job_name=target.named_job,
         asset_selection=[dg.AssetKey(p) for p in target.asset_selection] if target.asset_selection else None,
         partition_key=backup_id,
-        tags={**tags, DATABASE_TAG: db.key, KIND_TAG: "backup"},
+        tags={**tags, DATABASE_TAG: db.key, KIND_TAG: "backup", **server, **({LANE_TAG: lane} if lane else {})},
     )
+
+
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def least_busy_lane(instance: dg.DagsterInstance, settings: Settings, db: DatabaseSettings) -> str:
+    """The lane of the database's server with the fewest unfinished runs: one query per lane."""
+    server = database_server(db)
+    budget = server_budget(d for d in settings.databases if database_server(d) == server)
+    lanes = [lane_name(server, lane) for lane in range(budget)]
+    return min(
+        lanes, key=lambda lane: instance.get_runs_count(dg.RunsFilter(tags={LANE_TAG: lane}, statuses=UNFINISHED))
+    )
+
+
+def batches_apply(settings: Settings, databases: list[DatabaseSettings]) -> bool:
+    """A request naming several databases (a schedule's tick) is answered with backup_batch runs; one naming a
+    single database, or the one database of a DATABASE_URL setup, with a run of its own."""
+    return len(databases) > 1 and not any(DefinitionNames(db).has_named_jobs for db in databases)
 
 
 def backup_assets_selection(settings: Settings) -> dg.AssetSelection:
@@ -135,13 +169,17 @@ def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.Sensor
         newest = None
         for record in records:
             newest = record.update_timestamp
-            for db, backup_id, tags in _requested_backups(record.dagster_run, settings, context.log):
+            requested = _requested_backups(record.dagster_run, settings, context.log)
+            if batches_apply(settings, [db for db, _, _ in requested]):
+                continue  # the batch sensor's
+            for db, backup_id, tags in requested:
                 partitions = DefinitionNames(db).partitions
                 if context.instance.has_dynamic_partition(partitions, backup_id):
                     continue  # answered already, or registered by the command line that started its own run
                 additions[partitions].append(backup_id)
                 run_key = f"{record.dagster_run.run_id}:{db.key}"
-                run_requests.append(backup_run_request(db, backup_id, tags, run_key))
+                lane = least_busy_lane(context.instance, settings, db) if not db.is_default else None
+                run_requests.append(backup_run_request(db, backup_id, tags, run_key, lane))
         if newest is None:
             return dg.SkipReason("no backup requests waiting")
         cursor = _to_cursor(newest)
@@ -157,6 +195,112 @@ def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.Sensor
         )
 
     return backup_request_sensor
+
+
+def build_batch_sensor(settings: Settings, batch_job: dg.JobDefinition) -> dg.SensorDefinition:
+    """The sensor answering requests that name several databases (a schedule's tick) with backup_batch runs:
+    each server's databases in batches, each batch in a lane of its server, released over the jitter window.
+
+    Each batch is released once (its number is kept in the cursor, and its run key is unique), with its
+    databases' partitions added in the same SensorResult; a request whose batches are not all due yet keeps
+    the cursor from moving past it.
+    """
+
+    @dg.sensor(
+        name=BATCH_SENSOR,
+        minimum_interval_seconds=REQUEST_SENSOR_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[batch_job],
+        description=(
+            f"Answers each successful {REQUEST_JOB} run naming several databases (a schedule's tick) with "
+            f"{BATCH_JOB} runs: each server's databases a few to a run, at most server_max_runs of them at once "
+            "per server, spread over schedule_jitter_minutes."
+        ),
+    )
+    def backup_batch_sensor(context: dg.SensorEvaluationContext):
+        state = _batch_cursor(context.cursor)
+        after = datetime.fromtimestamp(state["after"] - 1, UTC) if state else datetime.now(UTC) - REQUEST_LOOKBACK
+        released: dict[str, list[int]] = state.get("released", {}) if state else {}
+        records = context.instance.get_run_records(
+            filters=dg.RunsFilter(job_name=REQUEST_JOB, statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=after),
+            limit=REQUESTS_PER_TICK,
+            order_by="update_timestamp",
+            ascending=True,
+        )
+        now = datetime.now(UTC).timestamp()
+        additions: dict[str, list[str]] = defaultdict(list)
+        run_requests, cursor_at, holding, still_released = [], None, False, {}
+        for record in records:
+            run = record.dagster_run
+            requested = _requested_backups(run, settings, context.log)
+            databases = [db for db, _, _ in requested]
+            if batches_apply(settings, databases):
+                backup_id, tags = requested[0][1], requested[0][2]
+                done = set(released.get(run.run_id, []))
+                batches = plan_batches(databases)
+                started = _timestamp(record.create_timestamp)
+                for number, batch in enumerate(batches):
+                    if number in done:
+                        continue
+                    if started + batch.delay_s > now:
+                        continue
+                    done.add(number)
+                    for key in batch.keys:
+                        additions[DefinitionNames(_by_key(settings, key)).partitions].append(backup_id)
+                    run_requests.append(
+                        dg.RunRequest(
+                            run_key=f"{run.run_id}:batch:{number}",
+                            job_name=BATCH_JOB,
+                            run_config=batch_run_config(batch.keys),
+                            tags={
+                                **tags,
+                                KIND_TAG: "batch",
+                                BACKUP_ID_TAG: backup_id,
+                                SERVER_TAG: batch.server,
+                                LANE_TAG: batch.lane_name,
+                            },
+                        )
+                    )
+                # Kept for every request the cursor cannot pass yet, so no batch is released twice.
+                holding = holding or len(done) < len(batches)
+                if holding:
+                    still_released[run.run_id] = sorted(done)
+            if not holding:
+                cursor_at = record.update_timestamp
+        if not records:
+            return dg.SkipReason("no backup requests waiting")
+        after_ts = _timestamp(cursor_at) if cursor_at is not None else (state or {}).get("after", now)
+        cursor = json.dumps({"after": after_ts, "released": still_released})
+        if not run_requests:
+            return dg.SensorResult(skip_reason=dg.SkipReason("no batch due"), cursor=cursor)
+        return dg.SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=[
+                dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=keys)
+                for name, keys in additions.items()
+            ],
+            cursor=cursor,
+        )
+
+    return backup_batch_sensor
+
+
+def _by_key(settings: Settings, key: str) -> DatabaseSettings:
+    return next(db for db in settings.databases if db.key == key)
+
+
+def _batch_cursor(cursor: str | None) -> dict | None:
+    try:
+        state = json.loads(cursor) if cursor else None
+        return state if isinstance(state, dict) and "after" in state else None
+    except ValueError:
+        return None
+
+
+def _timestamp(value) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
 
 
 def _requested_backups(run: dg.DagsterRun, settings: Settings, log):

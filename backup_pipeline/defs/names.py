@@ -30,6 +30,10 @@ KIND_TAG = "backup/kind"  # backup, verify, prune, restore or request
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
 # What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
 LABEL_TAG = "backup/label"
+# The server a backup run works against (`host:port`, core/servers.py) and its lane there: the run queue lets
+# one run per lane through at a time (dagster.yaml), so a server has at most its budget of runs at once.
+SERVER_TAG = "backup/server"
+LANE_TAG = "backup/server_lane"
 RESTORE_SERVER_TAG = "backup/restore_server"  # user@host:port/db a restore run writes to (never a password)
 PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values through first
 # On runs `backup-db` executes in its own process, which announces them itself: the sensors leave them alone.
@@ -54,6 +58,13 @@ RESTORE_JOB = "restore_job"
 RESTORE_OP = "restore_backup"
 PRUNE_OP = "backup_retention"  # the op behind every database's backup_retention asset
 REQUEST_SENSOR = "backup_request_sensor"
+# A night's scheduled backups of several databases: runs of backup_batch, each backing up a few databases of
+# one server as one step per database, started by the batch sensor.
+BATCH_JOB = "backup_batch"
+BATCH_PLAN_OP = "batch_databases"
+BATCH_BACKUP_OP = "back_up_database"
+BATCH_PRUNE_OP = "prune_after_backup"
+BATCH_SENSOR = "backup_batch_sensor"
 FRESHNESS_SENSOR = "backup_freshness_sensor"
 RETENTION_SENSOR = "backup_retention_sensor"
 # With several databases: the one job whose runs prune one database's backups (a subset of its assets).

@@ -120,13 +120,9 @@ class RunError:
 def run_failure_error(instance: dg.DagsterInstance, run_id: str, failure_event=None) -> RunError:
     """The failing step's own error, or the run's when no step got to fail (a crash, the run monitor)."""
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
-        data = record.event_log_entry.dagster_event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            error_class = data.user_failure_data.metadata.get(ERROR_CLASS_METADATA)
-            return RunError(data.user_failure_data.description, error_class.value if error_class else None)
-        if data.error:
-            error = _innermost(data.error)
-            return RunError(error.message, error.cls_name)
+        error = step_error(record.event_log_entry.dagster_event.step_failure_data)
+        if error is not None:
+            return error
     if failure_event is None:
         records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
         if not records:
@@ -136,6 +132,17 @@ def run_failure_error(instance: dg.DagsterInstance, run_id: str, failure_event=N
     if failure is not None and failure.error is not None:
         return RunError(failure.error.message, failure.error.cls_name)
     return RunError(failure_event.message or "")
+
+
+def step_error(data) -> RunError | None:
+    """A failed step's own error: our message and error class, else the innermost exception's."""
+    if data.user_failure_data and data.user_failure_data.description:
+        error_class = data.user_failure_data.metadata.get(ERROR_CLASS_METADATA)
+        return RunError(data.user_failure_data.description, error_class.value if error_class else None)
+    if data.error:
+        error = _innermost(data.error)
+        return RunError(error.message, error.cls_name)
+    return None
 
 
 def _innermost(error):

@@ -166,6 +166,44 @@ SETTINGS = (
         file="schedule",
     ),
     Setting(
+        name="schedule_jitter_minutes",
+        env="BACKUP_SCHEDULE_JITTER_MINUTES",
+        section=DATABASE,
+        help=(
+            "with several databases: a night's scheduled backups start spread over this many minutes after the tick "
+            "instead of all at it (each server's batches evenly over the largest window its databases give)"
+        ),
+        type=int,
+        default=0,
+        bounds=(0, 720),
+        shown_default="0 (all at the tick)",
+    ),
+    Setting(
+        name="server_max_runs",
+        env="BACKUP_SERVER_MAX_RUNS",
+        section=DATABASE,
+        help=(
+            "with several databases: backup runs at once against one server (`host:port` of the database's URL), "
+            "its connection budget; a server takes the smallest its databases give (see "
+            "[Several databases](#several-databases))"
+        ),
+        type=int,
+        default=4,
+        bounds=(1, 100),
+    ),
+    Setting(
+        name="batch_size",
+        env="BACKUP_BATCH_SIZE",
+        section=DATABASE,
+        help=(
+            "with several databases: databases of one server backed up by one run of a night; a server takes the "
+            "smallest its databases give"
+        ),
+        type=int,
+        default=10,
+        bounds=(1, 1000),
+    ),
+    Setting(
         name="freshness_hours",
         env="BACKUP_FRESHNESS_HOURS",
         section=DATABASE,

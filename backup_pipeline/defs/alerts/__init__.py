@@ -4,12 +4,14 @@ freshness check."""
 import dagster as dg
 
 from backup_pipeline.core.config import Settings
+from backup_pipeline.defs.alerts.batches import batch_messages, is_batch
 from backup_pipeline.defs.alerts.dead_runs import build_dead_run_sensor
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
 from backup_pipeline.defs.alerts.messages import Redactor
 from backup_pipeline.defs.alerts.run_sensors import (
     backup_failure_text,
+    is_quiet,
     make_discord_on_backup_success_sensor,
     make_discord_on_run_failure_sensor,
 )
@@ -25,6 +27,11 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
                 text_fn=backup_failure_text(settings),
                 redact=redact,
                 webserver_base_url=settings.webserver_url,
+                many_messages_fn=lambda instance, run: (
+                    batch_messages(instance, run, settings, notices=_batch_notices(settings, run))
+                    if is_batch(run)
+                    else None
+                ),
             ),
             make_discord_on_backup_success_sensor(client, settings, redact=redact),
             build_freshness_sensor(settings, client, redact),
@@ -32,6 +39,11 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
         ],
         asset_checks=[build_freshness_checks(list(settings.databases))],
     )
+
+
+def _batch_notices(settings: Settings, run: dg.DagsterRun) -> bool:
+    """A failed batch also announces the databases it did back up, as the success sensor would."""
+    return settings.discord.success_notices and not is_quiet(run)
 
 
 __all__ = ["DiscordClient", "alert_definitions", "make_discord_on_run_failure_sensor"]

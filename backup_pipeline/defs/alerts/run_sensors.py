@@ -10,6 +10,7 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.health import HEALTH_CHECKS
+from backup_pipeline.defs.alerts.batches import batch_messages, is_batch
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, health_warning, success_text
 from backup_pipeline.defs.alerts.runs import (
@@ -23,6 +24,8 @@ from backup_pipeline.defs.run_lifecycle import run_database_and_kind, run_failur
 
 RUN_SENSOR_INTERVAL_S = 5
 FailureTextFn = Callable[[dg.RunFailureSensorContext], str]
+# The messages of a run that concerned several databases (one each), or None for any other run.
+ManyMessagesFn = Callable[[dg.DagsterInstance, dg.DagsterRun], list[str] | None]
 
 
 def default_failure_text(webserver_base_url: str | None) -> FailureTextFn:
@@ -43,6 +46,7 @@ def make_discord_on_run_failure_sensor(
     minimum_interval_seconds: int = RUN_SENSOR_INTERVAL_S,
     monitored_jobs: Sequence | None = None,
     default_status: dg.DefaultSensorStatus | None = None,
+    many_messages_fn: ManyMessagesFn | None = None,
 ) -> dg.SensorDefinition:
     """A sensor that posts to Discord when a run fails; shaped like dagster-slack's make_slack_on_run_failure_sensor.
 
@@ -70,8 +74,10 @@ def make_discord_on_run_failure_sensor(
             return dg.SkipReason("Discord is not configured: set DISCORD_WEBHOOK_URL or DISCORD_BOT_TOKEN")
         if context.dagster_run.tags.get(ANNOUNCED_TAG):
             return dg.SkipReason(f"run {context.dagster_run.run_id} was announced by the process that ran it")
-        delivered = client.post(redact(text_fn(context)), log=context.log)
-        context.log.info(f"failure of run {context.dagster_run.run_id} {'posted' if delivered else 'NOT posted'}")
+        many = many_messages_fn(context.instance, context.dagster_run) if many_messages_fn else None
+        for text in [text_fn(context)] if many is None else many:
+            delivered = client.post(redact(text), log=context.log)
+            context.log.info(f"failure of run {context.dagster_run.run_id} {'posted' if delivered else 'NOT posted'}")
 
     return discord_on_run_failure
 
@@ -110,6 +116,12 @@ def make_discord_on_backup_success_sensor(
     )
     def discord_on_backup_success(context: dg.RunStatusSensorContext):
         run = context.dagster_run
+        if is_batch(run):
+            if not client.configured:
+                return dg.SkipReason("Discord is not configured")
+            for text in batch_messages(context.instance, run, settings, notices and not is_quiet(run)):
+                client.post(redact(text), log=context.log)
+            return
         db, kind = run_database_and_kind(run, settings)
         if db is None or kind != "backup":
             return  # not a backup: nothing to announce

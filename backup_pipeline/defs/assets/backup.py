@@ -76,82 +76,111 @@ def build_backup_asset(
         with fail_clearly():
             sweep_for(context, postgres, backup_storage, db)
         if selected & {dump_key, offsite_key}:
-            yield from dump_and_upload(context, postgres, backup_storage, selected)
-        if verification_key in selected:
-            yield verify_partition(context, postgres, backup_storage, db)
-
-    def dump_and_upload(
-        context: dg.AssetExecutionContext,
-        postgres: PostgresResource,
-        backup_storage: BackupStorageResource,
-        selected,
-    ):
-        connection = postgres.database(db)
-        with fail_clearly():
-            backup_id = BackupId.parse(context.partition_key)
             label = context.run.tags.get(LABEL_TAG) or None
-            catalog = backup_storage.catalog(connection, db.storage_prefix)
-            result = take_backup(
-                connection.target(),
-                catalog,
-                backup_id,
-                connection.tools(),
-                db.dump_options(),
-                log=context.log.info,
-                label=label,
-                stall_seconds=db.stall_seconds,
+            yield from dump_and_upload(
+                context,
+                postgres,
+                backup_storage,
+                db,
+                context.partition_key,
+                label,
+                selected,
+                context.selected_asset_check_keys,
             )
-        manifest = result.manifest
-        ratio = manifest.database_size_bytes / manifest.size_bytes if manifest.size_bytes else 0.0
-        if dump_key in selected:
-            yield dg.MaterializeResult(
-                asset_key=dump_key,
-                metadata={
-                    "database": manifest.database,
-                    "backup_type": manifest.type,
-                    **labelled(manifest),
-                    "tables": dg.MetadataValue.int(len(manifest.tables)),
-                    "rows": dg.MetadataValue.int(manifest.total_rows),
-                    "database_size_bytes": dg.MetadataValue.int(manifest.database_size_bytes),
-                    "server_version": manifest.server_version,
-                    "pg_dump_version": manifest.pg_dump_version,
-                    "dump_format": manifest.format,
-                    "compression": manifest.compression,
-                    "duration_s": dg.MetadataValue.float(manifest.duration_s),
-                },
-            )
-        if offsite_key in selected:
-            yield dg.MaterializeResult(
-                asset_key=offsite_key,
-                metadata={
-                    "name": manifest.name,
-                    **labelled(manifest),
-                    "uri": dg.MetadataValue.url(result.uri) if result.uri.startswith("file:") else result.uri,
-                    "size_bytes": dg.MetadataValue.int(manifest.size_bytes),
-                    "sha256": manifest.sha256,
-                    "compression_ratio": dg.MetadataValue.float(round(ratio, 3)),
-                    "duration_s": dg.MetadataValue.float(manifest.duration_s),
-                    "tables": dg.MetadataValue.int(len(manifest.tables)),
-                    "rows": dg.MetadataValue.int(manifest.total_rows),
-                    "server_version": manifest.server_version,
-                    "pg_dump_version": manifest.pg_dump_version,
-                },
-            )
-        yield from health_check_results(context, catalog, manifest, offsite_key, db.health_max_row_drop_percent)
-        if dg.AssetCheckKey(offsite_key, "stored_object_matches_manifest") not in context.selected_asset_check_keys:
-            return
-        stored = catalog.storage.head(manifest.key)
-        yield dg.AssetCheckResult(
-            asset_key=offsite_key,
-            check_name="stored_object_matches_manifest",
-            passed=stored is not None and stored.size == manifest.size_bytes,
-            metadata={
-                "stored_bytes": dg.MetadataValue.int(stored.size if stored else 0),
-                "manifest_bytes": dg.MetadataValue.int(manifest.size_bytes),
-            },
-        )
+        if verification_key in selected:
+            yield verify_partition(context, postgres, backup_storage, db, context.partition_key)
 
     return dump_upload_verify
+
+
+def dump_and_upload(
+    context,
+    postgres: PostgresResource,
+    backup_storage: BackupStorageResource,
+    db: DatabaseSettings,
+    partition_key: str,
+    label: str | None,
+    selected,
+    selected_checks,
+):
+    """Dumps the database into storage as backup `partition_key`: the materializations of the selected assets
+    among database_dump and offsite_backup, and the selected checks' results, as MaterializeResult and
+    AssetCheckResult (a run of a night's batch turns them into events of each database's own assets)."""
+    names = DefinitionNames(db)
+    dump_key = dg.AssetKey(names.asset_path("database_dump"))
+    offsite_key = dg.AssetKey(names.asset_path("offsite_backup"))
+    connection = postgres.database(db)
+    with fail_clearly():
+        backup_id = BackupId.parse(partition_key)
+        catalog = backup_storage.catalog(connection, db.storage_prefix)
+        result = take_backup(
+            connection.target(),
+            catalog,
+            backup_id,
+            connection.tools(),
+            db.dump_options(),
+            log=context.log.info,
+            label=label,
+            stall_seconds=db.stall_seconds,
+        )
+    manifest = result.manifest
+    ratio = manifest.database_size_bytes / manifest.size_bytes if manifest.size_bytes else 0.0
+    if dump_key in selected:
+        yield dg.MaterializeResult(
+            asset_key=dump_key,
+            metadata={
+                "database": manifest.database,
+                "backup_type": manifest.type,
+                **labelled(manifest),
+                "tables": dg.MetadataValue.int(len(manifest.tables)),
+                "rows": dg.MetadataValue.int(manifest.total_rows),
+                "database_size_bytes": dg.MetadataValue.int(manifest.database_size_bytes),
+                "server_version": manifest.server_version,
+                "pg_dump_version": manifest.pg_dump_version,
+                "dump_format": manifest.format,
+                "compression": manifest.compression,
+                "duration_s": dg.MetadataValue.float(manifest.duration_s),
+            },
+        )
+    if offsite_key in selected:
+        yield dg.MaterializeResult(
+            asset_key=offsite_key,
+            metadata={
+                "name": manifest.name,
+                **labelled(manifest),
+                "uri": dg.MetadataValue.url(result.uri) if result.uri.startswith("file:") else result.uri,
+                "size_bytes": dg.MetadataValue.int(manifest.size_bytes),
+                "sha256": manifest.sha256,
+                "compression_ratio": dg.MetadataValue.float(round(ratio, 3)),
+                "duration_s": dg.MetadataValue.float(manifest.duration_s),
+                "tables": dg.MetadataValue.int(len(manifest.tables)),
+                "rows": dg.MetadataValue.int(manifest.total_rows),
+                "server_version": manifest.server_version,
+                "pg_dump_version": manifest.pg_dump_version,
+            },
+        )
+    yield from health_check_results(
+        context, selected_checks, catalog, manifest, offsite_key, db.health_max_row_drop_percent
+    )
+    if dg.AssetCheckKey(offsite_key, "stored_object_matches_manifest") not in selected_checks:
+        return
+    stored = catalog.storage.head(manifest.key)
+    yield dg.AssetCheckResult(
+        asset_key=offsite_key,
+        check_name="stored_object_matches_manifest",
+        passed=stored is not None and stored.size == manifest.size_bytes,
+        metadata={
+            "stored_bytes": dg.MetadataValue.int(stored.size if stored else 0),
+            "manifest_bytes": dg.MetadataValue.int(manifest.size_bytes),
+        },
+    )
+
+
+def backup_check_keys(db: DatabaseSettings) -> set[dg.AssetCheckKey]:
+    """Every check a backup of the database evaluates (on its offsite_backup asset)."""
+    offsite_key = dg.AssetKey(DefinitionNames(db).asset_path("offsite_backup"))
+    names = ["stored_object_matches_manifest", *HEALTH_CHECKS]
+    return {dg.AssetCheckKey(offsite_key, name) for name in names}
 
 
 def health_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -169,8 +198,8 @@ def health_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def health_check_results(context, catalog, manifest, asset_key: dg.AssetKey, row_drop_percent: float):
-    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == asset_key} & set(HEALTH_CHECKS)
+def health_check_results(context, selected_checks, catalog, manifest, asset_key: dg.AssetKey, row_drop_percent: float):
+    selected = {k.name for k in selected_checks if k.asset_key == asset_key} & set(HEALTH_CHECKS)
     if not selected:
         return
     try:

@@ -28,17 +28,18 @@ def verification_spec(names: DefinitionNames) -> dg.AssetSpec:
 
 
 def verify_partition(
-    context: dg.AssetExecutionContext,
+    context,
     postgres: PostgresResource,
     backup_storage: BackupStorageResource,
     db: DatabaseSettings,
+    partition_key: str,
 ) -> dg.MaterializeResult:
     """Verifies the backup of the run's partition; its materialization, or a failure saying what is wrong."""
     names = DefinitionNames(db)
     connection = postgres.database(db)
     with fail_clearly():
         catalog = backup_storage.catalog(connection, db.storage_prefix)
-        name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(context.partition_key))
+        name = BackupName(prefix=catalog.name_prefix, id=BackupId.parse(partition_key))
         outcome = verify_backup(
             catalog,
             name,

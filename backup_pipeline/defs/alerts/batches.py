@@ -1,0 +1,110 @@
+"""What the alert sensors post for a run of backup_batch (defs/batches.py): one message per database.
+
+A batch backs up several databases, one step each. Each database gets what a run of its own would have got:
+its failure (from its own step's error), a health warning when its backup failed a health check, and its
+success notice; a database whose step succeeded is announced even when another database made the run fail.
+"""
+
+import re
+
+import dagster as dg
+
+from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.health import HEALTH_CHECKS
+from backup_pipeline.core.names import backup_name_prefix
+from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, health_warning, success_text
+from backup_pipeline.defs.alerts.runs import asset_check_evaluations, database_name, materialization_metadata
+from backup_pipeline.defs.batches import batch_keys
+from backup_pipeline.defs.names import (
+    BACKUP_ID_TAG,
+    BACKUP_TYPE_TAG,
+    BATCH_BACKUP_OP,
+    BATCH_JOB,
+    BATCH_PRUNE_OP,
+    LABEL_TAG,
+    DefinitionNames,
+    run_url,
+)
+from backup_pipeline.defs.run_lifecycle import run_failure_error, step_error
+
+_STEP = re.compile(r"^(?P<op>\w+)\[(?P<key>\w+)\]$")
+
+
+def is_batch(run: dg.DagsterRun) -> bool:
+    return run.job_name == BATCH_JOB
+
+
+def batch_messages(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, notices: bool = True
+) -> list[str]:
+    """Per database of a finished batch run: its failure, or its health warning and (with `notices`) its
+    notice. A run that failed before any database's step did (a crash, the run monitor) is one failure."""
+    by_key = {db.key: db for db in settings.databases}
+    failures = _step_failures(instance, run.run_id)
+    stored = materialization_metadata(instance, run.run_id)
+    checks = asset_check_evaluations(instance, run.run_id)
+    messages = []
+    for key in batch_keys(run.run_config):
+        db = by_key.get(key)
+        if db is None:
+            continue
+        names = DefinitionNames(db)
+        if (BATCH_BACKUP_OP, key) in failures:
+            messages.append(failure_text(_facts(run, settings, db, "backup"), failures[(BATCH_BACKUP_OP, key)]))
+            continue
+        verification = stored.get(dg.AssetKey(names.asset_path("restore_verification")))
+        if verification is not None:
+            offsite = dg.AssetKey(names.asset_path("offsite_backup"))
+            failed = [
+                (c.check_name, c.description or "")
+                for c in checks
+                if c.asset_key == offsite and not c.passed and c.check_name in HEALTH_CHECKS
+            ]
+            if failed:
+                messages.append(health_warning(_facts(run, settings, db, "backup"), failed))
+            if notices:
+                offsite_meta = stored.get(offsite, {})
+                messages.append(
+                    success_text(
+                        _facts(run, settings, db, "backup"),
+                        file_name=f"{offsite_meta['name']}.dump" if offsite_meta.get("name") else None,
+                        size_bytes=offsite_meta.get("size_bytes"),
+                        duration_s=offsite_meta.get("duration_s"),
+                        verified=bool(verification.get("verified")),
+                        rows=verification.get("rows"),
+                    )
+                )
+        if (BATCH_PRUNE_OP, key) in failures:
+            messages.append(failure_text(_facts(run, settings, db, "prune"), failures[(BATCH_PRUNE_OP, key)]))
+    if run.status == dg.DagsterRunStatus.FAILURE and not failures:
+        facts = RunFacts(job=run.job_name, run_id=run.run_id, run_url=run_url(settings.webserver_url, run.run_id))
+        databases = ", ".join(batch_keys(run.run_config))
+        error = run_failure_error(instance, run.run_id)
+        messages.append(failure_text(facts, error) + f"\nDatabases of this batch, none backed up: {databases}")
+    return messages
+
+
+def _step_failures(instance: dg.DagsterInstance, run_id: str) -> dict:
+    """(op, database key) → RunError of each failed step of the run."""
+    found = {}
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
+        match = _STEP.match(event.step_key or "")
+        if match:
+            found[(match["op"], match["key"])] = step_error(event.step_failure_data)
+    return found
+
+
+def _facts(run: dg.DagsterRun, settings: Settings, db: DatabaseSettings, kind: str) -> RunFacts:
+    backup_id = run.tags.get(BACKUP_ID_TAG)
+    name = database_name(db)
+    return RunFacts(
+        job=run.job_name,
+        run_id=run.run_id,
+        run_url=run_url(settings.webserver_url, run.run_id),
+        kind=kind,
+        database=name,
+        backup_name=f"{backup_name_prefix(db.name_prefix, name)}_{backup_id}" if backup_id else None,
+        backup_type=run.tags.get(BACKUP_TYPE_TAG) or None,
+        label=run.tags.get(LABEL_TAG) or None,
+    )
