@@ -37,6 +37,7 @@ anything is built from it.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -294,8 +295,30 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:map", _MarkedLoader.construct_m
 _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _MarkedLoader.construct_marked_sequence)
 
 
+# The last file read, by path, modification time and size: every load of the settings reads the file for its
+# databases and again for its restore targets, and parsing a thousand entries costs about half a second.
+_LAST_READ: dict[tuple, tuple[Any, list[tuple[int, str]]]] = {}
+
+
 def _load(path: Path) -> tuple[Any, list[tuple[int, str]]]:
     """The file's contents, and the problems found while reading it (repeated fields)."""
+    try:
+        stat = os.stat(path)
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None  # reported by _parse
+    if key is None or key not in _LAST_READ:
+        parsed = _parse(path)
+        _LAST_READ.clear()
+        if key is not None:
+            _LAST_READ[key] = parsed
+    else:
+        parsed = _LAST_READ[key]
+    root, problems = parsed
+    return root, list(problems)  # the caller adds its own problems to the list
+
+
+def _parse(path: Path) -> tuple[Any, list[tuple[int, str]]]:
     try:
         text = _read_limited(path)
     except FileNotFoundError:

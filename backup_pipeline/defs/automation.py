@@ -74,8 +74,9 @@ def _schedule(cron: str, databases: list[DatabaseSettings]) -> dg.ScheduleDefini
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(
-            f"Daily backup of {which} at '{cron}' (UTC): each tick requests one backup run per database "
-            "(dump, upload, verify), started by the backup_request_sensor and let through by the run queue."
+            f"Daily backup of {which} at '{cron}' (UTC): each tick requests a backup of every database on it "
+            "(dump, upload, verify), started by the backup_request_sensor (one database) or as backup_batch runs "
+            "by the backup_batch_sensor (several), and let through by the run queue."
         ),
     )
     def scheduled_backups(context: dg.ScheduleEvaluationContext):
@@ -151,8 +152,9 @@ def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.Sensor
         minimum_interval_seconds=REQUEST_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Starts one backup run per database named by each successful {REQUEST_JOB} run (from the UI, "
-            "`dagster job launch`, `backup-db backup --no-wait` or a schedule's tick)."
+            f"Starts the backup run of the database named by each successful {REQUEST_JOB} run (from the UI, "
+            "`dagster job launch`, `backup-db backup --no-wait` or a schedule's tick); requests naming several "
+            f"databases are the {BATCH_SENSOR}'s."
         ),
         **target,
     )
@@ -219,58 +221,45 @@ def build_batch_sensor(settings: Settings, batch_job: dg.JobDefinition) -> dg.Se
     )
     def backup_batch_sensor(context: dg.SensorEvaluationContext):
         state = _batch_cursor(context.cursor)
+        # A second of overlap, as the request sensor has: a request finishing in the same instant as the last
+        # one seen is looked at again, never missed; its released batches are in the cursor, so it is not
+        # answered twice.
         after = datetime.fromtimestamp(state["after"] - 1, UTC) if state else datetime.now(UTC) - REQUEST_LOOKBACK
-        released: dict[str, list[int]] = state.get("released", {}) if state else {}
+        released: dict[str, dict] = state.get("released", {}) if state else {}
         records = context.instance.get_run_records(
             filters=dg.RunsFilter(job_name=REQUEST_JOB, statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=after),
             limit=REQUESTS_PER_TICK,
             order_by="update_timestamp",
             ascending=True,
         )
+        if not records:
+            return dg.SkipReason("no backup requests waiting")
         now = datetime.now(UTC).timestamp()
         additions: dict[str, list[str]] = defaultdict(list)
-        run_requests, cursor_at, holding, still_released = [], None, False, {}
+        run_requests, cursor_at, holding, kept = [], None, False, {}
         for record in records:
             run = record.dagster_run
             requested = _requested_backups(run, settings, context.log)
             databases = [db for db, _, _ in requested]
             if batches_apply(settings, databases):
                 backup_id, tags = requested[0][1], requested[0][2]
-                done = set(released.get(run.run_id, []))
+                done = set((released.get(run.run_id) or {}).get("done", []))
                 batches = plan_batches(databases)
                 started = _timestamp(record.create_timestamp)
                 for number, batch in enumerate(batches):
-                    if number in done:
-                        continue
-                    if started + batch.delay_s > now:
+                    if number in done or started + batch.delay_s > now:
                         continue
                     done.add(number)
                     for key in batch.keys:
                         additions[DefinitionNames(_by_key(settings, key)).partitions].append(backup_id)
-                    run_requests.append(
-                        dg.RunRequest(
-                            run_key=f"{run.run_id}:batch:{number}",
-                            job_name=BATCH_JOB,
-                            run_config=batch_run_config(batch.keys),
-                            tags={
-                                **tags,
-                                KIND_TAG: "batch",
-                                BACKUP_ID_TAG: backup_id,
-                                SERVER_TAG: batch.server,
-                                LANE_TAG: batch.lane_name,
-                            },
-                        )
-                    )
-                # Kept for every request the cursor cannot pass yet, so no batch is released twice.
+                    run_requests.append(batch_run_request(run.run_id, number, batch, backup_id, tags))
                 holding = holding or len(done) < len(batches)
-                if holding:
-                    still_released[run.run_id] = sorted(done)
+                kept[run.run_id] = {"at": _timestamp(record.update_timestamp), "done": sorted(done)}
             if not holding:
-                cursor_at = record.update_timestamp
-        if not records:
-            return dg.SkipReason("no backup requests waiting")
-        after_ts = _timestamp(cursor_at) if cursor_at is not None else (state or {}).get("after", now)
-        cursor = json.dumps({"after": after_ts, "released": still_released})
+                cursor_at = _timestamp(record.update_timestamp)
+        after_ts = cursor_at if cursor_at is not None else (state or {}).get("after", now)
+        # Kept: every request the cursor has not passed, and those within its second of overlap.
+        cursor = json.dumps({"after": after_ts, "released": {k: v for k, v in kept.items() if v["at"] >= after_ts - 1}})
         if not run_requests:
             return dg.SensorResult(skip_reason=dg.SkipReason("no batch due"), cursor=cursor)
         return dg.SensorResult(
@@ -283,6 +272,22 @@ def build_batch_sensor(settings: Settings, batch_job: dg.JobDefinition) -> dg.Se
         )
 
     return backup_batch_sensor
+
+
+def batch_run_request(request_run_id: str, number: int, batch, backup_id: str, tags: dict[str, str]) -> dg.RunRequest:
+    """The backup_batch run of one batch of a request, in its server's lane."""
+    return dg.RunRequest(
+        run_key=f"{request_run_id}:batch:{number}",
+        job_name=BATCH_JOB,
+        run_config=batch_run_config(batch.keys),
+        tags={
+            **tags,
+            KIND_TAG: "batch",
+            BACKUP_ID_TAG: backup_id,
+            SERVER_TAG: batch.server,
+            LANE_TAG: batch.lane_name,
+        },
+    )
 
 
 def _by_key(settings: Settings, key: str) -> DatabaseSettings:

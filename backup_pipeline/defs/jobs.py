@@ -16,6 +16,8 @@ from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
+    BATCH_JOB,
+    BATCH_SENSOR,
     DATABASE_TAG,
     KIND_TAG,
     LABEL_TAG,
@@ -118,9 +120,13 @@ def build_request_job(settings: Settings) -> dg.JobDefinition:
             tags[DATABASE_TAG] = databases[0].key
         context.instance.add_run_tags(context.run_id, tags)
         which = databases[0].key if len(databases) == 1 else f"{len(databases)} databases"
+        if len(databases) > 1 and not DefinitionNames(databases[0]).has_named_jobs:
+            answer = f"the {BATCH_SENSOR} starts {BATCH_JOB} runs of a few databases of one server each"
+        else:
+            answer = f"the {DefinitionNames(databases[0]).request_sensor} starts one backup run per database"
         context.log.info(
-            f"backup {backup_id} of {which} requested: the {DefinitionNames(databases[0]).request_sensor} starts "
-            "one backup run per database within seconds (the daemon must be running, as it is under `dagster dev`)"
+            f"backup {backup_id} of {which} requested: {answer} within seconds (the daemon must be running, "
+            "as it is under `dagster dev`)"
         )
         return str(backup_id)
 

@@ -1,0 +1,114 @@
+"""A night's backup_batch run, in process against a real PostgreSQL and a real Dagster instance: one step per
+database, a database that fails fails alone, and every database's results land on its own assets.
+
+What the daemon adds (the schedule's tick, the batch sensor, the lanes) is in tests/test_deploy_scale_out.py.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.servers import server_key
+from backup_pipeline.defs.alerts.batches import batch_messages
+from backup_pipeline.defs.automation import build_batch_sensor
+from backup_pipeline.defs.batches import batch_run_config
+from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, LANE_TAG, SERVER_TAG
+from tests.support.pipeline import load_defs
+from tests.support.seed import SEED_COUNTS
+
+BACKUP_ID = "daily_20261206_060000"
+KEYS = ["app", "broken", "shop"]
+
+
+@pytest.fixture
+def three_databases(clean_env, make_database, pg_admin_url, dagster_home, tmp_path):
+    """app and shop seeded, broken pointing at a database its server does not have; all on one server."""
+    config = tmp_path / "backups.yaml"
+    config.write_text(
+        "databases:\n"
+        "  - {key: app, url_env: APP_URL}\n"
+        "  - {key: broken, url_env: BROKEN_URL}\n"
+        "  - {key: shop, url_env: SHOP_URL, auto_prune: false}\n"
+    )
+    missing = f"bp_missing_{tmp_path.name[-8:].lower()}"
+    values = {
+        "BACKUP_CONFIG_FILE": str(config),
+        "APP_URL": make_database(),
+        "SHOP_URL": make_database(),
+        "BROKEN_URL": pg_admin_url.rsplit("/", 1)[0] + "/" + missing,
+        "BACKUP_LOCAL_DIR": str(tmp_path / "backups"),
+        "DAGSTER_HOME": str(dagster_home),
+    }
+    for key, value in values.items():
+        clean_env.setenv(key, value)
+    return {**values, "missing": missing}
+
+
+def test_a_failing_database_fails_its_own_step_and_the_others_are_recorded_on_their_own_assets(three_databases):
+    instance = dg.DagsterInstance.get()
+    defs = load_defs()
+    for key in KEYS:
+        instance.add_dynamic_partitions(f"{key}_backups", [BACKUP_ID])
+    result = defs.resolve_job_def("backup_batch").execute_in_process(
+        instance=instance,
+        run_config=batch_run_config(KEYS),
+        tags={BACKUP_ID_TAG: BACKUP_ID, BACKUP_TYPE_TAG: "daily"},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failed = {e.step_key for e in result.all_events if e.is_step_failure}
+    succeeded = {e.step_key for e in result.all_events if e.is_step_success}
+    assert failed == {"back_up_database[broken]"}
+    # shop comes after broken and is still backed up; broken's retention is skipped, app's runs, shop's is off.
+    assert {"back_up_database[app]", "back_up_database[shop]", "prune_after_backup[app]"} <= succeeded
+
+    for key in ("app", "shop"):
+        for asset in ("database_dump", "offsite_backup", "restore_verification"):
+            event = instance.get_latest_materialization_event(dg.AssetKey([key, asset]))
+            assert event.asset_materialization.partition == BACKUP_ID and event.run_id == result.run_id
+        verification = instance.get_latest_materialization_event(dg.AssetKey([key, "restore_verification"]))
+        metadata = verification.asset_materialization.metadata
+        assert metadata["verified"].value is True and metadata["rows"].value == sum(SEED_COUNTS.values())
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey([key, "offsite_backup"]), "stored_object_matches_manifest")]
+        )
+        assert check, f"{key}'s stored_object_matches_manifest check has no result"
+    assert instance.get_latest_materialization_event(dg.AssetKey(["app", "backup_retention"])) is not None
+    assert instance.get_latest_materialization_event(dg.AssetKey(["shop", "backup_retention"])) is None
+    for asset in ("database_dump", "restore_verification"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(["broken", asset])) is None
+
+    # One message per database: broken's failure, the others' notices.
+    run = instance.get_run_by_id(result.run_id)
+    messages = batch_messages(instance, run, load_settings())
+    assert len(messages) == 3
+    [failure] = [m for m in messages if m.startswith(":x:")]
+    assert three_databases["missing"] in failure and "does not exist" in failure
+    assert len([m for m in messages if m.startswith(":white_check_mark:")]) == 2
+
+
+def test_a_tick_naming_every_database_becomes_batches_with_their_server_and_lane(three_databases):
+    instance = dg.DagsterInstance.get()
+    defs = load_defs()
+    request = defs.resolve_job_def("request_backup").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"backup_request": {"config": {"backup_type": "daily", "databases": KEYS}}}},
+        tags={BACKUP_TYPE_TAG: "daily"},
+    )
+    assert request.success
+    sensor = build_batch_sensor(load_settings(), defs.resolve_job_def("backup_batch"))
+    with dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def()) as context:
+        answer = sensor(context)
+    [run_request] = answer.run_requests
+    server = server_key(three_databases["APP_URL"])
+    assert run_request.job_name == "backup_batch" and run_request.run_config == batch_run_config(KEYS)
+    assert run_request.tags[SERVER_TAG] == server and run_request.tags[LANE_TAG] == f"{server}#0"
+    assert {r.partitions_def_name for r in answer.dynamic_partitions_requests} == {f"{k}_backups" for k in KEYS}
+    # Answered once: the next evaluation, from its cursor, releases nothing again.
+    with dg.build_sensor_context(
+        instance=instance, repository_def=defs.get_repository_def(), cursor=answer.cursor
+    ) as context:
+        again = sensor(context)
+    assert not getattr(again, "run_requests", None)
