@@ -369,6 +369,9 @@ def test_every_database_variable_has_a_file_field_that_means_the_same(tmp_path):
         "BACKUP_DUMP_FORMAT": ("directory", "directory"),
         "BACKUP_DUMP_JOBS": ("3", 3),
         "BACKUP_COMPRESSION": ("zstd:5", "zstd:5"),
+        "BACKUP_SCHEDULE_JITTER_MINUTES": ("45", 45),
+        "BACKUP_SERVER_MAX_RUNS": ("2", 2),
+        "BACKUP_BATCH_SIZE": ("25", 25),
     }
     from_env = load_settings({variable: text for variable, (text, _) in values.items()}).database()
     fields = {s.env: s.file_field for s in SETTINGS if s.file_field and s.env}
