@@ -109,7 +109,7 @@ class CliContext:
         name = self.backup_name(text, backup_type)
         return name, self.catalog().find(name)
 
-    def where_hint(self) -> str:
+    def where_hint(self, suggest_list_all: bool = True) -> str:
         """What to set when the backups are somewhere else: the variables that say where this command looks."""
         storage = self.settings.storage
         if storage.uses_s3:
@@ -119,11 +119,11 @@ class CliContext:
             )
         else:
             where = f"BACKUP_LOCAL_DIR (here: {storage.local_dir}), or BACKUP_S3_BUCKET for a bucket"
-        return (
+        hint = (
             f"Backups kept elsewhere? Set {where} and BACKUP_NAME_PREFIX (here: '{self.name_prefix}') as the "
-            "commands that made them had them, and DAGSTER_HOME for their runs; `backup-db list --all` lists "
-            "every database's backups here"
+            "commands that made them had them, and DAGSTER_HOME for their runs"
         )
+        return hint + ("; `backup-db list --all` lists every database's backups here" if suggest_list_all else "")
 
     def did_you_mean(self, text: str) -> str:
         """' (did you mean app_manual_20260113_150000?)' for a name close to an existing backup's, else ''."""

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 
 from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.home import dagster_home_path
 from backup_pipeline.cli.output import backups_table, manifest_text, print_json, warn
 from backup_pipeline.core.catalog import LABELLED_TYPES, BackupEntry, all_databases_entries
 from backup_pipeline.core.errors import BackupError
@@ -42,7 +43,7 @@ def being_verified(ctx: CliContext, entries: list[BackupEntry]) -> set[str]:
     """The names of unverified backups that a run under way is verifying. Asked of the Dagster instance only
     when a backup is unverified (so a plain `list` never loads Dagster), and only when the instance exists."""
     unverified = {str(entry.name.id): str(entry.name) for entry in entries if not entry.verified}
-    if not unverified:
+    if not unverified or not dagster_home_path().is_dir():
         return set()
     from backup_pipeline.cli.run_state import existing_instance, verifications_under_way
 
@@ -77,6 +78,7 @@ def list_all_backups(ctx: CliContext, backup_type: str | None, as_json: bool) ->
     elif not entries:
         kind = f"{backup_type} " if backup_type else ""
         print(f"No {kind}backups of any database in {ctx.storage.describe()} yet.")
+        print(ctx.where_hint(suggest_list_all=False) + ".")
     else:
         print(backups_table(entries, labels, with_database=True))
     return 0

@@ -7,6 +7,7 @@ or configuration, 3 timed out (the run keeps going), 130 interrupted. Heavy modu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -394,13 +395,31 @@ def run_configured_verb(ctx, args) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def environment_restored():
+    """The folders a command chooses (BACKUP_LOCAL_DIR, DAGSTER_HOME) are exported for the runs it starts; a
+    caller of main() in its own process (a script, the tests) gets its environment back as it was."""
+    from backup_pipeline.cli.locations import DAGSTER_HOME_ENV, LOCAL_DIR_ENV
+
+    saved = {name: os.environ.get(name) for name in (LOCAL_DIR_ENV, DAGSTER_HOME_ENV)}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     from backup_pipeline.cli.outcomes import RestoreStoppedError, RunTimedOutError
     from backup_pipeline.core.errors import BackupError, BackupNotFoundError, ConfigurationError
 
     args = build_parser().parse_args(argv)
     try:
-        return run_verb(args)
+        with environment_restored():
+            return run_verb(args)
     except (ConfigurationError, BackupNotFoundError) as error:
         print(f"backup-db {args.verb}: {error}", file=sys.stderr)
         return EXIT_USAGE

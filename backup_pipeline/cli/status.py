@@ -83,6 +83,10 @@ def database_status(ctx: CliContext, db: DatabaseSettings, now: datetime) -> Dat
 
 def add_runs(ctx: CliContext, statuses: list[DatabaseStatus]) -> bool:
     """Adds each database's last failure and runs under way; False when there is no Dagster instance to ask."""
+    from backup_pipeline.cli.home import dagster_home_path
+
+    if not dagster_home_path().is_dir():
+        return False  # asked before Dagster is imported: without an instance there is nothing to read
     from backup_pipeline.cli.run_state import existing_instance, last_failures, runs_under_way
 
     with existing_instance(ctx.settings) as instance:
