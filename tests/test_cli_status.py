@@ -261,3 +261,21 @@ def test_a_backup_in_progress_is_listed_as_verifying_and_cannot_be_deleted(
     assert followed.returncode == 0, followed.stderr[-3000:]
     code, out, err = run_main(capsys, "delete", name, "--confirm", "DELETE", "--force")
     assert code == 0, err
+
+
+def test_status_of_unreadable_storage_is_not_fresh(moto_server, tmp_path, clean_env, capsys):
+    for name, value in {
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/app",
+        "BACKUP_S3_BUCKET": f"bp-status-missing-{secrets.token_hex(4)}",
+        "BACKUP_S3_ENDPOINT_URL": moto_server.endpoint,
+        "BACKUP_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DAGSTER_HOME": str(tmp_path / "no_instance_here"),
+    }.items():
+        clean_env.setenv(name, value)
+    code, out, err = run_main(capsys, "status", "--json")
+    assert code == 1, err
+    [db] = json.loads(out)["databases"]
+    assert db["fresh"] is False and "does not exist" in db["problem"]
+    assert not (tmp_path / "no_instance_here").exists()
