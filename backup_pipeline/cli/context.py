@@ -120,7 +120,7 @@ class CliContext:
         else:
             where = f"BACKUP_LOCAL_DIR (here: {storage.local_dir}), or BACKUP_S3_BUCKET for a bucket"
         hint = (
-            f"Backups kept elsewhere? Set {where} and BACKUP_NAME_PREFIX (here: '{self.name_prefix}') as the "
+            f"Backups kept elsewhere? Set {where}, and BACKUP_NAME_PREFIX (here: '{self.name_prefix}') as the "
             "commands that made them had them, and DAGSTER_HOME for their runs"
         )
         return hint + ("; `backup-db list --all` lists every database's backups here" if suggest_list_all else "")
