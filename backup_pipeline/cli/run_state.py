@@ -14,9 +14,9 @@ import dagster as dg
 
 from backup_pipeline.cli.home import existing_dagster_home
 from backup_pipeline.core.config import DatabaseSettings, Settings
-from backup_pipeline.defs.alerts.dead_runs import fail_dead_runs
-from backup_pipeline.defs.alerts.runs import run_database_and_kind, run_failure_error
+from backup_pipeline.defs.alerts.announce import announcer
 from backup_pipeline.defs.names import BACKUP_ID_TAG, PARTITION_TAG
+from backup_pipeline.defs.run_lifecycle import fail_dead_runs, op_config_with, run_database_and_kind, run_failure_error
 
 UNDER_WAY = [
     dg.DagsterRunStatus.QUEUED,
@@ -59,7 +59,7 @@ def existing_instance(settings: Settings):
         yield None
         return
     with dg.DagsterInstance.get() as instance:
-        fail_dead_runs(instance, settings)
+        fail_dead_runs(instance, announcer(settings, instance))
         yield instance
 
 
@@ -120,9 +120,8 @@ def _summary(record, settings: Settings) -> tuple[DatabaseSettings | None, RunSu
 
 def _restore_backup_id(run) -> str | None:
     """The backup id a restore run's config names (`backup_name: app_manual_...`), or None when not said."""
-    for op in ((run.run_config or {}).get("ops") or {}).values():
-        name = ((op or {}).get("config") or {}).get("backup_name")
-        if isinstance(name, str) and name:
-            parts = name.removesuffix(".dump").rsplit("_", 3)
-            return "_".join(parts[-3:]) if len(parts) >= 3 else None
-    return None
+    name = op_config_with(run.run_config, "backup_name").get("backup_name")
+    if not isinstance(name, str) or not name:
+        return None
+    parts = name.removesuffix(".dump").rsplit("_", 3)
+    return "_".join(parts[-3:]) if len(parts) >= 3 else None
