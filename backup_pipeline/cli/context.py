@@ -112,13 +112,15 @@ class CliContext:
     def where_hint(self, suggest_list_all: bool = True) -> str:
         """What to set when the backups are somewhere else: the variables that say where this command looks."""
         storage = self.settings.storage
-        if storage.uses_s3:
+        local_dir = getattr(storage, "local_dir", None)
+        if local_dir is not None:
+            where = f"BACKUP_LOCAL_DIR (here: {local_dir}), or BACKUP_S3_BUCKET for a bucket"
+        else:
+            bucket_env = getattr(storage, "bucket_env", "BACKUP_S3_BUCKET")
             where = (
-                f"{storage.bucket_env} and BACKUP_S3_ENDPOINT_URL (here: {self.storage.describe()}), "
+                f"{bucket_env} and BACKUP_S3_ENDPOINT_URL (here: {self.storage.describe()}), "
                 f"BACKUP_S3_PREFIX (here: '{self.db.storage_prefix}')"
             )
-        else:
-            where = f"BACKUP_LOCAL_DIR (here: {storage.local_dir}), or BACKUP_S3_BUCKET for a bucket"
         hint = (
             f"Backups kept elsewhere? Set {where}, and BACKUP_NAME_PREFIX (here: '{self.name_prefix}') as the "
             "commands that made them had them, and DAGSTER_HOME for their runs"

@@ -332,7 +332,8 @@ def run_verb(args) -> int:
     chosen = apply_defaults()
     any_database = (args.verb == "list" and args.all) or args.verb in ("follow", "status")
     ctx = CliContext.load(args.database, any_database=any_database)
-    note(where_line(args.verb, ctx.storage.describe(), not ctx.settings.storage.uses_s3, chosen))
+    uses_local_dir = getattr(ctx.settings.storage, "local_dir", None) is not None
+    note(where_line(args.verb, ctx.storage.describe(), uses_local_dir, chosen))
     try:
         return run_configured_verb(ctx, args)
     except BackupNotFoundError as error:
