@@ -71,7 +71,7 @@ def database_status(ctx: CliContext, db: DatabaseSettings, now: datetime) -> Dat
     except BackupError as error:
         status.problem = str(error)
         return status
-    complete = [e for e in entries if e.complete and not e.in_future(now)]
+    complete = [e for e in entries if e.complete and not e.in_future()]
     if complete:
         status.newest_backup = _backup(complete[0], now)
     newest = newest_verified(entries, now)
