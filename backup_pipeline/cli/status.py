@@ -56,7 +56,7 @@ def show_status(ctx: CliContext, database_key: str | None, as_json: bool) -> int
             }
         )
     else:
-        print(status_text(statuses, runs_known, now))
+        print(status_text(statuses, runs_known))
     return EXIT_ALL_FRESH if all_fresh else EXIT_NOT_FRESH
 
 
@@ -117,7 +117,7 @@ def _backup(entry, now: datetime) -> dict:
     }
 
 
-def status_text(statuses: list[DatabaseStatus], runs_known: bool, now: datetime) -> str:
+def status_text(statuses: list[DatabaseStatus], runs_known: bool) -> str:
     lines = []
     for status in statuses:
         title = status.name_prefix or status.key
@@ -136,7 +136,7 @@ def status_text(statuses: list[DatabaseStatus], runs_known: bool, now: datetime)
             state = "within" if status.fresh else "older than"
             lines.append(
                 f"{title}: {word}: newest verified backup {newest['name']} taken "
-                f"{ago(datetime.fromisoformat(newest['created_at']), now)} ({newest['age_hours']:.1f} h, {state} "
+                f"{ago(datetime.fromisoformat(newest['created_at']))} ({newest['age_hours']:.1f} h, {state} "
                 f"the {status.freshness_hours:g} h window)"
             )
         newest_any = status.newest_backup
