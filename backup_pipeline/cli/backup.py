@@ -59,7 +59,7 @@ def take_backup(ctx: CliContext, args) -> int:
         asset_selection=target.asset_selection,
     )
 
-    run_id, finished = run_job(ctx, spec, args)
+    run_id, finished = run_job(ctx, spec, args, backup_name=str(name))
     if finished is None:
         if args.json:
             print_json({"name": str(name), "run_id": run_id, "status": "submitted"})

@@ -5,13 +5,14 @@ No Dagster here: `list` and `info` get by with this module alone.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from backup_pipeline.core.catalog import BackupCatalog, BackupEntry
-from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
-from backup_pipeline.core.errors import BackupNotFoundError, ConfigurationError
+from backup_pipeline.core.config import CONFIG_FILE_ENV, DatabaseSettings, Settings, load_settings
+from backup_pipeline.core.errors import BackupError, BackupNotFoundError, ConfigurationError
 from backup_pipeline.core.names import BackupName, backup_name_prefix, check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import BackupStorage, open_storage
@@ -34,7 +35,7 @@ class CliContext:
         settings = load_settings()
         if any_database and database_key is None:
             return cls(settings=settings, db=settings.databases[0])
-        return cls(settings=settings, db=settings.database(database_key))
+        return cls(settings=settings, db=choose_database(settings, database_key))
 
     def source(self) -> PostgresTarget:
         """The database being backed up (its URL from DATABASE_URL, or the configured variable)."""
@@ -72,7 +73,10 @@ class CliContext:
                 f"--type goes with `latest` (the newest backup of that type); '{text[:80]}' already names one backup"
             )
         check_safe_name(text)
-        return BackupName.parse(text, self.name_prefix)
+        try:
+            return BackupName.parse(text, self.name_prefix)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{error}{self.did_you_mean(text)}") from None
 
     def latest(self, backup_type: str | None = None) -> BackupEntry:
         """The newest complete backup (of `backup_type`) not stamped in the future: a backup whose timestamp is
@@ -93,7 +97,7 @@ class CliContext:
             skipped = f" (only {counted(len(future), 'backup')} stamped in the future)" if future else ""
             raise BackupNotFoundError(
                 f"there is no {kind}backup of {self.name_prefix} in {self.storage.describe()}{skipped}, so no "
-                "`latest` (run `backup-db list --all` to see every database's backups)"
+                f"`latest`. {self.where_hint()}"
             )
         newest = entries[0]
         verified = "verified" if newest.verified else "not verified yet"
@@ -105,6 +109,56 @@ class CliContext:
         name = self.backup_name(text, backup_type)
         return name, self.catalog().find(name)
 
+    def where_hint(self, suggest_list_all: bool = True) -> str:
+        """What to set when the backups are somewhere else: the variables that say where this command looks."""
+        storage = self.settings.storage
+        local_dir = getattr(storage, "local_dir", None)
+        if local_dir is not None:
+            where = f"BACKUP_LOCAL_DIR (here: {local_dir}), or BACKUP_S3_BUCKET for a bucket"
+        else:
+            bucket_env = getattr(storage, "bucket_env", "BACKUP_S3_BUCKET")
+            where = (
+                f"{bucket_env} and BACKUP_S3_ENDPOINT_URL (here: {self.storage.describe()}), "
+                f"BACKUP_S3_PREFIX (here: '{self.db.storage_prefix}')"
+            )
+        hint = (
+            f"Backups kept elsewhere? Set {where}, and BACKUP_NAME_PREFIX (here: '{self.name_prefix}') as the "
+            "commands that made them had them, and DAGSTER_HOME for their runs"
+        )
+        return hint + ("; `backup-db list --all` lists every database's backups here" if suggest_list_all else "")
+
+    def did_you_mean(self, text: str) -> str:
+        """' (did you mean app_manual_20260113_150000?)' for a name close to an existing backup's, else ''."""
+        base = text.strip().removesuffix(".dump")
+        try:
+            names = [str(entry.name) for entry in self.catalog().complete()]
+        except BackupError:
+            return ""  # storage unreadable: the error at hand says enough
+        if not base.startswith(f"{self.name_prefix}_"):
+            base = f"{self.name_prefix}_{base}"
+        close = difflib.get_close_matches(base, names, n=3, cutoff=0.75)
+        return f" (did you mean {' or '.join(close)}?)" if close else ""
+
     def run_url(self, run_id: str) -> str | None:
         """The run's page in the Dagster UI, or None when no UI is known (DAGSTER_WEBSERVER_URL or a running one)."""
         return run_url(self.settings.webserver_url, run_id)
+
+
+def choose_database(settings: Settings, key: str | None) -> DatabaseSettings:
+    """The database `--database KEY` names (or the only one); an unknown key is told the keys there are, and the
+    closest one."""
+    keys = [db.key for db in settings.databases]
+    if key is None or key in keys:
+        return settings.database(key)
+    if not os.environ.get(CONFIG_FILE_ENV):
+        raise ConfigurationError(
+            f"--database {key[:60]}: only one database is configured (DATABASE_URL's) and it has no key to choose; "
+            f"--database picks one of the databases listed in a databases file ({CONFIG_FILE_ENV}). Leave "
+            f"--database out, or set {CONFIG_FILE_ENV}"
+        )
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    hint = f" Did you mean --database {close[0]}?" if close else ""
+    raise ConfigurationError(
+        f"no database '{key[:60]}' is configured in {os.environ[CONFIG_FILE_ENV]}.{hint} Its databases: "
+        f"{', '.join(keys)}"
+    )

@@ -43,6 +43,7 @@ FROM generate_series(1, 6000) g JOIN (SELECT id, row_number() OVER () AS n FROM 
 
 
 def run_demo(args) -> int:
+    from backup_pipeline.cli.home import dagster_home_path
     from backup_pipeline.core.postgres.throwaway import ThrowawayServer
 
     backups = Path(args.backups_dir).resolve()
@@ -67,7 +68,7 @@ def run_demo(args) -> int:
         print("\nStopping and removing the demo server.")
     print(
         f"\nDone: backed up, verified and restored. The demo's backups stay in {backups} and its runs in the "
-        f"Dagster instance at {os.environ.get('DAGSTER_HOME', './.dagster_home')}. For your own database: set "
+        f"Dagster instance at {dagster_home_path()}. For your own database: set "
         "DATABASE_URL (see Configuration in README.md) and run `backup-db backup`."
     )
     return 0

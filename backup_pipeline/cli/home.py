@@ -1,4 +1,5 @@
-"""The Dagster instance the command line records its runs in: $DAGSTER_HOME, by default ./.dagster_home.
+"""The Dagster instance the command line records its runs in: $DAGSTER_HOME, by default the project's or the
+user's (locations.py), never a folder that depends on where the command runs.
 
 A missing home is created, with the project's dagster.yaml (queued runs, one backup per database at a
 time) copied in when it has none, so the first `backup-db backup` on a fresh checkout just works.
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-DEFAULT_HOME = ".dagster_home"
+from backup_pipeline.cli.locations import DAGSTER_HOME_ENV, choose_defaults
+
 INSTANCE_CONFIG = "dagster.yaml"
 INIT_LOCK = ".backup-db-init.lock"
 # Written once the instance's storage exists, holding the Dagster version that created or last opened it.
@@ -36,7 +38,7 @@ def project_instance_config() -> Path | None:
 def prepare_dagster_home(note: Callable[[str], None]) -> Path:
     """Resolves (and if needed creates) DAGSTER_HOME, exports it for Dagster and the run's process, and makes
     sure its instance storage exists; safe when several commands do it at once."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser().resolve()
+    home = dagster_home_path()
     try:
         home.mkdir(parents=True)
         note(f"created the Dagster instance folder {home} (set DAGSTER_HOME to use another)")
@@ -45,6 +47,25 @@ def prepare_dagster_home(note: Callable[[str], None]) -> Path:
             raise
     os.environ["DAGSTER_HOME"] = str(home)
     ensure_instance_ready(home, note)
+    return home
+
+
+def dagster_home_path() -> Path:
+    """$DAGSTER_HOME, else the default locations.py chooses (the same for every command, wherever it runs)."""
+    configured = os.environ.get(DAGSTER_HOME_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return next(c.path for c in choose_defaults() if c.variable == DAGSTER_HOME_ENV)
+
+
+def existing_dagster_home() -> Path | None:
+    """The instance folder when it already exists (nothing is created): a read-only verb (`status`, `list`)
+    asks it about runs only when there is one."""
+    home = dagster_home_path()
+    if not home.is_dir():
+        return None
+    os.environ[DAGSTER_HOME_ENV] = str(home)
+    ensure_instance_ready(home)
     return home
 
 

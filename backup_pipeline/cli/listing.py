@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 
 from backup_pipeline.cli.context import CliContext
+from backup_pipeline.cli.home import dagster_home_path
 from backup_pipeline.cli.output import backups_table, manifest_text, print_json, warn
 from backup_pipeline.core.catalog import LABELLED_TYPES, BackupEntry, all_databases_entries
 from backup_pipeline.core.errors import BackupError
@@ -20,18 +21,41 @@ def list_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int
     manifests = catalog.manifests(e for e in entries if e.type in LABELLED_TYPES)
     warn_about_other_servers(ctx, manifests.values())
     labels = {name: m.label for name, m in manifests.items() if m.label}
+    verifying = being_verified(ctx, entries)
     if as_json:
-        print_json([{**entry.as_dict(), "label": labels.get(str(entry.name))} for entry in entries])
+        print_json(
+            [
+                {**entry.as_dict(), "verifying": str(entry.name) in verifying, "label": labels.get(str(entry.name))}
+                for entry in entries
+            ]
+        )
     elif not entries:
         kind = f"{backup_type} " if backup_type else ""
         where = ctx.storage.describe()
-        print(
-            f"No {kind}backups of {ctx.name_prefix} in {where} yet (take one with `backup-db backup`; "
-            "`backup-db list --all` shows every database's)."
-        )
+        print(f"No {kind}backups of {ctx.name_prefix} in {where} yet (take one with `backup-db backup`).")
+        print(ctx.where_hint() + ".")
     else:
-        print(backups_table(entries, labels))
+        print(backups_table(entries, labels, verifying=verifying))
     return 0
+
+
+def being_verified(ctx: CliContext, entries: list[BackupEntry]) -> set[str]:
+    """The names of unverified backups that a run under way is verifying. Asked of the Dagster instance only
+    when a backup is unverified (so a plain `list` never loads Dagster), and only when the instance exists."""
+    unverified = {str(entry.name.id): str(entry.name) for entry in entries if not entry.verified}
+    if not unverified or not dagster_home_path().is_dir():
+        return set()
+    from backup_pipeline.cli.run_state import existing_instance, verifications_under_way
+
+    try:
+        with existing_instance(ctx.settings) as instance:
+            if instance is None:
+                return set()
+            ids = verifications_under_way(instance, ctx.settings, ctx.db)
+    except Exception as error:  # noqa: BLE001 (a listing never fails for a column's courtesy)
+        warn(f"could not ask the Dagster instance which backups are being verified ({type(error).__name__})")
+        return set()
+    return {name for backup_id, name in unverified.items() if backup_id in ids}
 
 
 def list_all_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int:
@@ -54,6 +78,7 @@ def list_all_backups(ctx: CliContext, backup_type: str | None, as_json: bool) ->
     elif not entries:
         kind = f"{backup_type} " if backup_type else ""
         print(f"No {kind}backups of any database in {ctx.storage.describe()} yet.")
+        print(ctx.where_hint(suggest_list_all=False) + ".")
     else:
         print(backups_table(entries, labels, with_database=True))
     return 0

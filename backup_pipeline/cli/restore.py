@@ -125,7 +125,11 @@ def restore_backup(ctx: CliContext, args) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_id, finished = run_job(
-            ctx, spec, args, stop_note=f"Stopping run: {stop_note(args.target_db, args.replace)}"
+            ctx,
+            spec,
+            args,
+            stop_note=f"Stopping run: {stop_note(args.target_db, args.replace)}",
+            backup_name=str(name),
         )
     except RunFailedError as error:
         if _canceled(error.run_id):

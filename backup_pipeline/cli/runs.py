@@ -61,8 +61,17 @@ class RunSpec:
     private_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
-def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True, stop_note: str | None = None):
+def run_job(
+    ctx: CliContext,
+    spec: RunSpec,
+    args,
+    show_logs: bool = True,
+    stop_note: str | None = None,
+    backup_name: str | None = None,
+):
     """Starts `spec` as a run and, unless `args.no_wait`, follows it to the end (or `args.timeout`).
+
+    `backup_name`: the backup the run makes or uses, said with the run id as soon as the run starts.
 
     `stop_note`: Ctrl-C (or SIGTERM) while following cancels the run, printing this, and follows it to its end;
     without it, Ctrl-C only stops waiting.
@@ -83,7 +92,9 @@ def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True, stop_n
             run_id, process = start_own_process(home, spec)
             how = "running in a background process (no webserver with a daemon serves this instance)"
         url = ctx.run_url(run_id)
-        note(f"Run {run_id} of {spec.job_name}, {how}" + (f": {url}" if url else ""))
+        of_backup = f" for backup {backup_name}" if backup_name else ""
+        note(f"Run {run_id} of {spec.job_name}{of_backup}, {how}" + (f": {url}" if url else ""))
+        note(started_note(run_id, spec))
         if not getattr(args, "no_wait", False):
             timeout_s = getattr(args, "timeout", None)
             try:
@@ -102,6 +113,12 @@ def run_job(ctx: CliContext, spec: RunSpec, args, show_logs: bool = True, stop_n
                 raise BackupError(f"the run could not start ({process.ending()})")
             time.sleep(0.2)
         return run_id, None
+
+
+def started_note(run_id: str, spec: RunSpec) -> str:
+    """Where a person finds the run again, from any shell or the UI."""
+    tag = f", tagged {PARTITION_TAG}={spec.partition_key}" if spec.partition_key else ""
+    return f"  (`backup-db follow {run_id}` follows it from any shell; the UI lists it under Runs{tag})"
 
 
 def cancel_run(instance: dg.DagsterInstance, run_id: str, process: RunProcess | None = None) -> None:

@@ -23,7 +23,7 @@ def verify_backup(ctx: CliContext, args) -> int:
         asset_selection=target.asset_selection,
     )
 
-    run_id, finished = run_job(ctx, spec, args)
+    run_id, finished = run_job(ctx, spec, args, backup_name=str(name))
     if finished is None:
         print(f"Verification of {name} started as run {run_id}; follow it with `backup-db follow {run_id}`")
         return 0

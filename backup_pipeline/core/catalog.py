@@ -111,13 +111,15 @@ class BackupCatalog:
 
     def look_up(self, name: BackupName) -> BackupEntry:
         """The backup as its objects stand now, each read directly by name (HEAD), not as a listing saw them: a
-        listing may leave out an object that exists, and nothing is deleted on that one observation."""
+        listing may leave out an object that exists, and nothing is deleted on that one observation. `keys` holds
+        every object of it found, the roles it saved among them."""
         found = {
             kind: self.storage.head(key)
             for kind, key in (
                 ("dump", name.dump_key(self.storage_prefix)),
                 ("manifest", name.manifest_key(self.storage_prefix)),
                 ("verified", name.verified_key(self.storage_prefix)),
+                ("roles", name.roles_key(self.storage_prefix)),
             )
         }
         return BackupEntry(

@@ -58,6 +58,9 @@ SETTINGS = (
         help="folder used when no bucket is set",
         type=str,
         default="./backups",
+        shown_default="`backup-db`: `backups/` of the project folder, else `$XDG_DATA_HOME/backup_pipeline/backups` "
+        "(see [Where backups and runs live](#where-backups-and-runs-live)); the code location: `./backups` of the "
+        "folder it runs in",
     ),
     Setting(
         name="max_attempts",
