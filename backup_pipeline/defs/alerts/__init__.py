@@ -1,37 +1,32 @@
-"""Discord alerts: run failures (also of runs whose process died), backup notices, the dead-man's switch and the
-freshness check."""
+"""Alerts on every configured channel (core/notify): run failures (also of runs whose process died), backup
+notices, the dead-man's switch and the freshness check."""
 
 import dagster as dg
 
 from backup_pipeline.core.config import Settings
+from backup_pipeline.core.notify.notifier import Notifier
 from backup_pipeline.defs.alerts.dead_runs import build_dead_run_sensor
-from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
-from backup_pipeline.defs.alerts.messages import Redactor
 from backup_pipeline.defs.alerts.run_sensors import (
-    backup_failure_text,
+    backup_failure_event,
     make_discord_on_backup_success_sensor,
     make_discord_on_run_failure_sensor,
 )
 
 
 def alert_definitions(settings: Settings) -> dg.Definitions:
-    client = DiscordClient(settings.discord)
-    redact = Redactor.from_settings(settings)
+    notifier = Notifier(settings)
     return dg.Definitions(
         sensors=[
             make_discord_on_run_failure_sensor(
-                client,
-                text_fn=backup_failure_text(settings),
-                redact=redact,
-                webserver_base_url=settings.webserver_url,
+                notifier, event_fn=backup_failure_event(settings), webserver_base_url=settings.webserver_url
             ),
-            make_discord_on_backup_success_sensor(client, settings, redact=redact),
-            build_freshness_sensor(settings, client, redact),
+            make_discord_on_backup_success_sensor(notifier, settings),
+            build_freshness_sensor(settings, notifier),
             build_dead_run_sensor(settings),
         ],
         asset_checks=[build_freshness_checks(list(settings.databases))],
     )
 
 
-__all__ = ["DiscordClient", "alert_definitions", "make_discord_on_run_failure_sensor"]
+__all__ = ["Notifier", "alert_definitions", "make_discord_on_run_failure_sensor"]

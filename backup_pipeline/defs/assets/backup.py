@@ -15,6 +15,8 @@ from backup_pipeline.core.health import HEALTH_CHECKS, compare_backups, previous
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.verification import verification_spec, verify_partition
+from backup_pipeline.defs.heartbeats import heartbeat_pings
+from backup_pipeline.defs.metrics import publish_metrics
 from backup_pipeline.defs.names import LABEL_TAG, DefinitionNames
 from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.sweeping import sweep_for
@@ -73,12 +75,18 @@ def build_backup_asset(
         context: dg.AssetExecutionContext, postgres: PostgresResource, backup_storage: BackupStorageResource
     ):
         selected = context.selected_asset_keys
-        with fail_clearly():
-            sweep_for(context, postgres, backup_storage, db)
-        if selected & {dump_key, offsite_key}:
-            yield from dump_and_upload(context, postgres, backup_storage, selected)
-        if verification_key in selected:
-            yield verify_partition(context, postgres, backup_storage, db)
+        try:
+            # A new backup pings its heartbeat (start, success or fail); verifying a stored one again does not.
+            with heartbeat_pings(context, db, active=dump_key in selected):
+                with fail_clearly():
+                    sweep_for(context, postgres, backup_storage, db)
+                if selected & {dump_key, offsite_key}:
+                    yield from dump_and_upload(context, postgres, backup_storage, selected)
+                if verification_key in selected:
+                    yield verify_partition(context, postgres, backup_storage, db)
+        finally:
+            # Failed or not: the metrics say what storage now holds (a failed verification shows as such).
+            publish_metrics(postgres, backup_storage, db, context.log.warning)
 
     def dump_and_upload(
         context: dg.AssetExecutionContext,
