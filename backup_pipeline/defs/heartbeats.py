@@ -18,11 +18,11 @@ from backup_pipeline.core.notify.redact import Redactor
 
 
 @contextlib.contextmanager
-def heartbeat_pings(context: dg.OpExecutionContext, db: DatabaseSettings, active: bool = True):
+def heartbeat_pings(context: dg.AssetExecutionContext, db: DatabaseSettings, active: bool = True):
     """Pings around the block: start before it, success after it, fail when it raises (and re-raises)."""
     heartbeat = None
     if active and db.heartbeat_url:
-        heartbeat = Heartbeat.for_url(db.heartbeat_url, db.heartbeat_style, context.run_id, Redactor.for_database(db))
+        heartbeat = Heartbeat.for_url(db.heartbeat_url, db.heartbeat_style, context.run.run_id, Redactor.for_database(db))
     if heartbeat is None:
         yield
         return
@@ -34,7 +34,7 @@ def heartbeat_pings(context: dg.OpExecutionContext, db: DatabaseSettings, active
     except BaseException as error:
         heartbeat.fail(_why(error), log=context.log)
         raise
-    heartbeat.success(f"run {context.run_id}", log=context.log)
+    heartbeat.success(f"run {context.run.run_id}", log=context.log)
 
 
 def _why(error: BaseException) -> str:
