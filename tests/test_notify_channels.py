@@ -154,3 +154,26 @@ def test_notify_urls_stay_out_of_settings_repr_and_unknown_schemes_are_logged_no
     caplog.set_level(logging.INFO)
     assert Notifier(settings, environ={}).notify([Event.stale("app", FreshnessFacts(26), None, "default")]) is False
     assert "apprise does not understand this URL" in caplog.text and "s3cret" not in caplog.text
+
+
+def test_the_databases_file_may_name_the_variables_holding_its_urls(tmp_path):
+    config = tmp_path / "databases.yaml"
+    config.write_text(
+        "defaults:\n  notify_urls: ['${TEAM_URLS}']\ndatabases:\n"
+        "  - key: shop\n    url_env: SHOP_URL\n    heartbeat_url: ${SHOP_PING}\n"
+    )
+    env = {
+        "BACKUP_CONFIG_FILE": str(config),
+        "TEAM_URLS": "json://127.0.0.1:9/a-s3cret-token form://127.0.0.1:9/b",
+        "SHOP_PING": "https://hc-ping.com/0f1e2d3c-s3cret",
+    }
+    [shop] = load_settings(env).databases
+    assert shop.notify_urls == ("json://127.0.0.1:9/a-s3cret-token", "form://127.0.0.1:9/b")
+    assert shop.heartbeat_url == "https://hc-ping.com/0f1e2d3c-s3cret"
+    with pytest.raises(ConfigurationError, match=r"names \$\{TEAM_URLS\}, which is not set: set TEAM_URLS"):
+        load_settings({k: v for k, v in env.items() if k != "TEAM_URLS"})
+    with pytest.raises(
+        ConfigurationError, match="SHOP_PING .named in heartbeat_url of database 'shop'. is not a URL"
+    ) as bad:
+        load_settings({**env, "SHOP_PING": "hc-ping.com/0f1e2d3c-s3cret"})
+    assert "s3cret" not in str(bad.value)

@@ -29,6 +29,8 @@ VERIFY_ON_CHOICES = ("local", "source", "url")
 # Heartbeat ping conventions (core/notify/heartbeat.py).
 HEARTBEAT_STYLE_CHOICES = ("healthchecks", "uptime-kuma", "cronitor")
 _APPRISE_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+# In place of a URL, the variable holding it (`${SLACK_URL}`): keeps tokens out of the databases file.
+NOTIFY_URL_VARIABLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
@@ -267,10 +269,11 @@ def _notify_urls(value: object) -> tuple[str, ...]:
         raise ValueError("must be a list of apprise URLs (slack://..., mailtos://..., json://...)")
     urls = tuple(str(item).strip() for item in items if str(item).strip())
     for position, url in enumerate(urls, start=1):
-        if not _APPRISE_URL.match(url):
+        if not (_APPRISE_URL.match(url) or NOTIFY_URL_VARIABLE.match(url)):
             raise ValueError(
                 f"item {position} is not an apprise URL: each is scheme://... such as slack://TokenA/TokenB/TokenC "
-                "or mailtos://user:password@example.com (https://github.com/caronc/apprise/wiki)"
+                "or mailtos://user:password@example.com (https://github.com/caronc/apprise/wiki), or ${VARIABLE} "
+                "naming the variable that holds it"
             )
     return urls
 
@@ -284,8 +287,16 @@ def _heartbeat_style(value: str) -> str:
 
 NotifyUrls = Annotated[tuple[str, ...], BeforeValidator(_notify_urls)]
 # A heartbeat URL's UUID or token is its credential: its message never echoes the value.
-HeartbeatUrl = Annotated[
-    str, _web_url("use the ping URL your monitor shows, such as https://hc-ping.com/<uuid>", echo=False)
-]
+_PING_URL_HINT = "use the ping URL your monitor shows, such as https://hc-ping.com/<uuid>, or ${VARIABLE} holding it"
+_ping_url_check = _web_url(_PING_URL_HINT, echo=False).func
+
+
+def _ping_url(value: str) -> str:
+    return value if NOTIFY_URL_VARIABLE.match(value) else _ping_url_check(value)
+
+
+HeartbeatUrl = Annotated[str, AfterValidator(_ping_url)]
+# The same check once a ${VARIABLE} was replaced by its value.
+PlainHeartbeatUrl = Annotated[str, _web_url(_PING_URL_HINT, echo=False)]
 HeartbeatStyle = Annotated[str, BeforeValidator(lambda v: _heartbeat_style(_text(v)))]
 PushgatewayUrl = Annotated[str, _web_url("use the Pushgateway's address, such as http://pushgateway:9091", echo=False)]

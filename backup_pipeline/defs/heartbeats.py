@@ -22,7 +22,9 @@ def heartbeat_pings(context: dg.AssetExecutionContext, db: DatabaseSettings, act
     """Pings around the block: start before it, success after it, fail when it raises (and re-raises)."""
     heartbeat = None
     if active and db.heartbeat_url:
-        heartbeat = Heartbeat.for_url(db.heartbeat_url, db.heartbeat_style, context.run.run_id, Redactor.for_database(db))
+        heartbeat = Heartbeat.for_url(
+            db.heartbeat_url, db.heartbeat_style, context.run.run_id, Redactor.for_database(db)
+        )
     if heartbeat is None:
         yield
         return

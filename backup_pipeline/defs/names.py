@@ -28,7 +28,7 @@ QUIET_TAG = "backup/quiet"
 REQUESTED_BY_TAG = "backup/requested_by"  # who asked: a request_backup run's id, or backup-db
 KIND_TAG = "backup/kind"  # backup, verify, prune, restore or request
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
-# What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
+# What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and the notices.
 LABEL_TAG = "backup/label"
 RESTORE_SERVER_TAG = "backup/restore_server"  # user@host:port/db a restore run writes to (never a password)
 PRIORITY_TAG = "dagster/priority"  # Dagster's run queue lets higher values through first

@@ -7,7 +7,7 @@ their own way; a sender may hand a channel several events at once (one message a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -96,7 +96,6 @@ class Event:
     freshness: FreshnessFacts | None = None
     failed_checks: tuple[tuple[str, str], ...] = ()  # health checks: (name, description)
     link: str | None = None  # where to look (a run, or an asset when there is no run)
-    at: datetime | None = field(default=None, compare=False)
 
     @property
     def severity(self) -> Severity:
