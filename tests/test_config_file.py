@@ -369,6 +369,14 @@ def test_every_database_variable_has_a_file_field_that_means_the_same(tmp_path):
         "BACKUP_DUMP_FORMAT": ("directory", "directory"),
         "BACKUP_DUMP_JOBS": ("3", 3),
         "BACKUP_COMPRESSION": ("zstd:5", "zstd:5"),
+        "BACKUP_NOTIFY_URLS": (
+            "json://hooks.test/a, form://hooks.test/b",
+            ["json://hooks.test/a", "form://hooks.test/b"],
+        ),
+        "BACKUP_HEARTBEAT_URL": ("https://hc-ping.test/0f1e", "https://hc-ping.test/0f1e"),
+        "BACKUP_HEARTBEAT_STYLE": ("cronitor", "cronitor"),
+        "BACKUP_METRICS_TEXTFILE": ("/var/lib/node_exporter/backups.prom", "/var/lib/node_exporter/backups.prom"),
+        "BACKUP_METRICS_PUSHGATEWAY_URL": ("http://pushgateway.test:9091", "http://pushgateway.test:9091"),
     }
     from_env = load_settings({variable: text for variable, (text, _) in values.items()}).database()
     fields = {s.env: s.file_field for s in SETTINGS if s.file_field and s.env}
