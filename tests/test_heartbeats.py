@@ -3,6 +3,8 @@ loopback): start then success; start then fail (with the error) when the dump fa
 never fails the backup; the ping URL's UUID never reaches the run's event log. Uptime Kuma and Cronitor
 conventions against the same server."""
 
+import socket
+import time
 import uuid
 
 import dagster as dg
@@ -96,3 +98,16 @@ def test_a_heartbeat_url_is_checked_without_being_echoed(clean_env):
     assert "secret-uuid" not in str(raised.value)
     with pytest.raises(ConfigurationError, match="BACKUP_HEARTBEAT_STYLE must be one of healthchecks"):
         load_settings({"BACKUP_HEARTBEAT_URL": "https://hc-ping.com/x", "BACKUP_HEARTBEAT_STYLE": "nagios"})
+
+
+def test_a_monitor_that_never_answers_holds_a_ping_for_one_read_timeout_only(caplog):
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        heartbeat = Heartbeat(f"http://127.0.0.1:{silent.getsockname()[1]}/ping/0f1e-secret-uuid", "healthchecks")
+        started = time.monotonic()
+        assert heartbeat.start() is False
+        elapsed = time.monotonic() - started
+    assert 4 < elapsed < 8, elapsed  # 5 s without an answer, and not asked again
+    assert "heartbeat start not sent to the healthchecks heartbeat at 127.0.0.1: ReadTimeout" in caplog.text
+    assert "secret-uuid" not in caplog.text

@@ -2,6 +2,7 @@
 server on loopback), both parsed with prometheus-client's own parser. Before any backup the freshness sensor
 writes what there is (nothing verified); another database's samples in the shared textfile are kept."""
 
+import base64
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,6 +14,7 @@ from tests.support.http_recorder import http_recorder  # noqa: F401
 from tests.support.pipeline import failure_message, load_defs, run_backup
 from tests.support.seed import SEED_COUNTS
 
+PUSH_PASSWORD = "push-s3cret-pw"
 OTHER_DATABASE = (
     "# HELP backup_pipeline_newest_backup_verified other database's sample\n"
     "# TYPE backup_pipeline_newest_backup_verified gauge\n"
@@ -40,7 +42,8 @@ def test_metrics_after_a_real_backup_in_the_textfile_and_on_the_pushgateway(
     textfile.parent.mkdir()
     textfile.write_text(OTHER_DATABASE)
     clean_env.setenv("BACKUP_METRICS_TEXTFILE", str(textfile))
-    clean_env.setenv("BACKUP_METRICS_PUSHGATEWAY_URL", http_recorder.url)
+    # A Pushgateway behind basic auth: the credentials travel in the URL, and never into a log.
+    clean_env.setenv("BACKUP_METRICS_PUSHGATEWAY_URL", f"http://pusher:{PUSH_PASSWORD}@127.0.0.1:{http_recorder.port}")
     instance = dg.DagsterInstance.get()
     defs = load_defs()
 
@@ -80,6 +83,9 @@ def test_metrics_after_a_real_backup_in_the_textfile_and_on_the_pushgateway(
     # The Pushgateway holds one group per database, replaced (PUT) on each push.
     pushes = [r for r in http_recorder.requests if r.method == "PUT"]
     assert pushes and all(r.path == "/metrics/job/backup_pipeline/database/default" for r in pushes)
+    credentials = base64.b64encode(f"pusher:{PUSH_PASSWORD}".encode()).decode()
+    assert all(r.headers["Authorization"] == f"Basic {credentials}" for r in pushes)
+    assert PUSH_PASSWORD not in repr(instance.get_records_for_run(result.run_id).records)
     pushed = _samples(pushes[-1].body.decode())
     assert pushed[("backup_pipeline_newest_verified_backup_rows", "default", None, None)] == sum(SEED_COUNTS.values())
     assert ("backup_pipeline_newest_backup_verified", "billing", None, None) not in pushed

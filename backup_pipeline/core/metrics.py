@@ -21,8 +21,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, push_to_gateway, write_to_textfile
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -126,9 +128,23 @@ def update_textfile(path: Path, key: str, families: list[Metric]) -> None:
 
 
 def push(url: str, key: str, families: list[Metric]) -> None:
-    """Replaces database `key`'s group on the Pushgateway."""
+    """Replaces database `key`'s group on the Pushgateway (basic auth when the URL carries user:password@)."""
+    parts = urlsplit(url)
+    handler = default_handler
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+        def handler(url, method, timeout, headers, data):
+            return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
     push_to_gateway(
-        url, job=PUSHGATEWAY_JOB, registry=_registry(families), grouping_key={"database": key}, timeout=PUSH_TIMEOUT_S
+        url,
+        job=PUSHGATEWAY_JOB,
+        registry=_registry(families),
+        grouping_key={"database": key},
+        timeout=PUSH_TIMEOUT_S,
+        handler=handler,
     )
 
 

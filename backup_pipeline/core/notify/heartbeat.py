@@ -91,6 +91,10 @@ class Heartbeat:
         for _ in range(ATTEMPTS):
             try:
                 response = requests.request(method, url, data=body.encode() if body else None, timeout=TIMEOUT_S)
+            except requests.Timeout as error:
+                # A monitor that does not answer is not asked again: each ping would hold the backup longer.
+                problem = f"{type(error).__name__} (no answer within {TIMEOUT_S[1]:g} s)"
+                break
             except requests.RequestException as error:
                 problem = f"{type(error).__name__} (no answer)"  # str(error) would quote the URL
                 continue
