@@ -52,7 +52,7 @@ _GAUGES = {
 def database_metrics(key: str, catalog: BackupCatalog, freshness_hours: float, now: datetime) -> list[Metric]:
     """The metric families of one database, read from its storage listing and its newest verified manifest."""
     entries = catalog.entries()  # newest first
-    complete = [e for e in entries if e.complete and not e.in_future(now)]
+    complete = [e for e in entries if e.complete and not e.in_future()]
     newest = newest_verified(entries, now)
     values: dict[str, float] = {
         "newest_backup_verified": float(bool(complete) and complete[0].verified),
