@@ -8,13 +8,13 @@ import pytest
 
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.errors import ConfigurationError
-from backup_pipeline.defs.alerts.discord import MAX_MESSAGE_CHARS, DiscordClient
-from backup_pipeline.defs.alerts.messages import Redactor
+from backup_pipeline.core.notify.discord import MAX_MESSAGE_CHARS, DiscordChannel
+from backup_pipeline.core.notify.redact import Redactor
 from tests.support.discord_stub import WEBHOOK_PATH, discord_stub  # noqa: F401
 
 
-def _client(env: dict) -> DiscordClient:
-    return DiscordClient(load_settings(env).discord, environ=env)
+def _client(env: dict) -> DiscordChannel:
+    return DiscordChannel(load_settings(env).discord, environ=env)
 
 
 def test_webhook_mode_posts_to_the_webhook_and_keeps_within_2000_characters(discord_stub):
@@ -48,7 +48,7 @@ def test_bot_mode_posts_to_the_channel_with_the_token(discord_stub):
 def test_rate_limits_are_honoured_a_bounded_number_of_times(discord_stub, caplog):
     env = {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url}
     discord_stub.set_responses([(429, 0.2), (429, 0.2), (429, 0.2), (429, 0.2)])
-    caplog.set_level(logging.INFO, logger="backup_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="backup_pipeline.notify")
 
     started = time.monotonic()
     assert _client(env).post("hello") is False

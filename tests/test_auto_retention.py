@@ -9,7 +9,9 @@ import pytest
 
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
-from backup_pipeline.defs.alerts.run_sensors import run_notice_text
+from backup_pipeline.core.notify.discord import DISCORD_MARKUP
+from backup_pipeline.core.notify.text import render
+from backup_pipeline.defs.alerts.run_sensors import run_notice_events
 from tests.support.pipeline import failure_message, load_defs, run_backup
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -145,7 +147,8 @@ def test_the_breaker_holds_while_backups_fail_and_the_refusal_alerts(named, clea
     message = failure_message(result)
     assert "circuit breaker" in message and "older than the 26 h freshness window" in message, message
     assert _stored(folder) == before  # nothing deleted
-    alert = run_notice_text(instance, instance.get_run_by_id(result.run_id), load_settings())
+    [event] = run_notice_events(instance, instance.get_run_by_id(result.run_id), load_settings())
+    alert = render(event, DISCORD_MARKUP).text()
     assert alert.startswith(":warning: **Retention refused to prune**") and "circuit breaker" in alert, alert
 
     # A new verified backup lifts it: the 40-day-old backup goes, keep-last is honoured.

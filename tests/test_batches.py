@@ -10,8 +10,10 @@ import dagster as dg
 import pytest
 
 from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.notify.discord import DISCORD_MARKUP
+from backup_pipeline.core.notify.text import render
 from backup_pipeline.core.servers import server_key
-from backup_pipeline.defs.alerts.batches import batch_messages
+from backup_pipeline.defs.alerts.batches import batch_events
 from backup_pipeline.defs.automation import build_batch_sensor
 from backup_pipeline.defs.batches import batch_run_config
 from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, LANE_TAG, SERVER_TAG
@@ -82,7 +84,7 @@ def test_a_failing_database_fails_its_own_step_and_the_others_are_recorded_on_th
 
     # One message per database: broken's failure, the others' notices.
     run = instance.get_run_by_id(result.run_id)
-    messages = batch_messages(instance, run, load_settings())
+    messages = [render(event, DISCORD_MARKUP).text() for event in batch_events(instance, run, load_settings())]
     assert len(messages) == 3
     [failure] = [m for m in messages if m.startswith(":x:")]
     assert three_databases["missing"] in failure and "does not exist" in failure

@@ -372,6 +372,14 @@ def test_every_database_variable_has_a_file_field_that_means_the_same(tmp_path):
         "BACKUP_SCHEDULE_JITTER_MINUTES": ("45", 45),
         "BACKUP_SERVER_MAX_RUNS": ("2", 2),
         "BACKUP_BATCH_SIZE": ("25", 25),
+        "BACKUP_NOTIFY_URLS": (
+            "json://hooks.test/a, form://hooks.test/b",
+            ["json://hooks.test/a", "form://hooks.test/b"],
+        ),
+        "BACKUP_HEARTBEAT_URL": ("https://hc-ping.test/0f1e", "https://hc-ping.test/0f1e"),
+        "BACKUP_HEARTBEAT_STYLE": ("cronitor", "cronitor"),
+        "BACKUP_METRICS_TEXTFILE": ("/var/lib/node_exporter/backups.prom", "/var/lib/node_exporter/backups.prom"),
+        "BACKUP_METRICS_PUSHGATEWAY_URL": ("http://pushgateway.test:9091", "http://pushgateway.test:9091"),
     }
     from_env = load_settings({variable: text for variable, (text, _) in values.items()}).database()
     fields = {s.env: s.file_field for s in SETTINGS if s.file_field and s.env}

@@ -3,7 +3,7 @@
 A throwaway PostgreSQL 18 (the bundled binaries) with a sample database, clearly labelled as a demo; then
 the real verbs, each a Dagster run recorded in DAGSTER_HOME: backup (which verifies), list, verify again,
 restore into a new database. The server is stopped and removed at the end; the demo's backups stay in their
-own folder. Nothing of the user's configuration is used: no DATABASE_URL, no bucket, no Discord.
+own folder. Nothing of the user's configuration is used: no DATABASE_URL, no bucket, no alert channel.
 """
 
 from __future__ import annotations

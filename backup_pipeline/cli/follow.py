@@ -63,7 +63,7 @@ def follow(
 ):
     """Waits for the run to finish, printing its progress; returns a FinishedRun, or raises RunFailedError (with
     the failing step's own message) or RunTimedOutError. `process`: our own process running it, if any (if it
-    dies first, the run is failed and its failure posted with `settings`' Discord)."""
+    dies first, the run is failed and its failure sent to `settings`' channels)."""
     finished, status, cursor, queued_noted = FinishedRun(run_id), [None], None, False
     while True:
         run = instance.get_run_by_id(run_id)

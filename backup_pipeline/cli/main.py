@@ -156,12 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run starts; exit 0 only once the backup is stored and verified.",
     )
     backup.add_argument("--type", default="manual", choices=BACKUP_TYPES, help="kind of backup (default: manual)")
-    backup.add_argument("--quiet", action="store_true", help="no success notice in Discord (failures still alert)")
+    backup.add_argument("--quiet", action="store_true", help="no success notice on any channel (failures still alert)")
     backup.add_argument(
         "--label",
         metavar="TEXT",
         help="what this backup protects, e.g. the migration about to run (012_add_hybrid_search); kept in its "
-        "manifest and shown by list, info, the UI and Discord",
+        "manifest and shown by list, info, the UI and the notices",
     )
     waits(backup, "backup")
 

@@ -2,7 +2,7 @@
 
 Started by `backup-db` when no webserver queues the run (runs.py), with the run's id and its job, run config,
 tags and partition as JSON; anything secret arrives in the environment. The daemon's run-status sensors
-never see such a run (it has no code location origin), so this process announces it on Discord itself.
+never see such a run (it has no code location origin), so this process announces it on the alert channels itself.
 """
 
 from __future__ import annotations

@@ -239,11 +239,12 @@ def load_settings(environ: Mapping[str, str | None] | None = None) -> Settings:
     env = {name: value for name, value in (os.environ if environ is None else environ).items() if value}
     database = _from_environment(DatabaseSettings, DATABASE, env)
     config_file = env.get(CONFIG_FILE_ENV)
+    databases = load_database_file(Path(config_file), defaults=database) if config_file else (database,)
     return _from_environment(
         Settings,
         DEPLOYMENT,
         env,
-        databases=load_database_file(Path(config_file), defaults=database) if config_file else (database,),
+        databases=tuple(_with_variables_expanded(db, env) for db in databases),
         storage=_storage(env),
         discord=_from_environment(DiscordSettings, DISCORD, env),
         restore_targets=_restore_targets(env, Path(config_file) if config_file else None),
@@ -267,6 +268,38 @@ def _restore_targets(env: dict[str, str], config_file: Path | None) -> tuple[Res
         raise ConfigurationError(
             f"{RESTORE_TARGETS_ENV}: " + "; ".join(_message(error, {}) for error in exc.errors())
         ) from None
+
+
+def _with_variables_expanded(db: DatabaseSettings, env: dict[str, str]) -> DatabaseSettings:
+    """`${NAME}` in notify_urls and heartbeat_url replaced by that variable's value, so the databases file
+    need not hold the tokens (a variable named in notify_urls may hold several URLs)."""
+    urls: list[str] = []
+    for item in db.notify_urls:
+        if fields.NOTIFY_URL_VARIABLE.match(item):
+            urls += _variable_value(db, "notify_urls", item, fields.NotifyUrls, env)
+        else:
+            urls.append(item)
+    update = {}
+    if urls != list(db.notify_urls):
+        update["notify_urls"] = tuple(urls)
+    if db.heartbeat_url and fields.NOTIFY_URL_VARIABLE.match(db.heartbeat_url):
+        update["heartbeat_url"] = _variable_value(db, "heartbeat_url", db.heartbeat_url, fields.PlainHeartbeatUrl, env)
+    return db.model_copy(update=update) if update else db
+
+
+def _variable_value(db: DatabaseSettings, field: str, item: str, field_type, env: dict[str, str]):
+    name = fields.NOTIFY_URL_VARIABLE.match(item).group(1)
+    if name not in env:
+        raise ConfigurationError(
+            f"{field} of database '{db.key}' names ${{{name}}}, which is not set: set {name} to the URL, or "
+            f"remove it from {field}"
+        )
+    try:
+        return TypeAdapter(field_type).validate_python(env[name])
+    except ValidationError as exc:
+        # The message never quotes the value: it is a secret.
+        problem = exc.errors()[0].get("ctx", {}).get("error") or "is not a URL"
+        raise ConfigurationError(f"{name} (named in {field} of database '{db.key}') {problem}") from None
 
 
 def _storage(env: dict[str, str]) -> StorageSettings:

@@ -26,6 +26,11 @@ S3_CHECKSUM_MODES = ("when_required", "when_supported")
 # Where verification restores: a throwaway server on the worker, the database's own server, or
 # BACKUP_VERIFY_DATABASE_URL's.
 VERIFY_ON_CHOICES = ("local", "source", "url")
+# Heartbeat ping conventions (core/notify/heartbeat.py).
+HEARTBEAT_STYLE_CHOICES = ("healthchecks", "uptime-kuma", "cronitor")
+_APPRISE_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+# In place of a URL, the variable holding it (`${SLACK_URL}`): keeps tokens out of the databases file.
+NOTIFY_URL_VARIABLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DATABASE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
@@ -252,3 +257,46 @@ ChannelId = Annotated[
 Flag = Annotated[bool, BeforeValidator(lambda v: v if isinstance(v, bool) else _flag(_text(v)))]
 KeyFile = Annotated[str, AfterValidator(_key_file)]
 VerifyOn = Annotated[str, BeforeValidator(lambda v: _verify_on(_text(v)))]
+
+
+def _notify_urls(value: object) -> tuple[str, ...]:
+    """apprise URLs: a list (the file), or text separated by commas or spaces (the environment). A URL carries
+    its service's token, so a message names an item by its position, never by its value."""
+    if value is None:
+        return ()
+    items = re.split(r"[\s,]+", value) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a list of apprise URLs (slack://..., mailtos://..., json://...)")
+    urls = tuple(str(item).strip() for item in items if str(item).strip())
+    for position, url in enumerate(urls, start=1):
+        if not (_APPRISE_URL.match(url) or NOTIFY_URL_VARIABLE.match(url)):
+            raise ValueError(
+                f"item {position} is not an apprise URL: each is scheme://... such as slack://TokenA/TokenB/TokenC "
+                "or mailtos://user:password@example.com (https://github.com/caronc/apprise/wiki), or ${VARIABLE} "
+                "naming the variable that holds it"
+            )
+    return urls
+
+
+def _heartbeat_style(value: str) -> str:
+    style = value.strip().lower()
+    if style not in HEARTBEAT_STYLE_CHOICES:
+        raise ValueError(f"must be one of {', '.join(HEARTBEAT_STYLE_CHOICES)}, got '{value[:40]}'")
+    return style
+
+
+NotifyUrls = Annotated[tuple[str, ...], BeforeValidator(_notify_urls)]
+# A heartbeat URL's UUID or token is its credential: its message never echoes the value.
+_PING_URL_HINT = "use the ping URL your monitor shows, such as https://hc-ping.com/<uuid>, or ${VARIABLE} holding it"
+_ping_url_check = _web_url(_PING_URL_HINT, echo=False).func
+
+
+def _ping_url(value: str) -> str:
+    return value if NOTIFY_URL_VARIABLE.match(value) else _ping_url_check(value)
+
+
+HeartbeatUrl = Annotated[str, AfterValidator(_ping_url)]
+# The same check once a ${VARIABLE} was replaced by its value.
+PlainHeartbeatUrl = Annotated[str, _web_url(_PING_URL_HINT, echo=False)]
+HeartbeatStyle = Annotated[str, BeforeValidator(lambda v: _heartbeat_style(_text(v)))]
+PushgatewayUrl = Annotated[str, _web_url("use the Pushgateway's address, such as http://pushgateway:9091", echo=False)]

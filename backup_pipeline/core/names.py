@@ -24,7 +24,7 @@ ROLES_SUFFIX = ".dump.roles.json"
 
 _BACKUP_ID = re.compile(r"^(?P<type>daily|pre-migration|manual)_(?P<ts>\d{8}_\d{6})$")
 _NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-# What a backup protects, e.g. the migration it was taken before: shown in lists, the UI and Discord.
+# What a backup protects, e.g. the migration it was taken before: shown in lists, the UI and the notices.
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:+@/-]{0,99}$")
 MAX_LABEL_CHARS = 100
 

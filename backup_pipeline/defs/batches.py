@@ -20,6 +20,8 @@ from backup_pipeline.defs.assets.backup import backup_check_keys, dump_and_uploa
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.retention import PruneConfig, prune_database
 from backup_pipeline.defs.assets.verification import verify_partition
+from backup_pipeline.defs.heartbeats import heartbeat_pings
+from backup_pipeline.defs.metrics import publish_metrics
 from backup_pipeline.defs.names import (
     BACKUP_ASSETS,
     BACKUP_ID_TAG,
@@ -71,14 +73,18 @@ def build_batch_job(settings: Settings) -> dg.JobDefinition:
         backup_id = context.run.tags[BACKUP_ID_TAG]
         label = context.run.tags.get(LABEL_TAG) or None
         selected = {dg.AssetKey(path) for path in DefinitionNames(db).asset_paths(BACKUP_ASSETS)}
-        with fail_clearly():
-            sweep_for(context, postgres, backup_storage, db)
-        results = dump_and_upload(
-            context, postgres, backup_storage, db, backup_id, label, selected, backup_check_keys(db)
-        )
-        for result in results:
-            _record(context, result, backup_id)
-        _record(context, verify_partition(context, postgres, backup_storage, db, backup_id), backup_id)
+        try:
+            with heartbeat_pings(context, db):
+                with fail_clearly():
+                    sweep_for(context, postgres, backup_storage, db)
+                results = dump_and_upload(
+                    context, postgres, backup_storage, db, backup_id, label, selected, backup_check_keys(db)
+                )
+                for result in results:
+                    _record(context, result, backup_id)
+                _record(context, verify_partition(context, postgres, backup_storage, db, backup_id), backup_id)
+        finally:
+            publish_metrics(postgres, backup_storage, db, context.log.warning)
         return key
 
     @dg.op(name=BATCH_PRUNE_OP)

@@ -28,7 +28,7 @@ QUIET_TAG = "backup/quiet"
 REQUESTED_BY_TAG = "backup/requested_by"  # who asked: a request_backup run's id, or backup-db
 KIND_TAG = "backup/kind"  # backup, verify, prune, restore or request
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag for a run's partition
-# What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and Discord.
+# What the backup protects (e.g. a migration's name): stored in its manifest, shown in the UI and the notices.
 LABEL_TAG = "backup/label"
 # The server a backup run works against (`host:port`, core/servers.py) and its lane there: the run queue lets
 # one run per lane through at a time (dagster.yaml), so a server has at most its budget of runs at once.

@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from filelock import FileLock
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.notify.events import RunError
 from backup_pipeline.core.process_owner import ProcessOwner, this_host
 from backup_pipeline.defs.names import (
     ANNOUNCED_TAG,
@@ -107,14 +107,6 @@ def op_config_with(run_config: dict, key: str) -> dict:
 
 
 # How it ended
-
-
-@dataclass(frozen=True)
-class RunError:
-    """Why a run failed: the message, and the class name of the error when the run recorded it."""
-
-    message: str
-    error_class: str | None = None
 
 
 def run_failure_error(instance: dg.DagsterInstance, run_id: str, failure_event=None) -> RunError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backup_pipeline.core import config_fields as f
-from backup_pipeline.core.settings.declaration import DISCORD, Setting
+from backup_pipeline.core.settings.declaration import DATABASE, DISCORD, Setting
 
 SETTINGS = (
     Setting(
@@ -43,8 +43,23 @@ SETTINGS = (
         name="success_notices",
         env="BACKUP_DISCORD_SUCCESS_NOTICES",
         section=DISCORD,
-        help="post a notice for each completed backup (`false` keeps only failures and warnings)",
+        help="send a notice for each completed backup, on every channel (`false` keeps only failures and warnings)",
         type=f.Flag,
         default=True,
+    ),
+    Setting(
+        name="notify_urls",
+        env="BACKUP_NOTIFY_URLS",
+        section=DATABASE,
+        help=(
+            "more channels: apprise URLs (`slack://…`, `msteams://…`, `tgram://…`, `mailtos://…`, `json://…`; "
+            "[the list](https://github.com/caronc/apprise/wiki)) separated by commas or spaces, each told "
+            "everything Discord is; in the databases file a list, whose items may be `${VARIABLE}` holding URLs "
+            "(see [Alerts](#alerts))"
+        ),
+        type=f.NotifyUrls,
+        default=(),
+        shown_default="none",
+        secret=True,
     ),
 )

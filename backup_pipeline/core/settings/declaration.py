@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from pydantic import Field
+
 from backup_pipeline.core import config_fields as fields
 
 # Sections: which settings model holds the attribute. READ_WHERE_USED: a variable read by the code that
@@ -52,6 +54,9 @@ class Setting:
     file: str | None = None
     file_scope: str = IN_DEFAULTS_AND_ENTRIES
     file_type: Any = None
+    # The value itself is a secret (a URL with a token): kept out of the model's repr, so out of any log or
+    # error that prints settings. Prefer holds_name; this is for values that may also come from the file.
+    secret: bool = False
 
     @property
     def checked_type(self) -> Any:
@@ -77,7 +82,8 @@ class Setting:
     def model_field(self) -> tuple[Any, Any]:
         """(annotation, default) of the attribute, for pydantic.create_model."""
         annotation = self.checked_type
-        return (annotation | None if self.default is None else annotation), self.default
+        default = Field(default=self.default, repr=False) if self.secret else self.default
+        return (annotation | None if self.default is None else annotation), default
 
     def file_model_field(self) -> tuple[Any, Any]:
         """(annotation, default) of the file field: a field left out is None (not set), and a required one

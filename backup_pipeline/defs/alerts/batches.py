@@ -12,7 +12,7 @@ import dagster as dg
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.health import HEALTH_CHECKS
 from backup_pipeline.core.names import backup_name_prefix
-from backup_pipeline.defs.alerts.messages import RunFacts, failure_text, health_warning, success_text
+from backup_pipeline.core.notify.events import BackupFacts, Event, RunError, RunFacts
 from backup_pipeline.defs.alerts.runs import asset_check_evaluations, database_name, materialization_metadata
 from backup_pipeline.defs.batches import batch_keys
 from backup_pipeline.defs.names import (
@@ -34,9 +34,9 @@ def is_batch(run: dg.DagsterRun) -> bool:
     return run.job_name == BATCH_JOB
 
 
-def batch_messages(
+def batch_events(
     instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, notices: bool = True
-) -> list[str]:
+) -> list[Event]:
     """Per database of a finished batch run: its failure, or its health warning and (with `notices`) its
     notice. A run that failed before any database's step did (a crash, the run monitor) is one failure."""
     by_key = {db.key: db for db in settings.databases}
@@ -50,7 +50,7 @@ def batch_messages(
             continue
         names = DefinitionNames(db)
         if (BATCH_BACKUP_OP, key) in failures:
-            messages.append(failure_text(_facts(run, settings, db, "backup"), failures[(BATCH_BACKUP_OP, key)]))
+            messages.append(Event.failure(_facts(run, settings, db, "backup"), failures[(BATCH_BACKUP_OP, key)], key))
             continue
         verification = stored.get(dg.AssetKey(names.asset_path("restore_verification")))
         if verification is not None:
@@ -61,26 +61,25 @@ def batch_messages(
                 if c.asset_key == offsite and not c.passed and c.check_name in HEALTH_CHECKS
             ]
             if failed:
-                messages.append(health_warning(_facts(run, settings, db, "backup"), failed))
+                messages.append(Event.health_warning(_facts(run, settings, db, "backup"), failed, key))
             if notices:
                 offsite_meta = stored.get(offsite, {})
-                messages.append(
-                    success_text(
-                        _facts(run, settings, db, "backup"),
-                        file_name=f"{offsite_meta['name']}.dump" if offsite_meta.get("name") else None,
-                        size_bytes=offsite_meta.get("size_bytes"),
-                        duration_s=offsite_meta.get("duration_s"),
-                        verified=bool(verification.get("verified")),
-                        rows=verification.get("rows"),
-                    )
+                backup = BackupFacts(
+                    file_name=f"{offsite_meta['name']}.dump" if offsite_meta.get("name") else None,
+                    size_bytes=offsite_meta.get("size_bytes"),
+                    duration_s=offsite_meta.get("duration_s"),
+                    verified=bool(verification.get("verified")),
+                    rows=verification.get("rows"),
                 )
+                messages.append(Event.success(_facts(run, settings, db, "backup"), backup, key))
         if (BATCH_PRUNE_OP, key) in failures:
-            messages.append(failure_text(_facts(run, settings, db, "prune"), failures[(BATCH_PRUNE_OP, key)]))
+            messages.append(Event.failure(_facts(run, settings, db, "prune"), failures[(BATCH_PRUNE_OP, key)], key))
     if run.status == dg.DagsterRunStatus.FAILURE and not failures:
         facts = RunFacts(job=run.job_name, run_id=run.run_id, run_url=run_url(settings.webserver_url, run.run_id))
         databases = ", ".join(batch_keys(run.run_config))
         error = run_failure_error(instance, run.run_id)
-        messages.append(failure_text(facts, error) + f"\nDatabases of this batch, none backed up: {databases}")
+        told = RunError(f"{error.message}\nDatabases of this batch, none backed up: {databases}", error.error_class)
+        messages.append(Event.failure(facts, told))
     return messages
 
 

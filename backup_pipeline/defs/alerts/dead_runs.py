@@ -20,7 +20,7 @@ def build_dead_run_sensor(settings: Settings) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Fails runs that `backup-db` started in a process of its own on this host when that process has "
-            "died (killed, out of memory), and posts their failure to Discord, so that they alert and stop "
+            "died (killed, out of memory), and sends their failure to every alert channel, so that they alert and stop "
             "holding their database's place in the run queue. Runs the daemon launched are the run monitor's."
         ),
     )

@@ -5,8 +5,8 @@ aged by the backup's own timestamp (its name). A backup taken elsewhere (the com
 machine, a restored bucket) counts; re-verifying an old backup does not make it fresh, and a backup deleted
 from the bucket no longer counts.
 
-One sensor re-evaluates it for every database every few minutes: it posts one Discord alert when backups go stale, repeats it at
-most every STALE_ALERT_REPEAT while it lasts, and records the `verified_backup_fresh` asset check so the UI
+One sensor re-evaluates it for every database every few minutes: it sends one alert to every configured channel
+when backups go stale, repeats it at most every STALE_ALERT_REPEAT while it lasts, and records the `verified_backup_fresh` asset check so the UI
 shows it failing. The same check also runs at the end of each backup_job run and on demand from the UI.
 """
 
@@ -21,10 +21,11 @@ import dagster as dg
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import BackupError
+from backup_pipeline.core.notify.events import Event, FreshnessFacts
+from backup_pipeline.core.notify.notifier import Notifier
 from backup_pipeline.core.prune import FUTURE_TOLERANCE, newest_verified
-from backup_pipeline.defs.alerts.discord import DiscordClient
-from backup_pipeline.defs.alerts.messages import fresh_again_text, stale_text
 from backup_pipeline.defs.alerts.runs import database_name
+from backup_pipeline.defs.metrics import publish_metrics
 from backup_pipeline.defs.names import FRESHNESS_SENSOR, DefinitionNames, asset_url
 from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 
@@ -63,6 +64,16 @@ class FreshnessVerdict:
             shown = ", ".join(self.ignored_future[:3]) + (" …" if len(self.ignored_future) > 3 else "")
             text += f"; ignored {len(self.ignored_future)} backup(s) stamped in the future (clock skew?): {shown}"
         return text
+
+    def facts(self) -> FreshnessFacts:
+        return FreshnessFacts(
+            limit_hours=self.limit_hours,
+            newest_name=self.newest_name,
+            newest_at=self.newest_at,
+            age_hours=self.age_hours,
+            problem=self.problem,
+            ignored_future=self.ignored_future,
+        )
 
     def metadata(self) -> dict:
         metadata = {"limit_hours": dg.MetadataValue.float(float(self.limit_hours))}
@@ -168,11 +179,11 @@ def _older_than(stamp: str | None, now: datetime, delta: timedelta) -> bool:
     return stamp is None or now - datetime.fromisoformat(stamp) >= delta
 
 
-def build_freshness_sensor(settings: Settings, client: DiscordClient, redact=lambda text: text) -> dg.SensorDefinition:
+def build_freshness_sensor(settings: Settings, notifier: Notifier) -> dg.SensorDefinition:
     """The one dead-man's switch for every database: each database's alarm state is kept in the cursor."""
     databases = list(settings.databases)
-    # Running wherever a database is configured, so the UI's checks stay current even without Discord.
-    running = any(os.environ.get(db.url_env) for db in databases) or client.configured
+    # Running wherever a database is configured, so the UI's checks stay current even without a channel.
+    running = any(os.environ.get(db.url_env) for db in databases) or notifier.configured
     limits = sorted({db.freshness_hours for db in databases})
 
     @dg.sensor(
@@ -180,7 +191,7 @@ def build_freshness_sensor(settings: Settings, client: DiscordClient, redact=lam
         minimum_interval_seconds=FRESHNESS_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         description=(
-            f"Dead-man's switch for every database: alerts on Discord when one has no verified backup from the "
+            f"Dead-man's switch for every database: alerts every configured channel when one has no verified backup from the "
             f"last {'/'.join(f'{h:g}' for h in limits)} hours (repeated every "
             f"{STALE_ALERT_REPEAT.total_seconds() / 3600:g} h while it lasts) and records its {FRESHNESS_CHECK} check."
         ),
@@ -193,44 +204,36 @@ def build_freshness_sensor(settings: Settings, client: DiscordClient, redact=lam
         # Listing storage is I/O: hundreds of databases are checked a few at a time, not one after another.
         with ThreadPoolExecutor(max_workers=FRESHNESS_WORKERS) as pool:
             verdicts = list(pool.map(lambda db: check_freshness(postgres, backup_storage, db, now), databases))
+            # Ages move on between backups, and a Pushgateway keeps only what was pushed last.
+            list(pool.map(lambda db: publish_metrics(postgres, backup_storage, db, context.log.warning), databases))
         events, stale = [], 0
         for db, verdict in zip(databases, verdicts, strict=True):
             state = AlarmState.from_dict(states.get(db.key))
-            event = _alarm(db, verdict, state, now, settings, client, redact, context.log)
+            event = _alarm(db, verdict, state, now, settings, notifier, context.log)
             if event is not None:
                 events.append(event)
             states[db.key] = asdict(state)
             stale += not verdict.fresh
         summary = f"{len(databases) - stale} of {len(databases)} databases have a fresh verified backup"
         if len(databases) == 1:
-            summary = redact(verdicts[0].description())
+            summary = notifier.redact(verdicts[0].description())
         return dg.SensorResult(asset_events=events, cursor=json.dumps(states), skip_reason=summary)
 
     return backup_freshness_sensor
 
 
-def _alarm(db, verdict, state, now, settings, client, redact, log):
-    """Posts the stale (or fresh-again) alert when due; returns the check evaluation to record, if any."""
+def _alarm(db, verdict, state, now, settings, notifier: Notifier, log):
+    """Sends the stale (or fresh-again) alert when due; returns the check evaluation to record, if any."""
     names = DefinitionNames(db)
     asset_key = dg.AssetKey(names.asset_path("restore_verification"))
     link = asset_url(settings.webserver_url, asset_key.path)
     database = database_name(db)
     if not verdict.fresh and _older_than(state.alerted_at, now, STALE_ALERT_REPEAT):
-        text = stale_text(
-            database,
-            verdict.limit_hours,
-            verdict.newest_name,
-            verdict.newest_at,
-            verdict.age_hours,
-            verdict.problem,
-            link,
-            verdict.ignored_future,
-        )
         # Only a delivered alert starts the quiet period; an undelivered one is tried again next tick.
-        if client.post(redact(text), log=log):
+        if notifier.notify([Event.stale(database, verdict.facts(), link, db.key)], log=log):
             state.alerted_at = now.isoformat()
     elif verdict.fresh and state.alerted_at is not None:
-        client.post(redact(fresh_again_text(database, verdict.newest_name, verdict.age_hours, link)), log=log)
+        notifier.notify([Event.recovered(database, verdict.facts(), link, db.key)], log=log)
         state.alerted_at = None
     if verdict.fresh == state.reported_fresh and not _older_than(state.reported_at, now, CHECK_REPORT_EVERY):
         return None
@@ -240,7 +243,7 @@ def _alarm(db, verdict, state, now, settings, client, redact, log):
         check_name=FRESHNESS_CHECK,
         passed=verdict.fresh,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=redact(verdict.description()),
+        description=notifier.redact(verdict.description()),
         metadata=verdict.metadata(),
     )
 

@@ -7,8 +7,8 @@ import dagster as dg
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, backup_name_prefix
+from backup_pipeline.core.notify.events import RunFacts
 from backup_pipeline.core.postgres import PostgresTarget
-from backup_pipeline.defs.alerts.messages import RunFacts
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,

@@ -15,6 +15,8 @@ from backup_pipeline.core.health import HEALTH_CHECKS, compare_backups, previous
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.verification import verification_spec, verify_partition
+from backup_pipeline.defs.heartbeats import heartbeat_pings
+from backup_pipeline.defs.metrics import publish_metrics
 from backup_pipeline.defs.names import LABEL_TAG, DefinitionNames
 from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.sweeping import sweep_for
@@ -73,22 +75,28 @@ def build_backup_asset(
         context: dg.AssetExecutionContext, postgres: PostgresResource, backup_storage: BackupStorageResource
     ):
         selected = context.selected_asset_keys
-        with fail_clearly():
-            sweep_for(context, postgres, backup_storage, db)
-        if selected & {dump_key, offsite_key}:
-            label = context.run.tags.get(LABEL_TAG) or None
-            yield from dump_and_upload(
-                context,
-                postgres,
-                backup_storage,
-                db,
-                context.partition_key,
-                label,
-                selected,
-                context.selected_asset_check_keys,
-            )
-        if verification_key in selected:
-            yield verify_partition(context, postgres, backup_storage, db, context.partition_key)
+        try:
+            # A new backup pings its heartbeat (start, success or fail); verifying a stored one again does not.
+            with heartbeat_pings(context, db, active=dump_key in selected):
+                with fail_clearly():
+                    sweep_for(context, postgres, backup_storage, db)
+                if selected & {dump_key, offsite_key}:
+                    label = context.run.tags.get(LABEL_TAG) or None
+                    yield from dump_and_upload(
+                        context,
+                        postgres,
+                        backup_storage,
+                        db,
+                        context.partition_key,
+                        label,
+                        selected,
+                        context.selected_asset_check_keys,
+                    )
+                if verification_key in selected:
+                    yield verify_partition(context, postgres, backup_storage, db, context.partition_key)
+        finally:
+            # Failed or not: the metrics say what storage now holds (a failed verification shows as such).
+            publish_metrics(postgres, backup_storage, db, context.log.warning)
 
     return dump_upload_verify
 

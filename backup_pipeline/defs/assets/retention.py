@@ -26,6 +26,7 @@ from backup_pipeline.core.prune import (
     plan_prune,
 )
 from backup_pipeline.defs.assets.failures import fail_clearly
+from backup_pipeline.defs.metrics import publish_metrics
 from backup_pipeline.defs.names import PRUNE_OP, DefinitionNames
 from backup_pipeline.defs.partitions import delete_dynamic_partitions
 from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
@@ -169,6 +170,7 @@ def prune_database(
             delete_dynamic_partitions(context.instance, names.partitions, [k for k in gone if k in existing])
             # After the policy, so its counts are its own: the sweep then removes what killed runs left since.
             sweep_for(context, postgres, backup_storage, db)
+            publish_metrics(postgres, backup_storage, db, context.log.warning)
     table = "\n".join(
         ["| backup | action | reason |", "|---|---|---|"]
         + [f"| {d.name} | {'delete' if d.delete else 'keep'} | {d.reason} |" for d in decisions]

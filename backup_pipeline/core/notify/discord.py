@@ -1,4 +1,4 @@
-"""Posting a message to Discord: a webhook, or a bot token and a channel.
+"""Discord: a webhook, or a bot token and a channel, with Discord's markdown and emoji.
 
 Alerting must never hurt what it reports on: every failure here (no answer, 5xx, a rate limit longer than
 we are willing to wait) is logged and swallowed, and the whole attempt, retries and waits included, stays
@@ -8,15 +8,16 @@ when a message is sent and appear in no log line.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
 import requests
 
 from backup_pipeline.core.config import DiscordSettings
+from backup_pipeline.core.notify.channel import Channel, log
+from backup_pipeline.core.notify.events import EventKind, Severity
+from backup_pipeline.core.notify.text import Markup, Rendered
 
 MAX_MESSAGE_CHARS = 2000
 CONNECT_TIMEOUT_S = 3.0
@@ -27,7 +28,15 @@ MAX_ATTEMPTS = 3
 SERVER_ERROR_BACKOFF_S = 0.5
 USER_AGENT = "DiscordBot (backup_pipeline, 0.1)"
 
-default_log = logging.getLogger("backup_pipeline.defs.alerts")
+_ICONS = {
+    EventKind.FAILURE: ":x:",
+    EventKind.RETENTION_REFUSED: ":warning:",
+    EventKind.HEALTH_WARNING: ":warning:",
+    EventKind.SUCCESS: ":white_check_mark:",
+    EventKind.STALE: ":rotating_light:",
+    EventKind.RECOVERED: ":white_check_mark:",
+}
+DISCORD_MARKUP = Markup(icon=_ICONS.get, strong=lambda text: f"**{text}**", code=lambda text: f"`{text}`")
 
 
 def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -37,23 +46,27 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text[: limit - 1] + "…"
 
 
-@dataclass(frozen=True)
-class DiscordClient:
-    settings: DiscordSettings
-    environ: Mapping[str, str] | None = None
+class DiscordChannel(Channel):
+    markup = DISCORD_MARKUP
+
+    def __init__(self, settings: DiscordSettings, environ: Mapping[str, str] | None = None):
+        self.settings = settings
+        self.environ = environ
 
     @property
     def configured(self) -> bool:
         return self.settings.configured
 
     def describe(self) -> str:
-        """Where messages go, safe to log: never the webhook URL or the token."""
         if self.settings.webhook_url_env:
             return f"the Discord webhook in {self.settings.webhook_url_env}"
         return f"Discord channel {self.settings.channel_id}"
 
-    def post(self, content: str, log=default_log) -> bool:
-        """Sends one message; True when Discord accepted it. Never raises."""
+    def deliver(self, message: Rendered, severity: Severity, redact: Callable[[str], str], log=log) -> bool:
+        return self.post(redact(message.text()), log=log)
+
+    def post(self, content: str, log=log) -> bool:
+        """Sends one message as it is; True when Discord accepted it. Never raises."""
         if not self.configured:
             return False
         try:
