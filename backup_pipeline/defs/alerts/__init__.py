@@ -8,6 +8,7 @@ from backup_pipeline.defs.alerts.batches import batch_messages, is_batch
 from backup_pipeline.defs.alerts.dead_runs import build_dead_run_sensor
 from backup_pipeline.defs.alerts.discord import DiscordClient
 from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
+from backup_pipeline.defs.alerts.incidents import build_incident_sensor, groups
 from backup_pipeline.defs.alerts.messages import Redactor
 from backup_pipeline.defs.alerts.run_sensors import (
     backup_failure_text,
@@ -20,6 +21,7 @@ from backup_pipeline.defs.alerts.run_sensors import (
 def alert_definitions(settings: Settings) -> dg.Definitions:
     client = DiscordClient(settings.discord)
     redact = Redactor.from_settings(settings)
+    incidents = build_incident_sensor(settings, client, redact)
     return dg.Definitions(
         sensors=[
             make_discord_on_run_failure_sensor(
@@ -32,7 +34,9 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
                     if is_batch(run)
                     else None
                 ),
+                grouped=(lambda instance, run: groups(settings, instance, run)) if incidents else lambda i, r: False,
             ),
+            *([incidents] if incidents else []),
             make_discord_on_backup_success_sensor(client, settings, redact=redact),
             build_freshness_sensor(settings, client, redact),
             build_dead_run_sensor(settings),

@@ -47,10 +47,12 @@ def make_discord_on_run_failure_sensor(
     monitored_jobs: Sequence | None = None,
     default_status: dg.DefaultSensorStatus | None = None,
     many_messages_fn: ManyMessagesFn | None = None,
+    grouped: Callable[[dg.DagsterInstance, dg.DagsterRun], bool] = lambda instance, run: False,
 ) -> dg.SensorDefinition:
     """A sensor that posts to Discord when a run fails; shaped like dagster-slack's make_slack_on_run_failure_sensor.
 
-    Without monitored_jobs it watches every job of this code location. It is RUNNING by default when the
+    Without monitored_jobs it watches every job of this code location. A failure `grouped` says another sensor
+    tells of (the incident sensor) is left to it. It is RUNNING by default when the
     client is configured; every message goes through `redact` before it is sent.
     """
     text_fn = text_fn or default_failure_text(webserver_base_url)
@@ -74,6 +76,8 @@ def make_discord_on_run_failure_sensor(
             return dg.SkipReason("Discord is not configured: set DISCORD_WEBHOOK_URL or DISCORD_BOT_TOKEN")
         if context.dagster_run.tags.get(ANNOUNCED_TAG):
             return dg.SkipReason(f"run {context.dagster_run.run_id} was announced by the process that ran it")
+        if grouped(context.instance, context.dagster_run):
+            return dg.SkipReason(f"run {context.dagster_run.run_id} is told of by the incident sensor")
         many = many_messages_fn(context.instance, context.dagster_run) if many_messages_fn else None
         for text in [text_fn(context)] if many is None else many:
             delivered = client.post(redact(text), log=context.log)
