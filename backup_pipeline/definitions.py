@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from backup_pipeline.core.config import DatabaseSettings, Settings, load_settings
+from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.enrolled import load_all_settings as load_settings
+from backup_pipeline.core.notify.notifier import Notifier
 from backup_pipeline.defs.alerts import alert_definitions
 from backup_pipeline.defs.assets import build_database_assets, build_retention_assets
 from backup_pipeline.defs.automation import (
@@ -24,6 +26,7 @@ from backup_pipeline.defs.automation import (
     make_retention_on_backup_success_sensor,
 )
 from backup_pipeline.defs.batches import build_batch_job
+from backup_pipeline.defs.enrolment import build_enrolment_sensor
 from backup_pipeline.defs.jobs import build_named_asset_jobs, build_request_job, build_restore_job
 from backup_pipeline.defs.names import POSTGRES_RESOURCE_KEY, STORAGE_RESOURCE_KEY, DefinitionNames
 from backup_pipeline.defs.resources import postgres_resource, storage_resource
@@ -48,6 +51,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     prune_job = retention_job or next(job for job in named_jobs if job.name == "prune_job")
     # Several databases: a schedule's tick is answered with batch runs (defs/batches.py).
     batch_job = build_batch_job(settings) if retention_job else None
+    enrolment = build_enrolment_sensor(settings, Notifier(settings))
     return dg.Definitions.merge(
         dg.Definitions(
             assets=[
@@ -61,6 +65,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 build_request_sensor(settings, backup_job),
                 make_retention_on_backup_success_sensor(settings, prune_job),
                 *([build_batch_sensor(settings, batch_job)] if batch_job else []),
+                *([enrolment] if enrolment else []),
             ],
             # Every run's steps in one process: a backup run's steps follow one another anyway, and each
             # process of its own would load the code location again (seconds with hundreds of databases).

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from backup_pipeline.core.catalog import BackupCatalog, BackupEntry
-from backup_pipeline.core.config import CONFIG_FILE_ENV, DatabaseSettings, Settings, load_settings
+from backup_pipeline.core.config import CONFIG_FILE_ENV, DatabaseSettings, Settings
+from backup_pipeline.core.enrolled import load_all_settings as load_settings
 from backup_pipeline.core.errors import BackupError, BackupNotFoundError, ConfigurationError
 from backup_pipeline.core.names import BackupName, backup_name_prefix, check_safe_name
 from backup_pipeline.core.postgres import PostgresTarget
@@ -39,7 +40,7 @@ class CliContext:
 
     def source(self) -> PostgresTarget:
         """The database being backed up (its URL from DATABASE_URL, or the configured variable)."""
-        return PostgresTarget.from_url(os.environ.get(self.db.url_env), self.db.url_env)
+        return self.db.target()
 
     @cached_property
     def name_prefix(self) -> str:

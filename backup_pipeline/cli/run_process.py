@@ -12,7 +12,7 @@ import sys
 
 import dagster as dg
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.enrolled import load_all_settings as load_settings
 from backup_pipeline.definitions import build_definitions
 from backup_pipeline.defs.alerts.announce import ANNOUNCED_TAG, ANNOUNCER, announce_finished_run
 from backup_pipeline.defs.run_lifecycle import owner_tags

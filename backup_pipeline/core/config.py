@@ -26,8 +26,9 @@ from pydantic import (
 
 from backup_pipeline.core import config_fields as fields
 from backup_pipeline.core.config_fields import IN_ENVIRONMENT, IN_FILE, CompleteMessage
-from backup_pipeline.core.config_file import load_database_file, load_restore_targets
+from backup_pipeline.core.config_file import load_database_file, load_file_defaults, load_restore_targets, load_servers
 from backup_pipeline.core.dump_options import DumpOptions
+from backup_pipeline.core.enrolment import ServerEntry
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.settings import BY_NAME, SETTINGS
 from backup_pipeline.core.settings.declaration import (
@@ -99,6 +100,15 @@ class _DatabaseRules(_Settings):
     def verify_where(self) -> str:
         """local, source or url: where this database's backups are verified."""
         return self.verify_on or ("url" if self.verify_url_env else "local")
+
+    def target(self, environ: Mapping[str, str | None] | None = None):
+        """The database as a PostgresTarget: the URL in `url_env`, on `dbname` when one is set (a database a
+        `servers:` entry took); ConfigurationError naming the variable when it is unset or not a URL."""
+        from backup_pipeline.core.postgres import PostgresTarget
+
+        env = os.environ if environ is None else environ
+        target = PostgresTarget.from_url(env.get(self.url_env), self.url_env)
+        return target.with_database(self.dbname) if self.dbname else target
 
     @property
     def is_default(self) -> bool:
@@ -188,6 +198,8 @@ class _SettingsRules(_Settings):
     databases: tuple[DatabaseSettings, ...]
     # Besides each database's own server (keyed by the database's key), the servers a restore may write to.
     restore_targets: tuple[RestoreTarget, ...] = ()
+    # The databases file's `servers:`; their databases are among `databases` (core/enrolment.py).
+    servers: tuple[ServerEntry, ...] = ()
     # One backend's settings (core/storage/): LocalStorageSettings, S3StorageSettings.
     storage: SerializeAsAny[StorageSettings]
     discord: DiscordSettings = DiscordSettings()
@@ -240,15 +252,25 @@ def load_settings(environ: Mapping[str, str | None] | None = None) -> Settings:
     database = _from_environment(DatabaseSettings, DATABASE, env)
     config_file = env.get(CONFIG_FILE_ENV)
     databases = load_database_file(Path(config_file), defaults=database) if config_file else (database,)
-    return _from_environment(
+    settings = _from_environment(
         Settings,
         DEPLOYMENT,
         env,
         databases=tuple(_with_variables_expanded(db, env) for db in databases),
+        servers=load_servers(Path(config_file)) if config_file else (),
         storage=_storage(env),
         discord=_from_environment(DiscordSettings, DISCORD, env),
         restore_targets=_restore_targets(env, Path(config_file) if config_file else None),
     )
+    return settings
+
+
+def database_defaults(environ: Mapping[str, str | None] | None = None) -> dict:
+    """What every database of the databases file starts from: the environment's settings, then `defaults:`."""
+    env = {name: value for name, value in (os.environ if environ is None else environ).items() if value}
+    config_file = env.get(CONFIG_FILE_ENV)
+    shared = _from_environment(DatabaseSettings, DATABASE, env).model_dump()
+    return shared | (load_file_defaults(Path(config_file)) if config_file else {})
 
 
 def _restore_targets(env: dict[str, str], config_file: Path | None) -> tuple[RestoreTarget, ...]:

@@ -20,6 +20,14 @@
         dump_format: directory     # every per-database setting has its field (core/settings/database.py)
         dump_jobs: 4
         compression: zstd:3
+    servers:                       # optional: every database on a server (core/enrolment.py)
+      - key: main                  # each database's key: main_<its name>
+        url_env: MAIN_SERVER_URL   # a URL to the server (any database on it)
+        include: ["app_*"]         # shell patterns (default: every database but postgres)
+        exclude: ["*_test"]
+        keep_last: 7               # any field `defaults:` takes, for this server's databases
+        overrides:                 # and per database, by its name on the server
+          app_billing: {keep_last: 14}
     restore_targets:               # optional: servers a restore may write to besides each database's own
       staging:                     # run config names it by this key only (target: staging)
         url_env: STAGING_ADMIN_URL # the variable holding its libpq URL, password included (never the URL)
@@ -44,7 +52,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from backup_pipeline.core.config_fields import IN_FILE, CompleteMessage, DatabaseKey, EnvName
+from backup_pipeline.core.config_fields import IN_FILE, CompleteMessage, DatabaseKey, EnvName, Text
+from backup_pipeline.core.enrolment import ServerEntry
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.settings import SETTINGS
 from backup_pipeline.core.settings.declaration import DATABASE, IN_DEFAULTS_AND_ENTRIES, in_section
@@ -81,6 +90,38 @@ _Database = create_model(
 )
 
 
+class _Server(_Fields):
+    """A `servers:` entry: its own fields, and any field `defaults:` takes, for every database it enrols."""
+
+    key: DatabaseKey
+    url_env: EnvName
+    include: list[Text] = None
+    exclude: list[Text] = None
+    overrides: dict[Text, _Fields] = None
+
+    def entry(self) -> ServerEntry:
+        own = ("key", "url_env", "include", "exclude", "overrides")
+        return ServerEntry(
+            key=self.key,
+            url_env=self.url_env,
+            include=tuple(self.include or ()),
+            exclude=tuple(self.exclude or ()),
+            settings={name: value for name, value in self.settings().items() if name not in own},
+            overrides={name: fields.settings() for name, fields in (self.overrides or {}).items()},
+        )
+
+    def settings(self) -> dict[str, Any]:
+        given = self.model_dump(exclude_unset=True)
+        return {_SETTING_NAMES.get(field, field): value for field, value in given.items()}
+
+
+_NO_LIST = (
+    "no 'databases:' list: list each database to back up with its key and url_env (or, under 'servers:', each "
+    "server whose databases to back up)"
+)
+_SERVER_FIELDS = ("key", "url_env", "include", "exclude", "overrides", *_Fields.model_fields)
+
+
 class _RestoreTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -91,7 +132,8 @@ class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     defaults: _Fields = None
-    databases: Annotated[list[Any], Field(min_length=1)]  # each entry validated on its own: see load_database_file
+    databases: Annotated[list[Any], Field(min_length=1)] = None  # each entry validated on its own
+    servers: Annotated[list[_Server], Field(min_length=1)] = None
     restore_targets: dict[DatabaseKey, _RestoreTarget] = None
 
 
@@ -104,6 +146,20 @@ def load_restore_targets(path: Path) -> dict[str, str]:
     root, _ = _load(path)
     layout = _File.model_validate(root)
     return {key: target.url_env for key, target in (layout.restore_targets or {}).items()}
+
+
+def load_servers(path: Path) -> tuple[ServerEntry, ...]:
+    """The file's `servers:` (already checked by load_database_file, which reports every problem with its line)."""
+    root, _ = _load(path)
+    layout = _File.model_validate(root)
+    return tuple(server.entry() for server in layout.servers or ())
+
+
+def load_file_defaults(path: Path) -> dict[str, Any]:
+    """The file's `defaults:`, under their DatabaseSettings names (already checked by load_database_file)."""
+    root, _ = _load(path)
+    layout = _File.model_validate(root)
+    return layout.defaults.settings() if layout.defaults else {}
 
 
 def load_database_file(path: Path, defaults: BaseModel) -> tuple:
@@ -119,6 +175,8 @@ def load_database_file(path: Path, defaults: BaseModel) -> tuple:
         layout = _File.model_validate(root)
     except ValidationError as exc:
         errors += exc.errors()
+    if not root.get("databases") and not root.get("servers"):
+        problems.append((root.line, _NO_LIST))
     raw_entries = root.get("databases")
     for index, entry in enumerate(raw_entries if isinstance(raw_entries, list) else []):
         try:
@@ -185,6 +243,8 @@ def _problems(root, errors: list[dict]) -> list[tuple[int, str]]:
         problems.append((_line(root, error["loc"], at_key=about_name), message))
     for loc, names in missing.items():
         message = f"this database has no {' and no '.join(names)}: key and url_env are both required"
+        if loc[0] == "servers":
+            message = f"this server has no {' and no '.join(names)}: key and url_env are both required"
         if loc[0] == "restore_targets":
             message = f"restore target '{loc[1]}' has no url_env: name the variable holding its server's URL"
         problems.append((_line(root, loc), message))
@@ -195,8 +255,8 @@ def _describe(error: dict) -> tuple[bool, str]:
     """Whether the problem is a field's name (rather than its value), and what to tell the user."""
     loc, kind = error["loc"], error["type"]
     name = loc[-1] if loc else ""
-    if kind == "missing":
-        return False, "no 'databases:' list: list each database to back up with its key and url_env"
+    if kind == "missing" and loc[:1] == ("servers",):
+        return False, f"this server has no {name}: key and url_env are both required"
     if kind == "extra_forbidden" and len(loc) == 1:
         sections = _File.model_fields
         return True, f"unknown section '{name}'{_suggestion(name, sections)}: use {' or '.join(sections)}"
@@ -206,6 +266,9 @@ def _describe(error: dict) -> tuple[bool, str]:
         problem = error.get("ctx", {}).get("error")
         text = str(problem) if problem is not None else error["msg"]
         return loc[-1] == "[key]", f"restore target {text}" if loc[-1] == "[key]" else f"{name} {text}"
+    if loc[:1] == ("servers",) and kind == "extra_forbidden":
+        fields = _SERVER_FIELDS if len(loc) == 3 else tuple(_Fields.model_fields)
+        return True, f"unknown field '{name}'{_suggestion(name, fields)} (fields: {', '.join(fields)})"
     if kind == "extra_forbidden":
         fields = _DATABASE_FIELDS if loc[0] == "databases" else tuple(_Fields.model_fields)
         return True, f"unknown field '{name}'{_suggestion(name, fields)} (fields: {', '.join(fields)})"

@@ -66,6 +66,11 @@ BATCH_BACKUP_OP = "back_up_database"
 BATCH_PRUNE_OP = "prune_after_backup"
 BATCH_SENSOR = "backup_batch_sensor"
 FRESHNESS_SENSOR = "backup_freshness_sensor"
+# Looks at the servers of the databases file's `servers:` and records which databases they hold.
+ENROLMENT_SENSOR = "server_enrolment_sensor"
+# Posts the failures that share a cause (a server down, storage failing) as one message per incident.
+INCIDENT_SENSOR = "backup_incident_sensor"
+CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and deploy/workspace.yaml
 RETENTION_SENSOR = "backup_retention_sensor"
 # With several databases: the one job whose runs prune one database's backups (a subset of its assets).
 RETENTION_JOB = "retention_job"

@@ -40,12 +40,15 @@ class DatabaseConnection:
 
     url_env: str = "DATABASE_URL"
     verify_url_env: str | None = None
+    # The database on the server of url_env when it is not the URL's own (one a `servers:` entry took).
+    dbname: str | None = None
     name_prefix: str | None = None
     verify_on: str = "local"
     verify_local_dir: str | None = None
 
     def target(self) -> PostgresTarget:
-        return PostgresTarget.from_url(os.environ.get(self.url_env), self.url_env)
+        target = PostgresTarget.from_url(os.environ.get(self.url_env), self.url_env)
+        return target.with_database(self.dbname) if self.dbname else target
 
     def verify_place(self) -> PostgresTarget | LocalServerPlan:
         """Where verification restores: a throwaway local server (the default), or a server."""
@@ -87,6 +90,7 @@ class PostgresResource(dg.ConfigurableResource):
         return DatabaseConnection(
             url_env=db.url_env,
             verify_url_env=db.verify_url_env,
+            dbname=db.dbname,
             name_prefix=db.name_prefix,
             verify_on=db.verify_where,
             verify_local_dir=db.verify_local_dir,

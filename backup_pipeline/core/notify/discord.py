@@ -35,6 +35,9 @@ _ICONS = {
     EventKind.SUCCESS: ":white_check_mark:",
     EventKind.STALE: ":rotating_light:",
     EventKind.RECOVERED: ":white_check_mark:",
+    EventKind.INCIDENT: ":x:",
+    EventKind.INCIDENT_OVER: ":white_check_mark:",
+    EventKind.DATABASES_GONE: ":file_cabinet:",
 }
 DISCORD_MARKUP = Markup(icon=_ICONS.get, strong=lambda text: f"**{text}**", code=lambda text: f"`{text}`")
 

@@ -19,6 +19,9 @@ class EventKind(StrEnum):
     RETENTION_REFUSED = "retention_refused"  # retention deleted nothing: it would have deleted too much
     STALE = "stale"  # the dead-man's switch: no verified backup within the freshness window
     RECOVERED = "recovered"  # backups are fresh again after a stale alert
+    INCIDENT = "incident"  # several databases failed for one cause (a server unreachable, storage failing)
+    INCIDENT_OVER = "incident_over"  # every database of an incident has a backup again
+    DATABASES_GONE = "databases_gone"  # an enrolled server no longer has some databases: no more backups of them
 
 
 class Severity(StrEnum):
@@ -36,6 +39,9 @@ SEVERITY = {
     EventKind.RETENTION_REFUSED: Severity.WARNING,
     EventKind.SUCCESS: Severity.OK,
     EventKind.RECOVERED: Severity.OK,
+    EventKind.INCIDENT: Severity.ERROR,
+    EventKind.INCIDENT_OVER: Severity.OK,
+    EventKind.DATABASES_GONE: Severity.WARNING,
 }
 
 
@@ -86,6 +92,16 @@ class FreshnessFacts:
 
 
 @dataclass(frozen=True)
+class IncidentFacts:
+    """Failures that share a cause: what it is, where (a server's host:port, or the storage), which databases."""
+
+    cause: str
+    where: str
+    databases: tuple[str, ...]
+    error: str = ""  # the first failure's error line
+
+
+@dataclass(frozen=True)
 class Event:
     kind: EventKind
     database: str | None = None  # the database's own name (never its URL)
@@ -96,6 +112,7 @@ class Event:
     freshness: FreshnessFacts | None = None
     failed_checks: tuple[tuple[str, str], ...] = ()  # health checks: (name, description)
     link: str | None = None  # where to look (a run, or an asset when there is no run)
+    incident: IncidentFacts | None = None
 
     @property
     def severity(self) -> Severity:
@@ -125,6 +142,16 @@ class Event:
     @classmethod
     def recovered(cls, database: str, freshness: FreshnessFacts, link: str | None, database_key: str | None) -> Event:
         return cls(EventKind.RECOVERED, database, database_key, freshness=freshness, link=link)
+
+
+def incident_event(incident: IncidentFacts, over: bool = False) -> Event:
+    """One message about an incident's databases (its start, or, `over`, their recovery)."""
+    return Event(EventKind.INCIDENT_OVER if over else EventKind.INCIDENT, incident=incident)
+
+
+def databases_gone_event(server: str, names: tuple[str, ...]) -> Event:
+    """An enrolled server (`server`: its key and address) no longer has the databases `names`."""
+    return Event(EventKind.DATABASES_GONE, incident=IncidentFacts("databases went away", server, tuple(names)))
 
 
 def first_line(text: str | None) -> str:

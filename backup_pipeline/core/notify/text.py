@@ -149,6 +149,37 @@ def _recovered(event: Event, markup: Markup) -> list[str]:
     return lines
 
 
+def _listed(names, markup: Markup) -> str:
+    return ", ".join(markup.code(name) for name in names)
+
+
+def _incident(event: Event, markup: Markup) -> list[str]:
+    i = event.incident
+    lines = [_prefix(event, markup, f"{len(i.databases)} backups failed: {i.cause}") + f" ({i.where})"]
+    lines.append(f"Databases: {_listed(i.databases, markup)}")
+    lines.append(f"Error: {first_line(i.error) or 'see the runs'}")
+    lines.append("One message for them all; another follows when every one of them has a backup again.")
+    return lines
+
+
+def _incident_over(event: Event, markup: Markup) -> list[str]:
+    i = event.incident
+    return [
+        _prefix(event, markup, f"Recovered: {i.cause}") + f" ({i.where})",
+        f"Every database of the incident has a backup again: {_listed(i.databases, markup)}",
+    ]
+
+
+def _databases_gone(event: Event, markup: Markup) -> list[str]:
+    i = event.incident
+    them = "it" if len(i.databases) == 1 else "them"
+    return [
+        _prefix(event, markup, f"Server {i.where} no longer has {_listed(i.databases, markup)}"),
+        f"No more backups are taken of {them}. The stored backups stay where they are (nothing is deleted because "
+        "a database went away); list such a database under databases: to prune them by its retention.",
+    ]
+
+
 _WRITERS = {
     EventKind.FAILURE: _failure,
     EventKind.RETENTION_REFUSED: _failure,
@@ -156,4 +187,7 @@ _WRITERS = {
     EventKind.SUCCESS: _success,
     EventKind.STALE: _stale,
     EventKind.RECOVERED: _recovered,
+    EventKind.INCIDENT: _incident,
+    EventKind.INCIDENT_OVER: _incident_over,
+    EventKind.DATABASES_GONE: _databases_gone,
 }

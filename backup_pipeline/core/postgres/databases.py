@@ -34,6 +34,14 @@ def check_database_name(name: str) -> str:
     return name
 
 
+def connectable_databases(conn) -> list[str]:
+    """The databases of the server a session may connect to, templates left out, by name."""
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def database_exists(conn, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 

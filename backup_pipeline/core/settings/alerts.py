@@ -62,4 +62,17 @@ SETTINGS = (
         shown_default="none",
         secret=True,
     ),
+    Setting(
+        name="group_seconds",
+        env="BACKUP_ALERT_GROUP_SECONDS",
+        section=DISCORD,
+        help=(
+            "backup failures with one cause (a server unreachable, storage failing) within this many seconds of "
+            "the first are posted as one message listing the databases, and their recovery as one (`0`: each "
+            "failure its own message); see [Several databases](#several-databases)"
+        ),
+        type=float,
+        default=60,
+        bounds=(0, 86_400),
+    ),
 )

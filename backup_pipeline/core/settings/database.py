@@ -37,6 +37,18 @@ SETTINGS = (
         holds_name=True,
         file_scope=REQUIRED_IN_ENTRIES,
     ),
+    Setting(
+        name="dbname",
+        env=None,
+        section=DATABASE,
+        help=(
+            "the database to back up on the server of `url_env`, when it is not the one the URL names (set for "
+            "each database a `servers:` entry takes; see [Several databases](#several-databases))"
+        ),
+        type=f.Text,
+        shown_default="the URL's database",
+        file_scope=IN_ENTRIES,
+    ),
     # The environment's prefix is checked where the database name is known (defs/resources.py, cli/context.py),
     # so a bad one fails the run, not the code location's load; the file's is checked with its line.
     Setting(

@@ -8,6 +8,7 @@ from backup_pipeline.core.notify.notifier import Notifier
 from backup_pipeline.defs.alerts.batches import batch_events, is_batch
 from backup_pipeline.defs.alerts.dead_runs import build_dead_run_sensor
 from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
+from backup_pipeline.defs.alerts.incidents import build_incident_sensor, groups
 from backup_pipeline.defs.alerts.run_sensors import (
     backup_failure_event,
     is_quiet,
@@ -18,6 +19,7 @@ from backup_pipeline.defs.alerts.run_sensors import (
 
 def alert_definitions(settings: Settings) -> dg.Definitions:
     notifier = Notifier(settings)
+    incidents = build_incident_sensor(settings, notifier)
     return dg.Definitions(
         sensors=[
             make_discord_on_run_failure_sensor(
@@ -29,7 +31,9 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
                     if is_batch(run)
                     else None
                 ),
+                grouped=(lambda instance, run: groups(settings, instance, run)) if incidents else None,
             ),
+            *([incidents] if incidents else []),
             make_discord_on_backup_success_sensor(notifier, settings),
             build_freshness_sensor(settings, notifier),
             build_dead_run_sensor(settings),

@@ -63,11 +63,13 @@ def make_discord_on_run_failure_sensor(
     monitored_jobs: Sequence | None = None,
     default_status: dg.DefaultSensorStatus | None = None,
     many_events_fn: ManyEventsFn | None = None,
+    grouped: Callable[[dg.DagsterInstance, dg.DagsterRun], bool] | None = None,
 ) -> dg.SensorDefinition:
     """A sensor that tells every channel when a run fails; shaped like dagster-slack's
     make_slack_on_run_failure_sensor.
 
-    Without monitored_jobs it watches every job of this code location. It is RUNNING by default when a channel
+    Without monitored_jobs it watches every job of this code location. A failure `grouped` says another sensor
+    tells of (the incident sensor) is left to it. It is RUNNING by default when a channel
     is configured; every message is redacted before it is sent.
     """
     event_fn = event_fn or default_failure_event(webserver_base_url)
@@ -90,6 +92,8 @@ def make_discord_on_run_failure_sensor(
             return dg.SkipReason(f"no channel is configured: set {CHANNELS_HINT}")
         if context.dagster_run.tags.get(ANNOUNCED_TAG):
             return dg.SkipReason(f"run {context.dagster_run.run_id} was announced by the process that ran it")
+        if grouped is not None and grouped(context.instance, context.dagster_run):
+            return dg.SkipReason(f"run {context.dagster_run.run_id} is told of by the incident sensor")
         many = many_events_fn(context.instance, context.dagster_run) if many_events_fn else None
         for event in [event_fn(context)] if many is None else many:
             delivered = notifier.notify([event], log=context.log)

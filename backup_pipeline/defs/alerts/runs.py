@@ -1,14 +1,11 @@
 """Facts about a finished run, read from the run and its event log: which database and backup, what failed."""
 
-import os
-
 import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.names import BackupId, backup_name_prefix
 from backup_pipeline.core.notify.events import RunFacts
-from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
@@ -22,7 +19,7 @@ from backup_pipeline.defs.run_lifecycle import RunError, op_config_with, run_dat
 def database_name(db: DatabaseSettings) -> str:
     """The database's own name (from its URL: never the URL itself), else the configured key."""
     try:
-        return PostgresTarget.from_url(os.environ.get(db.url_env), db.url_env).dbname
+        return db.target().dbname
     except BackupError:
         return db.key
 
