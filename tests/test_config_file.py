@@ -110,6 +110,23 @@ databases:
     assert f"{path} line 14: schedule 'every day' is not a cron expression" in message
 
 
+def test_the_key_default_is_refused_beside_other_databases(tmp_path):
+    """`default` names the plain jobs (backup_job, prune_job): beside other databases, the retention sensor
+    would prune the wrong database's backups after their runs."""
+    message, path = error_from(
+        tmp_path,
+        """\
+databases:
+  - key: app
+    url_env: APP_DATABASE_URL
+  - key: default
+    url_env: OTHER_URL
+""",
+    )
+    assert f"{path} line 4: database key 'default' is reserved for a file of one database" in message
+    assert "choose another key" in message
+
+
 def test_single_problem_names_file_line_and_fix(tmp_path):
     message, path = error_from(tmp_path, "databases:\n  - key: app\n    url_env: APP_URL\n    retention_days: 1.5\n")
     assert message == f"{path} line 4: retention_days must be a whole number from 1 to 36500, got '1.5'"

@@ -229,6 +229,14 @@ def _distinct(root, entries, model: type[BaseModel], shared: dict, problems: lis
             continue
         name_owners[identity] = (db.key, line)
         databases.append(db)
+    if "default" in key_lines and len(entries) > 1:
+        # The key of DATABASE_URL's lone database: its jobs take the plain names (backup_job, prune_job, ...),
+        # which the retention sensor would then apply to the other databases' runs.
+        message = (
+            "database key 'default' is reserved for a file of one database (it names the plain jobs backup_job, "
+            "prune_job and the rest): with several databases choose another key"
+        )
+        problems.append((key_lines["default"], message))
     return tuple(databases)
 
 
