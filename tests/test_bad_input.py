@@ -286,7 +286,7 @@ COMMAND_LINE = [
     (["backup", "--timeout", "soon"], "'soon' is not a number of seconds"),
     (["backup", "--timeout", "-5"], "must be more than 0 seconds"),
     (["list", "--type", "weekly"], "invalid choice: 'weekly'"),
-    (["--database", "billing", "list"], "no database 'billing' is configured"),
+    (["--database", "billing", "list"], "--database billing: only one database is configured (DATABASE_URL's)"),
     (["info", "{dbname}_manual_2026"], "is not a backup id"),
     (["prune", "--dry-run", "--timeout", "0"], "must be more than 0 seconds"),
     (["vacuum"], "invalid choice: 'vacuum'"),

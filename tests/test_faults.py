@@ -90,6 +90,8 @@ class Site:
             "DISCORD_BOT_TOKEN": BOT_TOKEN,
             "DISCORD_BACKUP_CHANNEL_ID": "123456789012345678",
             "DISCORD_API_BASE_URL": discord.url,
+            # Each failure its own alert here (grouping by cause is tests/test_incidents.py's).
+            "BACKUP_ALERT_GROUP_SECONDS": "0",
             # A known UI, so every alert links its run (and so names the run id the tests look for).
             "DAGSTER_WEBSERVER_URL": "http://dagster.example.test:3000",
         }

@@ -73,12 +73,13 @@ def test_the_test_command_uses_the_bundled_server_when_none_is_reachable_and_sto
         output = process.stdout.read()
         assert process.returncode == 0, output[-3000:]
         assert re.search(r"^3 passed", output, re.M), output[-3000:]
-        # One server, the bundled PostgreSQL 18 (it is the suite's 18 as well), on its own loopback port.
-        assert [version for _, version in seen.values()] == ["18"], seen
-        [(folder, (pid, _))] = seen.items()
-        assert folder.name.startswith("backup-test-pg-")
-        # Stopped and removed at the end of the session.
-        assert not _alive(pid) and not folder.exists()
+        # One server per test worker (pytest-xdist), each the bundled PostgreSQL 18 (it is the suite's 18 as
+        # well) on its own loopback port.
+        assert seen and {version for _, version in seen.values()} == {"18"}, seen
+        for folder, (pid, _) in seen.items():
+            assert folder.name.startswith("backup-test-pg-")
+            # Stopped and removed at the end of the session.
+            assert not _alive(pid) and not folder.exists(), folder
     finally:
         stop_process(process)
         for pid, _ in seen.values():

@@ -12,7 +12,9 @@ from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.health import HEALTH_CHECKS
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
-from backup_pipeline.defs.alerts.run_sensors import health_warning_text
+from backup_pipeline.core.notify.discord import DISCORD_MARKUP
+from backup_pipeline.core.notify.text import render
+from backup_pipeline.defs.alerts.run_sensors import health_warning_event
 from backup_pipeline.defs.alerts.runs import asset_check_evaluations
 from tests.support.pipeline import failure_message, run_backup
 
@@ -58,7 +60,8 @@ def test_a_normal_backup_passes_every_health_check(world):
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items()}
     assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks.values())
     assert previous in checks["no_table_disappeared"].description
-    assert health_warning_text(instance, instance.get_run_by_id(result.run_id), load_settings()) is None
+    settings = load_settings()
+    assert health_warning_event(instance, instance.get_run_by_id(result.run_id), settings, settings.database()) is None
 
 
 @pytest.mark.parametrize(
@@ -93,5 +96,7 @@ def test_each_health_check_fails_on_its_crafted_case_and_blocks_nothing(
     assert checks[check].severity == dg.AssetCheckSeverity.WARN
     if case != "no tables":  # an empty database also loses its tables and rows: the others fail with it
         assert [n for n, c in checks.items() if not c.passed] == [check]
-    warning = health_warning_text(instance, instance.get_run_by_id(result.run_id), load_settings())
+    settings = load_settings()
+    event = health_warning_event(instance, instance.get_run_by_id(result.run_id), settings, settings.database())
+    warning = render(event, DISCORD_MARKUP).text()
     assert warning.startswith(":warning: **Backup health warning**") and f"- {check}: " in warning
