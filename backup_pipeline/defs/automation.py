@@ -185,16 +185,7 @@ def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.Sensor
         if newest is None:
             return dg.SkipReason("no backup requests waiting")
         cursor = _to_cursor(newest)
-        if not run_requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no backup requests waiting"), cursor=cursor)
-        return dg.SensorResult(
-            run_requests=run_requests,
-            dynamic_partitions_requests=[
-                dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=keys)
-                for name, keys in additions.items()
-            ],
-            cursor=cursor,
-        )
+        return _answer(run_requests, additions, cursor, "no backup requests waiting")
 
     return backup_request_sensor
 
@@ -260,18 +251,24 @@ def build_batch_sensor(settings: Settings, batch_job: dg.JobDefinition) -> dg.Se
         after_ts = cursor_at if cursor_at is not None else (state or {}).get("after", now)
         # Kept: every request the cursor has not passed, and those within its second of overlap.
         cursor = json.dumps({"after": after_ts, "released": {k: v for k, v in kept.items() if v["at"] >= after_ts - 1}})
-        if not run_requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no batch due"), cursor=cursor)
-        return dg.SensorResult(
-            run_requests=run_requests,
-            dynamic_partitions_requests=[
-                dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=keys)
-                for name, keys in additions.items()
-            ],
-            cursor=cursor,
-        )
+        return _answer(run_requests, additions, cursor, "no batch due")
 
     return backup_batch_sensor
+
+
+def _answer(run_requests: list, additions: dict, cursor: str, nothing: str) -> dg.SensorResult:
+    """The runs to start with their backups' partitions, added in the same result (the documented atomic way:
+    a partition exists before its run starts), or why nothing starts."""
+    if not run_requests:
+        return dg.SensorResult(skip_reason=dg.SkipReason(nothing), cursor=cursor)
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[
+            dg.AddDynamicPartitionsRequest(partitions_def_name=name, partition_keys=keys)
+            for name, keys in additions.items()
+        ],
+        cursor=cursor,
+    )
 
 
 def batch_run_request(request_run_id: str, number: int, batch, backup_id: str, tags: dict[str, str]) -> dg.RunRequest:
