@@ -73,10 +73,7 @@ class ThrowawayServer:
                     )
                 if not self._user_can_run(self.bin_dir / "initdb"):
                     self.bin_dir = self._reachable_copy()
-            # --no-sync: nothing in a throwaway cluster is worth waiting for the disk
-            self._run(
-                [self.bin_dir / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
-            )
+            self._make_cluster()
             options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
             options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
             self._started = True
@@ -114,6 +111,20 @@ class ThrowawayServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def _make_cluster(self) -> None:
+        """The cluster in `self.data`: a copy of this binaries' pristine cluster (cluster_template) when one can be
+        had, else initdb's own. Copying costs about a quarter of initdb's CPU, which every verification pays."""
+        # Binaries copied into this server's folder (_reachable_copy) are this server's alone: no template.
+        reused = not self.bin_dir.is_relative_to(self.folder)
+        template = cluster_template(self.bin_dir, self._as_user, self._run) if reused else None
+        if template is not None:
+            try:
+                self._run(["cp", "-a", template, self.data])
+                return
+            except BackupError:
+                shutil.rmtree(self.data, ignore_errors=True)  # a partial copy: initdb starts clean
+        self._run(_initdb_argv(self.bin_dir, self.data))
 
     def _user_can_run(self, program: Path) -> bool:
         check = subprocess.run(
@@ -163,6 +174,59 @@ THROWAWAY_FOLDER_PREFIX = "backup-"
 THROWAWAY_FOLDER = re.compile(rf"^{THROWAWAY_FOLDER_PREFIX}(?P<label>[a-z0-9]+)-pg-(?P<pid>\d+)-[A-Za-z0-9_]+$")
 OWNER_LOCK_FILE = "owner.lock"
 _STOP_WAIT_S = 30
+
+
+# Pristine clusters, one per server binaries and user: `backup-pgtemplate-<key>/data` in the temporary folder.
+# Never swept (no owner pid in the name); a new PostgreSQL build gets a new key.
+TEMPLATE_FOLDER_PREFIX = "backup-pgtemplate-"
+
+
+def _initdb_argv(bin_dir: Path, data: Path) -> list:
+    # --no-sync: nothing in a throwaway cluster is worth waiting for the disk
+    return [bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+
+
+def cluster_template(bin_dir: Path, as_user: str | None, run) -> Path | None:
+    """The pristine cluster initdb makes with `bin_dir`'s binaries, made once per binaries and user in the
+    temporary folder (by `run`, as the server's user) and reused by every later server; None when the folder
+    cannot hold it (the server's user cannot write there, a full disk): the caller runs initdb itself.
+
+    Made in a folder of its own and renamed into place, so a process never copies a half-made template; two
+    processes making it at once both succeed and one keeps its copy."""
+    import hashlib
+
+    home = Path(tempfile.gettempdir())
+    initdb = (bin_dir / "initdb").resolve()
+    try:
+        stat = initdb.stat()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{initdb}|{stat.st_size}|{stat.st_mtime_ns}|{as_user or os.geteuid()}".encode()).hexdigest()
+    template = home / f"{TEMPLATE_FOLDER_PREFIX}{key[:16]}"
+    if (template / "data" / "PG_VERSION").exists():
+        return template / "data"
+    if not server_user_can_reach(home):
+        return None
+    try:
+        making = Path(tempfile.mkdtemp(prefix=f"{template.name}.making-", dir=home))
+    except OSError:
+        return None
+    try:
+        if as_user:
+            import pwd
+
+            shutil.chown(making, as_user, pwd.getpwnam(as_user).pw_gid)
+        run(_initdb_argv(bin_dir, making / "data"))
+        os.chmod(making, 0o755)  # mkdtemp's 0700 would keep the server's user out when we are root
+        try:
+            making.rename(template)
+        except OSError:
+            pass  # another process put its template there first
+    except (BackupError, OSError):
+        return None
+    finally:
+        shutil.rmtree(making, ignore_errors=True)
+    return template / "data" if (template / "data" / "PG_VERSION").exists() else None
 
 
 def stop_abandoned_server(folder: Path) -> None:
