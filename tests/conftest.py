@@ -176,3 +176,10 @@ def local_env(clean_env, seeded_db, dagster_home, tmp_path):
     for key, value in values.items():
         clean_env.setenv(key, value)
     return values
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with a slow test first, each module's tests in their own order: with a module per worker
+    (`--dist loadfile`), the longest modules start at once instead of last, when the other workers are idle."""
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)

@@ -29,9 +29,6 @@ from tests.support.hardening import (
 )
 from tests.support.pipeline import failure_message, load_defs, run_backup
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("bad_input")
-
 KEY_TEXT = "not-a-key-but-a-secret-phrase"
 
 

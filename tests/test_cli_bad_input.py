@@ -14,9 +14,6 @@ from backup_pipeline.cli.main import main
 from backup_pipeline.core.manifest import Manifest
 from tests.support.cli import database_names, make_world
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("cli_bad_input")
-
 BACKUP_ID = "manual_20260101_120000"
 
 

@@ -21,9 +21,8 @@ from tests.support.processes import free_port, start_process, stop_process
 
 DAEMON_HEALTH = '{ instance { daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } } } }'
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
 # slow: runs Dagster's own processes (daemon, webserver); -m "not slow" leaves it out.
-pytestmark = [pytest.mark.xdist_group("cli_daemon"), pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

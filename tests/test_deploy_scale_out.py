@@ -20,7 +20,7 @@ import pytest
 from backup_pipeline.core.catalog import BackupCatalog
 from backup_pipeline.core.config import load_settings
 from backup_pipeline.core.storage import open_storage
-from backup_pipeline.defs.batches import batch_keys
+from backup_pipeline.defs.batch_config import batch_keys
 from backup_pipeline.defs.names import (
     DATABASE_TAG,
     LANE_TAG,
@@ -45,10 +45,9 @@ from tests.support.scale import (
 )
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
 # slow: runs Dagster's own processes (daemon, webserver); -m "not slow" leaves it out. About 3 minutes on an
 # idle 2-core machine; a night of runs on a machine shared with other test runs can take three times that.
-pytestmark = [pytest.mark.xdist_group("deploy_scale_out"), pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DATABASES = 18
 SOURCES = 3

@@ -39,9 +39,6 @@ from tests.support.hardening import (
 from tests.support.pipeline import failure_message, load_defs, run_backup, run_restore
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("encryption")
-
 KEY = base64.b64encode(hashlib.sha256(b"encryption test key").digest()).decode()
 OTHER_KEY = hashlib.sha256(b"another key").hexdigest()
 

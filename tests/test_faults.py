@@ -51,9 +51,6 @@ from tests.support.pipeline import failure_message, load_defs, run_backup, run_r
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("faults")
-
 PASSWORD = "Fault-Pw-5150"
 BOT_TOKEN = "MTAx.fault-bot-token.5150"
 _STARTED = datetime.now(UTC)

@@ -41,8 +41,7 @@ from tests.support.hardening import (
 from tests.support.scratch import named_in
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = [pytest.mark.xdist_group("kill_points"), pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 PASSWORD = "Kill-Pw-9"
 STAGE_TIMEOUT_S = 120

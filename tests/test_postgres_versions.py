@@ -32,9 +32,6 @@ from tests.support.postgres_server import server_major
 from tests.support.scratch import claimed_in_this_process, still_there
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("postgres_versions")
-
 QUIET = lambda _line: None  # noqa: E731
 
 # What PostgreSQL 17 and 18 added that a dump must carry over exactly: virtual generated columns, uuidv7()

@@ -32,9 +32,6 @@ from backup_pipeline.core.verify import verify_backup
 from tests.support.postgres_server import installed_server_bin
 from tests.support.scratch import claimed_in_this_process
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("restore_privileges")
-
 quiet = lambda _: None  # noqa: E731
 
 
