@@ -7,8 +7,9 @@ resolves it, and the project itself, editable, so it is always the code under te
 (pg_dump, store in a local folder, restore into a scratch database to verify) and `backup-db list` then run
 against the test PostgreSQL server.
 
-The environments are kept under .compat-venvs/ (git-ignored), one per set of versions and dependency list, so
-reruns take seconds; the test skips, saying so, only when PyPI cannot be reached to resolve or build one.
+The environments are made with uv (a test extra: it resolves and installs from its cache in seconds where pip
+takes a minute of CPU) and kept under .compat-venvs/ (git-ignored), one per set of versions and dependency list;
+the test skips, saying so, only when PyPI cannot be reached to resolve or build one.
 """
 
 from __future__ import annotations
@@ -59,17 +60,20 @@ def oldest_pins() -> dict[str, str]:
     }
 
 
-def newest_pins() -> dict[str, str]:
-    """The newest versions pip resolves for the Dagster packages under the bounds (asks the index)."""
-    report = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", "-"]
-        + [str(requirement) for requirement in dagster_requirements().values()],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def uv(*args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`uv ARGS` from the test extras, on PIP_INDEX_URL's index when that is set."""
+    index = ["--index-url", INDEX_URL] if "PIP_INDEX_URL" in os.environ else []
+    return subprocess.run(
+        [sys.executable, "-m", "uv", *args, *index], input=stdin, capture_output=True, text=True, timeout=timeout
     )
+
+
+def newest_pins() -> dict[str, str]:
+    """The newest versions that resolve for the Dagster packages under the bounds (asks the index)."""
+    wanted = "\n".join(str(requirement) for requirement in dagster_requirements().values())
+    report = uv("pip", "compile", "--quiet", "--no-header", "--no-annotate", "-", stdin=wanted)
     assert report.returncode == 0, report.stderr
-    resolved = {item["metadata"]["name"]: item["metadata"]["version"] for item in json.loads(report.stdout)["install"]}
+    resolved = dict(line.split("==", 1) for line in report.stdout.split() if "==" in line)
     return {name: resolved[name] for name in DAGSTER_PACKAGES}
 
 
@@ -92,21 +96,10 @@ def compat_venv(label: str, pins: dict[str, str]) -> Path:
     if not index_reachable():
         pytest.skip(f"PyPI ({INDEX_URL}) cannot be reached to build the {label} Dagster environment")
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            *wanted,
-            "-e",
-            str(PROJECT_ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    made = uv("venv", "--quiet", "--python", sys.executable, str(venv))
+    assert made.returncode == 0, made.stderr
+    python = str(venv / "bin" / "python")
+    install = uv("pip", "install", "--quiet", "--python", python, *wanted, "-e", str(PROJECT_ROOT), timeout=900)
     assert install.returncode == 0, f"installing {wanted} failed:\n{install.stderr[-3000:]}"
     ready.write_text("\n".join(wanted) + "\n")
     return venv
