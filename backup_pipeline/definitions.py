@@ -16,7 +16,7 @@ import dagster as dg
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.enrolled import load_all_settings as load_settings
 from backup_pipeline.core.notify.notifier import Notifier
-from backup_pipeline.defs.alerts import alert_definitions
+from backup_pipeline.defs.alerts.definitions import alert_definitions
 from backup_pipeline.defs.assets import build_database_assets, build_retention_assets
 from backup_pipeline.defs.automation import (
     build_backup_schedules,

@@ -15,7 +15,7 @@ from backup_pipeline.core.notify.text import render
 from backup_pipeline.core.servers import server_key
 from backup_pipeline.defs.alerts.batches import batch_events
 from backup_pipeline.defs.automation import build_batch_sensor
-from backup_pipeline.defs.batches import batch_run_config
+from backup_pipeline.defs.batch_config import batch_run_config
 from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, LANE_TAG, SERVER_TAG
 from tests.support.pipeline import load_defs
 from tests.support.seed import SEED_COUNTS

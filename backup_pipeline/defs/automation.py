@@ -20,7 +20,7 @@ import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.servers import database_server, lane_name, plan_batches, server_budget
-from backup_pipeline.defs.batches import batch_run_config
+from backup_pipeline.defs.batch_config import batch_run_config
 from backup_pipeline.defs.jobs import requested_databases
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,

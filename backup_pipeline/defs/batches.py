@@ -20,6 +20,7 @@ from backup_pipeline.defs.assets.backup import backup_check_keys, dump_and_uploa
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.retention import PruneConfig, prune_database
 from backup_pipeline.defs.assets.verification import verify_partition
+from backup_pipeline.defs.batch_config import BatchConfig
 from backup_pipeline.defs.heartbeats import heartbeat_pings
 from backup_pipeline.defs.metrics import publish_metrics
 from backup_pipeline.defs.names import (
@@ -36,20 +37,6 @@ from backup_pipeline.defs.names import (
 )
 from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.sweeping import sweep_for
-
-
-class BatchConfig(dg.Config):
-    databases: list[str]
-
-
-def batch_run_config(keys) -> dict:
-    return {"ops": {BATCH_PLAN_OP: {"config": {"databases": list(keys)}}}}
-
-
-def batch_keys(run_config: dict | None) -> list[str]:
-    """The database keys a backup_batch run was asked to back up, from its run config."""
-    ops = (run_config or {}).get("ops", {})
-    return list(((ops.get(BATCH_PLAN_OP) or {}).get("config") or {}).get("databases") or [])
 
 
 def build_batch_job(settings: Settings) -> dg.JobDefinition:

@@ -14,7 +14,7 @@ from backup_pipeline.core.health import HEALTH_CHECKS
 from backup_pipeline.core.names import backup_name_prefix
 from backup_pipeline.core.notify.events import BackupFacts, Event, RunError, RunFacts
 from backup_pipeline.defs.alerts.runs import asset_check_evaluations, database_name, materialization_metadata
-from backup_pipeline.defs.batches import batch_keys
+from backup_pipeline.defs.batch_config import batch_keys
 from backup_pipeline.defs.names import (
     BACKUP_ID_TAG,
     BACKUP_TYPE_TAG,
