@@ -33,9 +33,6 @@ from tests.support.discord_stub import DiscordStub
 from tests.support.processes import free_port, start_process, stop_process, wait_for_http
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("cli_migration")
-
 LABEL = "012_add_hybrid_search"
 MIGRATION = (
     "ALTER TABLE app.users ADD COLUMN search_vector tsvector;"
@@ -294,7 +291,7 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     data, _ = backup
     # The rollback copy: the newest pre-migration backup, restored without typing its name.
     copy = world.new_database_name("latest")
-    restored = world.run(
+    restored = world.call(
         "restore", "latest", "--type", "pre-migration", "--target-db", copy, "--confirm", "RESTORE", timeout=180
     )
     assert restored.returncode == 0, restored.stderr
@@ -304,14 +301,14 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
 
     # The copy is the "live" database of this diff (its backups keep the source's prefix).
     env = {"DATABASE_URL": world.url_of(copy), "BACKUP_NAME_PREFIX": world.db_name}
-    same = world.run("diff", "latest", env=env, timeout=120)
+    same = world.call("diff", "latest", env=env, timeout=120)
     assert same.returncode == 0, same.stderr
     assert "No differences" in same.stdout
 
     with psycopg.connect(world.url_of(copy), autocommit=True) as conn:
         conn.execute(MIGRATION)
         conn.execute("DROP TABLE public.empty_table; ALTER TABLE billing.invoices ALTER COLUMN id TYPE bigint")
-    diff = world.run("diff", data["name"], env=env, timeout=120)
+    diff = world.call("diff", data["name"], env=env, timeout=120)
     assert diff.returncode == 0, diff.stderr
     out = diff.stdout
     assert f"label {LABEL}" in out
@@ -322,14 +319,14 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     assert "  + app.rank(q text)" in out
     assert "app.chunks.id" not in out  # a new table's columns are not listed again
     assert not world.scratch_databases_left()  # the scratch database is gone
-    as_json, _ = world.run_json("diff", data["name"], env=env, timeout=120)
+    as_json, _ = world.call_json("diff", data["name"], env=env, timeout=120)
     assert as_json["identical"] is False
     assert [c["name"] for c in as_json["tables"]["added"]] == ["app.chunks"]
     assert [c["name"] for c in as_json["functions"]["added"]] == ["app.rank(q text)"]
 
     # The rollback: restore over the very database DATABASE_URL names; afterwards nothing differs. The backup is
     # of the world's source database, which the copy stands in for: --from-other-source says so.
-    rolled_back = world.run(
+    rolled_back = world.call(
         "restore",
         "latest",
         "--type",
@@ -345,10 +342,10 @@ def test_restore_latest_of_a_type_and_diff_after_a_migration(world, backup):
     )
     assert rolled_back.returncode == 0, rolled_back.stderr
     assert row_counts(world.url_of(copy)) == SEED_COUNTS
-    assert "No differences" in world.run("diff", "latest", env=env, timeout=120).stdout
+    assert "No differences" in world.call("diff", "latest", env=env, timeout=120).stdout
     assert not world.scratch_databases_left()
 
-    none_daily = world.run("restore", "latest", "--type", "daily", "--target-db", "x", "--confirm", "RESTORE")
+    none_daily = world.call("restore", "latest", "--type", "daily", "--target-db", "x", "--confirm", "RESTORE")
     assert none_daily.returncode == 2 and "there is no daily backup" in none_daily.stderr
 
 

@@ -19,9 +19,6 @@ from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from tests.support.cli import database_names, make_world, row_counts, schema_dump, status_lines
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("cli_verbs")
-
 SECRET_PASSWORD = "pw-Zq81-never-stored"
 
 
@@ -124,7 +121,7 @@ def test_restore_into_new_database_matches_the_source(world, backup):
     # A password in --target-url reaches the run through its process environment, never its run config.
     url = world.admin_url.replace("postgres@", f"postgres:{SECRET_PASSWORD}@", 1)
     assert SECRET_PASSWORD in url
-    result = world.run(
+    result = world.call(
         "restore",
         data["name"],
         "--target-db",
@@ -172,7 +169,7 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key, Body=half)
     world.s3.put_object(Bucket=world.bucket, Key=manifest.key + ".json", Body=manifest.to_json())
     try:
-        failed = world.run(
+        failed = world.call(
             "restore", broken, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
             timeout=180,
         )  # fmt: skip
@@ -186,7 +183,7 @@ def test_replace_keeps_the_old_database_when_the_restore_fails(world, backup):
             Bucket=world.bucket, Delete={"Objects": [{"Key": manifest.key}, {"Key": manifest.key + ".json"}]}
         )
 
-    replaced = world.run(
+    replaced = world.call(
         "restore", data["name"], "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
         timeout=180,
     )  # fmt: skip
@@ -206,7 +203,7 @@ def test_verify_restores_the_backup_again(world, backup):
     marker = data["key"] + ".verified.json"
     world.s3.delete_object(Bucket=world.bucket, Key=marker)
     assert world.run_json("list")[0][0]["verified"] is False
-    result = world.run("verify", data["name"], timeout=180)
+    result = world.call("verify", data["name"], timeout=180)
     assert result.returncode == 0, result.stderr
     assert f"Verified {data['name']}: 4 tables and {sum(SEED_COUNTS.values()):,} rows" in result.stdout
     assert marker in world.bucket_keys()
@@ -239,7 +236,7 @@ def test_prune_says_what_it_deletes_and_why(world, backup):
     env = {"BACKUP_NAME_PREFIX": "pruneapp", "BACKUP_KEEP_LAST": "1"}
     keys = world.bucket_keys()
 
-    dry = world.run("prune", "--dry-run", env=env)
+    dry = world.call("prune", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     assert f"would keep    pruneapp_{ids['newest']}: one of the newest 1 verified backups" in lines
@@ -254,7 +251,7 @@ def test_prune_says_what_it_deletes_and_why(world, backup):
     assert timed_out.returncode == 3, timed_out.stderr
     assert "keeps going" in timed_out.stderr and timed_out.stdout == ""
     run_id = timed_out.stderr.split("backup-db follow ", 1)[1].split("`", 1)[0]
-    followed = world.run("follow", run_id, env=env)
+    followed = world.call("follow", run_id, env=env)
     assert followed.returncode == 0, followed.stderr
     assert status_lines(followed.stderr)[-1] == "completed"
     # `follow` ends as `prune` would have: every decision, then the count.

@@ -26,8 +26,7 @@ from tests.support.cli import CliWorld, row_counts
 from tests.support.managed_server import PROVIDER_OBJECTS, CertificateAuthority, xdg_data_home
 from tests.support.seed import SEED_COUNTS, SEED_SQL
 
-# One worker runs this module's tests, so one worker starts the managed server (pytest-xdist).
-pytestmark = [pytest.mark.xdist_group("managed_postgres"), pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,7 @@ def backup_name(result: subprocess.CompletedProcess) -> str:
 
 
 def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(world, managed_server):
-    backup = world.run("backup", "--type", "pre-migration")
+    backup = world.call("backup", "--type", "pre-migration")
     assert backup.returncode == 0, backup.stderr
     name = backup_name(backup)
     # What doadmin cannot create was left out of the verification's restore, and the output names each.
@@ -104,11 +103,11 @@ def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(worl
     assert not any(o.startswith("TABLE") for o in record["left_out"])  # the app's own objects all restored
     assert scratch_databases(managed_server) == set()
     # Verified again on its own: the run's metadata names them too (`verify --json` reads it).
-    verified, _ = world.run_json("verify", name)
+    verified, _ = world.call_json("verify", name)
     assert set(PROVIDER_OBJECTS) <= set(verified["left_out"])
 
     target = world.new_database_name("restored")
-    restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE")
+    restored = world.call("restore", name, "--target-db", target, "--confirm", "RESTORE")
     assert restored.returncode == 0, restored.stderr
     assert "EVENT TRIGGER provider_ddl_audit" in restored.stdout
     assert row_counts(managed_server.url(target)) == SEED_COUNTS
@@ -121,7 +120,7 @@ def test_backup_verify_restore_and_replace_as_doadmin_on_an_ssl_only_server(worl
     with psycopg.connect(managed_server.url(target), autocommit=True) as conn:
         conn.execute("DELETE FROM billing.invoices")
     # The copy is not the backup's own database: --from-other-source says that is meant.
-    replaced = world.run(
+    replaced = world.call(
         "restore", name, "--target-db", target, "--replace", "--from-other-source", "--jobs", "2", "--confirm",
         "RESTORE", "--json",
     )  # fmt: skip
@@ -172,12 +171,12 @@ def test_a_directory_format_backup_leaves_out_the_same_objects(world, managed_se
     """The table of contents is filtered wherever pg_restore reads the archive, here an unpacked directory-format
     backup (the custom format staged for a parallel restore: the --replace above)."""
     env = {"BACKUP_DUMP_FORMAT": "directory", "BACKUP_DUMP_JOBS": "2", "BACKUP_NAME_PREFIX": "dirfmt"}
-    backup = world.run("backup", "--json", env=env)
+    backup = world.call("backup", "--json", env=env)
     assert backup.returncode == 0, backup.stderr
     result = json.loads(backup.stdout)
     assert set(PROVIDER_OBJECTS) <= set(result["left_out"])
     target = world.new_database_name("parallel")
-    restored = world.run(
+    restored = world.call(
         "restore", result["name"], "--target-db", target, "--jobs", "2", "--confirm", "RESTORE", env=env
     )
     assert restored.returncode == 0, restored.stderr
@@ -189,7 +188,7 @@ def test_a_subscription_is_never_restored_so_the_scratch_database_is_dropped(wor
     """The provider's superuser's own backup holds the subscription (doadmin's pg_dump cannot read it): its
     verification leaves it out, names it, and drops its scratch database."""
     env = {"DATABASE_URL": managed_server.provider_url(world.db_name), "BACKUP_NAME_PREFIX": "superuser"}
-    backup = world.run("backup", "--json", env=env)
+    backup = world.call("backup", "--json", env=env)
     assert backup.returncode == 0, backup.stderr
     assert json.loads(backup.stdout)["left_out"] == ["SUBSCRIPTION provider_replica"]
     assert scratch_databases(managed_server) == set()
@@ -205,7 +204,7 @@ def test_a_restore_that_fails_says_what_postgresql_refused(world, managed_server
     with psycopg.connect(managed_server.provider_url(db_name), autocommit=True) as conn:
         conn.execute("CREATE FUNCTION public.provider_probe() RETURNS int LANGUAGE plpython3u AS 'return 1'")
     env = {"DATABASE_URL": verified_url(managed_server, db_name), "BACKUP_NAME_PREFIX": "plpy"}
-    backup = world.run("backup", env=env)
+    backup = world.call("backup", env=env)
     assert backup.returncode == 1, backup.stdout
     assert re.search(r'ERROR: +language "plpython3u" does not exist', backup.stderr), backup.stderr
     assert scratch_databases(managed_server) == set()
@@ -402,24 +401,24 @@ def test_role_timeouts_never_fail_backup_verification_or_restore_on_the_managed_
 
     env = {"DATABASE_URL": url, "BACKUP_NAME_PREFIX": "timeouts"}
     # Verified by default on a throwaway local server...
-    backup = world.run("backup", "--json", env={**env, **verified_locally(managed_server, ssl_postgres_bin_dir)})
+    backup = world.call("backup", "--json", env={**env, **verified_locally(managed_server, ssl_postgres_bin_dir)})
     assert backup.returncode == 0, backup.stderr
     stored = json.loads(backup.stdout)
     assert stored["verified"] and stored["rows"] == sum(SEED_COUNTS.values())
     name = stored["name"]
     # ...and again on the managed server itself, as the role.
-    verified, _ = world.run_json("verify", name, env={**env, "BACKUP_VERIFY_ON": "source"})
+    verified, _ = world.call_json("verify", name, env={**env, "BACKUP_VERIFY_ON": "source"})
     assert (verified["tables"], verified["rows"]) == (len(SEED_COUNTS), sum(SEED_COUNTS.values()))
     assert scratch_databases(managed_server) == set()
 
     target = world.new_database_name("timeouts")
-    restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE", env=env)
+    restored = world.call("restore", name, "--target-db", target, "--confirm", "RESTORE", env=env)
     assert restored.returncode == 0, restored.stderr
     assert row_counts(managed_server.url(target, role)) == SEED_COUNTS
     with psycopg.connect(managed_server.url(target, role), autocommit=True) as conn:
         conn.execute("DELETE FROM billing.invoices")
     # --replace: its swap runs on a connection that idled, longer than the role allows, while pg_restore worked.
-    replaced = world.run(
+    replaced = world.call(
         "restore", name, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE",
         "--json", env=env,
     )  # fmt: skip
@@ -462,16 +461,16 @@ def test_a_database_in_another_encoding_backs_up_and_restores_byte_for_byte_as_d
         passfile.chmod(0o600)
         env["PGPASSFILE"] = str(passfile)
 
-    backup = world.run("backup", "--json", env=env)
+    backup = world.call("backup", "--json", env=env)
     assert backup.returncode == 0, backup.stderr
     result = json.loads(backup.stdout)
     name = result["name"]
-    verified, _ = world.run_json("verify", name, env={**env, "BACKUP_VERIFY_ON": "source"})
+    verified, _ = world.call_json("verify", name, env={**env, "BACKUP_VERIFY_ON": "source"})
     assert (verified["tables"], verified["rows"]) == (len(counts), sum(counts.values()))
     assert scratch_databases(managed_server) == set()
 
     target = world.new_database_name(f"enc_{encoding.lower()}")
-    restored = world.run("restore", name, "--target-db", target, "--confirm", "RESTORE", env=env)
+    restored = world.call("restore", name, "--target-db", target, "--confirm", "RESTORE", env=env)
     assert restored.returncode == 0, restored.stderr
     assert stored_bytes(managed_server.url(target)) == before
     assert counted(target) == counts
@@ -480,7 +479,7 @@ def test_a_database_in_another_encoding_backs_up_and_restores_byte_for_byte_as_d
         conn.execute(
             sql.SQL("DELETE FROM public.plain; DROP TABLE public.{}").format(sql.Identifier(SAMPLES[encoding][0]))
         )
-    replaced = world.run(
+    replaced = world.call(
         "restore", name, "--target-db", target, "--replace", "--from-other-source", "--confirm", "RESTORE", env=env
     )
     assert replaced.returncode == 0, replaced.stderr

@@ -43,9 +43,6 @@ from tests.support.hardening import clean_environment, real_pg_bin
 from tests.support.pipeline import failure_message, load_defs
 from tests.support.seed import SEED_COUNTS
 
-# One worker runs this module's tests: they share module-scoped fixtures that are costly to make (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("safe_restore")
-
 KEPT_SQL = "CREATE TABLE keepme (id int); INSERT INTO keepme VALUES (1), (2), (3);"
 KEPT = {"public.keepme": 3}
 # The stand-in pg_restore: a restore proper (not --version, not reading the table of contents with --list) says it
@@ -219,7 +216,7 @@ def test_a_backup_of_another_database_or_server_is_refused_without_from_other_so
         assert row_counts(world.url_of(target)) == KEPT
         assert new_db not in world.database_names()
 
-        allowed = world.run(
+        allowed = world.call(
             "restore", staging, "--target-db", new_db, "--from-other-source", "--confirm", "RESTORE", timeout=180
         )
         assert allowed.returncode == 0, allowed.stderr
@@ -257,7 +254,7 @@ def test_a_backup_of_another_server_with_the_same_database_name_is_refused_namin
         assert "--from-other-source" in refused.stderr
         assert row_counts(production_url) == KEPT
 
-        allowed = world.run(*args, "--from-other-source", env=on_production, timeout=180)
+        allowed = world.call(*args, "--from-other-source", env=on_production, timeout=180)
         assert allowed.returncode == 0, allowed.stderr
         assert f"a backup of database {same_name} on {staging.server}" in allowed.stderr
         assert row_counts(production_url) == SEED_COUNTS
@@ -306,14 +303,14 @@ def test_restore_after_drop_database_of_the_database_url_database(server_world):
     world = server_world
     lost = world.create_database("lost", KEPT_SQL)
     env = {"DATABASE_URL": world.url_of(lost), "BACKUP_S3_PREFIX": "lost-backups"}
-    taken = world.run("backup", "--type", "manual", "--json", env=env, timeout=180)
+    taken = world.call("backup", "--type", "manual", "--json", env=env, timeout=180)
     assert taken.returncode == 0, taken.stderr
     with psycopg.connect(world.admin_url, autocommit=True) as conn:  # the accident
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(lost)))
 
-    verified = world.run("verify", "latest", env=env, timeout=180)
+    verified = world.call("verify", "latest", env=env, timeout=180)
     assert verified.returncode == 0, verified.stderr
-    restored = world.run("restore", "latest", "--target-db", lost, "--confirm", "RESTORE", env=env, timeout=180)
+    restored = world.call("restore", "latest", "--target-db", lost, "--confirm", "RESTORE", env=env, timeout=180)
     assert restored.returncode == 0, restored.stderr
     assert f"database {lost} does not exist" in restored.stderr
     assert "working from the server's maintenance database postgres instead" in restored.stderr

@@ -7,6 +7,7 @@ folder, and the environment the command runs with. It drops every database it (o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,8 +103,9 @@ class CliWorld:
             timeout=timeout,
         )
 
-    def call(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        """`backup-db ARGS` in this process, with `run`'s environment and folder: see call_cli."""
+    def call(self, *args: str, env: dict[str, str] | None = None, timeout: float | None = None):
+        """`backup-db ARGS` in this process, with `run`'s environment and folder: see call_cli. (`timeout`, as
+        run's, is not enforced here: pytest-timeout ends a test that hangs.)"""
         return call_cli(list(args), self.environment(env), self.work_dir)
 
     def call_json(self, *args: str, **kwargs):
@@ -165,10 +168,13 @@ def call_cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
     """`backup-db ARGV` through its entry point in this process, with exactly `env` as the environment and `cwd`
     as the current folder, its output and exit code captured as a subprocess's would be.
 
-    For what the process boundary plays no part in (arguments, messages, exit codes, refusals before a run):
-    it saves the second Dagster import a `backup-db` process costs. Runs the command starts are still
-    processes of their own. Signal handlers the command sets are put back afterwards.
+    For what the process boundary plays no part in (arguments, messages, exit codes, what a run does and
+    records): it saves the Python start and Dagster import a `backup-db` process costs, and so does the run the
+    command starts, which executes here too (run_here), to its end, before the command follows it. Verbs with
+    `--no-wait` or `--timeout`, Ctrl-C and killed processes need real processes: use CliWorld.run for them.
+    Signal handlers the command sets are put back afterwards.
     """
+    from backup_pipeline.cli import runs
     from backup_pipeline.cli.main import main
 
     stdout, stderr = _CapturedStream(), _CapturedStream()
@@ -179,6 +185,7 @@ def call_cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
         for key, value in env.items():
             patch.setenv(key, value)
         patch.chdir(cwd)
+        patch.setattr(runs, "start_own_process", run_here)
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 code = main(argv)
@@ -188,6 +195,36 @@ def call_cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
             for number, handler in handlers.items():
                 signal.signal(number, handler)
     return subprocess.CompletedProcess(["backup-db", *argv], code, stdout.text(), stderr.text())
+
+
+def run_here(home: Path, spec) -> tuple[str, object]:
+    """runs.start_own_process's run, executed in this process by the same code (cli/run_process.py) on the same
+    instance, its output in the same log file; returns once the run has ended, as a finished process."""
+    from backup_pipeline.cli import run_process
+    from backup_pipeline.cli.follow import RunProcess
+    from backup_pipeline.cli.runs import RUN_LOG_FOLDER
+
+    run_id = str(uuid.uuid4())
+    log_path = home / RUN_LOG_FOLDER / f"{run_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("private_env", "partitions")}
+    with pytest.MonkeyPatch.context() as patch, open(log_path, "w") as log:
+        for key, value in spec.private_env.items():
+            patch.setenv(key, value)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            code = run_process.main([run_id, json.dumps(public)])
+    return run_id, RunProcess(_Ended(code), log_path)
+
+
+@dataclass
+class _Ended:
+    """What follow() asks of a run's process, for a run that ran here and has ended."""
+
+    returncode: int
+    pid: int = field(default_factory=os.getpid)
+
+    def poll(self) -> int:
+        return self.returncode
 
 
 class _CapturedStream(io.TextIOWrapper):
