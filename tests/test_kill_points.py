@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.support.cli import CLI, OUR_VARS, row_counts
+from tests.support.cli import CLI, OUR_VARS, call_cli, row_counts
 from tests.support.hardening import (
     clean_environment,
     create_database,
@@ -131,11 +131,10 @@ class World:
         with contextlib.suppress(FileNotFoundError):
             (self.tools / "reached").unlink()
 
-    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        """`backup-db ARGS` to its end, in this process (call_cli): the kills are kill_at's."""
         self.set_stage("none")
-        return subprocess.run(
-            [str(CLI), *args], env=self.full_env, cwd=self.root, capture_output=True, text=True, timeout=timeout
-        )
+        return call_cli(list(args), self.full_env, self.root)
 
     def backup(self) -> str:
         result = self.run("backup", "--type", "manual", "--json")

@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,7 @@ def call_cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
             patch.setenv(key, value)
         patch.chdir(cwd)
         patch.setattr(runs, "start_own_process", run_here)
+        patch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again, as a new process would
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 code = main(argv)
