@@ -178,8 +178,28 @@ def local_env(clean_env, seeded_db, dagster_home, tmp_path):
     return values
 
 
+# The longest modules, longest first (measured: a real daemon, `dagster dev`, a new virtualenv, kills).
+LONGEST_MODULES = [
+    "tests/test_fresh_machine.py",
+    "tests/test_dead_runs.py",
+    "tests/test_deploy_scale_out.py",
+    "tests/test_kill_points.py",
+    "tests/test_safe_restore.py",
+    "tests/test_managed_postgres.py",
+    "tests/test_cli_daemon.py",
+]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Modules with a slow test first, each module's tests in their own order: with a module per worker
-    (`--dist loadfile`), the longest modules start at once instead of last, when the other workers are idle."""
+    """The longest modules first, then the other modules with a slow test, then the rest, each module's tests in
+    their own order: with a module per worker (`--dist loadfile`), the longest start at once instead of last,
+    when the other workers would be idle."""
     slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)
+
+    def rank(item) -> tuple[int, int]:
+        module = item.nodeid.split("::")[0]
+        if module in LONGEST_MODULES:
+            return (0, LONGEST_MODULES.index(module))
+        return (1 if module in slow_modules else 2, 0)
+
+    items.sort(key=rank)

@@ -222,6 +222,10 @@ def test_a_backup_in_progress_is_listed_as_verifying_and_cannot_be_deleted(
         "BACKUP_VERIFY_ON": "source",
     }.items():
         clean_env.setenv(name, value)
+    # The dump waits behind this lock until the refusal below has been seen: however fast the machine, the run
+    # is under way then.
+    holder = psycopg.connect(url)
+    holder.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
     started = subprocess.run(
         [str(CLI), "backup", "--no-wait", "--json"],
         env=dict(os.environ),
@@ -237,7 +241,10 @@ def test_a_backup_in_progress_is_listed_as_verifying_and_cannot_be_deleted(
     assert f"backup-db follow {run_id}" in started.stderr
 
     # While its run is under way the backup cannot be deleted, however far it has got.
-    code, _, err = run_main(capsys, "delete", name, "--confirm", "DELETE", "--force")
+    try:
+        code, _, err = run_main(capsys, "delete", name, "--confirm", "DELETE", "--force")
+    finally:
+        holder.close()  # the dump goes on
     assert code == 2 and f"backup run {run_id}" in err and "nothing was deleted" in err
 
     seen = []
