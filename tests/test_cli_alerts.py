@@ -27,7 +27,7 @@ def _failing_pg_dump(folder):
 
 
 def test_backup_without_daemon_posts_one_success_notice(world, discord_stub):  # noqa: F811
-    result = world.run("backup", "--type", "manual", timeout=180)
+    result = world.call("backup", "--type", "manual", timeout=180)
     assert result.returncode == 0, result.stderr
     [message] = discord_stub.wait_for_messages(1, timeout=10)
     assert world.db_name in message and "manual" in message
@@ -37,7 +37,7 @@ def test_backup_without_daemon_posts_one_success_notice(world, discord_stub):  #
 
 def test_failed_backup_without_daemon_posts_one_failure_alert(world, discord_stub, tmp_path):  # noqa: F811
     bin_dir = _failing_pg_dump(tmp_path / "bin")
-    result = world.run("backup", "--quiet", env={"BACKUP_PG_BIN_DIR": str(bin_dir)}, timeout=180)
+    result = world.call("backup", "--quiet", env={"BACKUP_PG_BIN_DIR": str(bin_dir)}, timeout=180)
     assert result.returncode == 1
     [message] = discord_stub.wait_for_messages(1, timeout=10)
     assert "server closed the connection unexpectedly" in message and "backup_job" in message

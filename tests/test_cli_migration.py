@@ -120,7 +120,7 @@ def test_label_and_source_server_are_stored_and_shown_everywhere(world, backup, 
 
 
 def test_backup_text_summary_has_label_counts_and_no_dead_link(world, backup, discord):
-    result = world.run("backup", "--type", "manual", "--label", "hotfix 7", "--quiet", timeout=180)
+    result = world.call("backup", "--type", "manual", "--label", "hotfix 7", "--quiet", timeout=180)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "stored and verified" in out and "4 tables, 6,700 rows" in out and "label hotfix 7" in out
@@ -497,11 +497,11 @@ def test_follow_ends_with_the_summary_of_the_verb_it_follows(world, backup):
     started = world.run("backup", "--type", "manual", "--quiet", "--no-wait", "--json", timeout=120)
     assert started.returncode == 0, started.stderr
     submitted = json.loads(started.stdout)
-    followed = world.run("follow", submitted["run_id"], timeout=180)
+    followed = world.call("follow", submitted["run_id"], timeout=180)
     assert followed.returncode == 0, followed.stderr
     assert followed.stdout.startswith(f"Backup {submitted['name']} stored and verified: ")
     assert "4 tables, 6,700 rows" in followed.stdout and f"run {submitted['run_id']}" in followed.stdout
-    as_json, _ = world.run_json("follow", submitted["run_id"])
+    as_json, _ = world.call_json("follow", submitted["run_id"])
     assert as_json["name"] == submitted["name"] and as_json["verified"] is True and as_json["rows"] == 6700
     _delete_backup(world, submitted["name"])
 

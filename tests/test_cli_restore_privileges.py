@@ -41,23 +41,23 @@ def restore_runs(world) -> list:
 
 
 def test_cli_refuses_missing_roles_and_replication_before_a_run_then_applies_a_role_map(world, pg18_admin_url):
-    backup, _ = world.run_json("backup", "--type", "manual", timeout=240)
+    backup, _ = world.call_json("backup", "--type", "manual", timeout=240)
     name = backup["name"]
     target, mapped = f"bpcli_moved_{TAG}", f"bp_clinew_{TAG}"
     try:
-        refused = world.run(
+        refused = world.call(
             "restore", name, "--target-db", target, "--target-url", pg18_admin_url, "--confirm", "RESTORE"
         )
         assert refused.returncode != 0
         assert APP in refused.stderr and "--role-map" in refused.stderr and "Nothing was created" in refused.stderr
         # Over the source itself: its publication must be dealt with.
-        refused = world.run("restore", name, "--target-db", world.db_name, "--replace", "--confirm", "RESTORE")
+        refused = world.call("restore", name, "--target-db", world.db_name, "--replace", "--confirm", "RESTORE")
         assert refused.returncode != 0 and "publication cli_pub" in refused.stderr and "--replication" in refused.stderr
         assert restore_runs(world) == []
 
         with psycopg.connect(pg18_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(mapped)))
-        result = world.run(
+        result = world.call(
             "restore", name, "--target-db", target, "--target-url", pg18_admin_url, "--role-map", f"{APP}={mapped}",
             "--confirm", "RESTORE", "--json", timeout=240,
         )  # fmt: skip

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import dagster as dg
 
 from tests.conftest import PROJECT_ROOT
-from tests.support.cli import CLI, OUR_VARS
+from tests.support.cli import OUR_VARS, call_cli
 from tests.support.seed import SEED_COUNTS
 
 DATABASES_FILE = """\
@@ -40,14 +39,7 @@ def test_backup_verify_and_prune_of_one_database_among_several(seeded_db, dagste
     )
 
     def backup_db(*argv: str) -> dict:
-        done = subprocess.run(
-            [str(CLI), "--database", "beta", *argv, "--json"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = call_cli(["--database", "beta", *argv, "--json"], env, PROJECT_ROOT)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout)
 

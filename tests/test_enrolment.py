@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 
 import dagster as dg
 import psycopg
@@ -17,7 +16,7 @@ from psycopg import sql
 
 from backup_pipeline.defs.names import ENROLMENT_SENSOR
 from tests.conftest import PROJECT_ROOT
-from tests.support.cli import CLI, OUR_VARS
+from tests.support.cli import OUR_VARS, call_cli
 from tests.support.discord_stub import discord_stub  # noqa: F401 (fixture)
 from tests.support.pipeline import load_defs
 
@@ -81,9 +80,7 @@ def test_a_server_entry_picks_up_a_new_database_and_says_once_when_one_goes(
     env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)} | values
 
     def backup_db(*argv: str) -> dict:
-        done = subprocess.run(
-            [str(CLI), *argv, "--json"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
-        )
+        done = call_cli([*argv, "--json"], env, PROJECT_ROOT)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout)
 

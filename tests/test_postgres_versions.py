@@ -302,12 +302,12 @@ def test_a_backup_of_the_older_server_restores_into_18_as_an_upgrade(world, pg18
     source_major = server_major(world.admin_url)
     if source_major >= 18:
         pytest.skip("the machine's server is PostgreSQL 18 itself: there is no older server to upgrade from")
-    backed_up = world.run("backup", "--json", timeout=240)
+    backed_up = world.call("backup", "--json", timeout=240)
     assert backed_up.returncode == 0, backed_up.stderr
     name = json.loads(backed_up.stdout)["name"]
     target_db = f"bpcli_upgrade_{name[-6:]}"
     try:
-        restored = world.run(
+        restored = world.call(
             "restore", name, "--target-url", pg18_admin_url, "--target-db", target_db, "--confirm", "RESTORE",
             timeout=240,
         )  # fmt: skip
@@ -320,7 +320,7 @@ def test_a_backup_of_the_older_server_restores_into_18_as_an_upgrade(world, pg18
         target_url = pg18_admin_url.rsplit("/", 1)[0] + "/" + target_db
         assert server_major(target_url) == 18
         assert row_counts(target_url) == SEED_COUNTS
-        as_json, _ = world.run_json(
+        as_json, _ = world.call_json(
             "restore", name, "--target-url", pg18_admin_url, "--target-db", target_db, "--replace",
             "--from-other-source", "--confirm", "RESTORE", timeout=240,
         )  # fmt: skip
