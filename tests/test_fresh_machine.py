@@ -57,7 +57,7 @@ def test_the_test_command_uses_the_bundled_server_when_none_is_reachable_and_sto
     tmp.chmod(0o755)
     seen: dict[Path, tuple[int, str]] = {}
     process = start_process(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "1", *SUBSET],
         cwd=PROJECT_ROOT,
         env=_fresh_env(**{NO_LOCAL_SERVER_ENV: "1", "TMPDIR": str(tmp)}),
         stdout=subprocess.PIPE,
@@ -73,7 +73,7 @@ def test_the_test_command_uses_the_bundled_server_when_none_is_reachable_and_sto
         output = process.stdout.read()
         assert process.returncode == 0, output[-3000:]
         assert re.search(r"^3 passed", output, re.M), output[-3000:]
-        # One server per test worker (pytest-xdist), each the bundled PostgreSQL 18 (it is the suite's 18 as
+        # One server per test worker (pytest-xdist; one worker here: the subset is one module), each the bundled PostgreSQL 18 (it is the suite's 18 as
         # well) on its own loopback port.
         assert seen and {version for _, version in seen.values()} == {"18"}, seen
         for folder, (pid, _) in seen.items():
