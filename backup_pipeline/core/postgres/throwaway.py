@@ -115,9 +115,7 @@ class ThrowawayServer:
     def _make_cluster(self) -> None:
         """The cluster in `self.data`: a copy of this binaries' pristine cluster (cluster_template) when one can be
         had, else initdb's own. Copying costs about a quarter of initdb's CPU, which every verification pays."""
-        # Binaries copied into this server's folder (_reachable_copy) are this server's alone: no template.
-        reused = not self.bin_dir.is_relative_to(self.folder)
-        template = cluster_template(self.bin_dir, self._as_user, self._run) if reused else None
+        template = cluster_template(self.bin_dir, self._as_user, self._run)
         if template is not None:
             try:
                 self._run(["cp", "-a", template, self.data])
@@ -193,18 +191,12 @@ def cluster_template(bin_dir: Path, as_user: str | None, run) -> Path | None:
 
     Made in a folder of its own and renamed into place, so a process never copies a half-made template; two
     processes making it at once both succeed and one keeps its copy."""
-    import hashlib
-
-    home = Path(tempfile.gettempdir())
-    initdb = (bin_dir / "initdb").resolve()
-    try:
-        stat = initdb.stat()
-    except OSError:
+    template = template_folder(bin_dir, as_user)
+    if template is None:
         return None
-    key = hashlib.sha256(f"{initdb}|{stat.st_size}|{stat.st_mtime_ns}|{as_user or os.geteuid()}".encode()).hexdigest()
-    template = home / f"{TEMPLATE_FOLDER_PREFIX}{key[:16]}"
+    home = template.parent
     if (template / "data" / "PG_VERSION").exists():
-        return template / "data"
+        return template / "data" if _made_by(template, as_user) else None
     if not server_user_can_reach(home):
         return None
     try:
@@ -226,7 +218,36 @@ def cluster_template(bin_dir: Path, as_user: str | None, run) -> Path | None:
         return None
     finally:
         shutil.rmtree(making, ignore_errors=True)
-    return template / "data" if (template / "data" / "PG_VERSION").exists() else None
+    return template / "data" if (template / "data" / "PG_VERSION").exists() and _made_by(template, as_user) else None
+
+
+def template_folder(bin_dir: Path, as_user: str | None) -> Path | None:
+    """Where the template of `bin_dir`'s build lives: named by its initdb's size and time (the same build unpacked
+    in two places shares one template) and the user the server runs as."""
+    import hashlib
+
+    try:
+        stat = (bin_dir / "initdb").resolve().stat()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}|{as_user or os.geteuid()}".encode()).hexdigest()
+    return Path(tempfile.gettempdir()) / f"{TEMPLATE_FOLDER_PREFIX}{key[:16]}"
+
+
+def _made_by(template: Path, as_user: str | None) -> bool:
+    """Whether `template` and its cluster belong to the server's user and nobody else may write in them. The
+    temporary folder is shared and the name predictable: a cluster someone else put there (its settings run
+    commands when the server starts) is never copied."""
+    import pwd
+
+    owner = pwd.getpwnam(as_user).pw_uid if as_user else os.geteuid()
+    try:
+        return all(
+            (found := path.lstat()).st_uid == owner and not found.st_mode & 0o022 and not path.is_symlink()
+            for path in (template, template / "data", template / "data" / "postgresql.conf")
+        )
+    except OSError:
+        return False
 
 
 def stop_abandoned_server(folder: Path) -> None:
