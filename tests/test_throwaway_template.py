@@ -55,3 +55,12 @@ def test_a_template_others_may_write_is_never_copied(temporary_folder):
     with ThrowawayServer(label="test") as server:
         assert _answers(server) and "# planted" not in _config(server)  # initdb made its cluster
     assert (planted / "data" / "postgresql.conf").read_text() == "# planted\n"  # and nothing of it was touched
+
+
+def test_a_template_damaged_since_it_was_made_gives_way_to_initdb(temporary_folder):
+    with ThrowawayServer(label="test"):
+        pass
+    template = template_folder(bundled_client_dir(), _unprivileged_user())
+    (template / "data" / "global" / "pg_control").unlink()  # as a cleaner of old files in /tmp would
+    with ThrowawayServer(label="test") as server:
+        assert _answers(server)

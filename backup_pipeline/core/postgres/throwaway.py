@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -73,13 +74,20 @@ class ThrowawayServer:
                     )
                 if not self._user_can_run(self.bin_dir / "initdb"):
                     self.bin_dir = self._reachable_copy()
-            self._make_cluster()
-            options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-            options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
+            copied = self._make_cluster()
             self._started = True
-            self._run(
-                [self.bin_dir / "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "-o", options, "start"]
-            )
+            try:
+                self._start_server()
+            except BackupError:
+                if not copied:
+                    raise
+                # A template damaged since it was made (a cleaner of the temporary folder took some of its files):
+                # initdb's own cluster instead, once.
+                with contextlib.suppress(BackupError):
+                    self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+                shutil.rmtree(self.data, ignore_errors=True)
+                self._run(_initdb_argv(self.bin_dir, self.data))
+                self._start_server()
         except BaseException:
             self.stop()
             raise
@@ -112,17 +120,24 @@ class ThrowawayServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _make_cluster(self) -> None:
+    def _make_cluster(self) -> bool:
         """The cluster in `self.data`: a copy of this binaries' pristine cluster (cluster_template) when one can be
-        had, else initdb's own. Copying costs about a quarter of initdb's CPU, which every verification pays."""
+        had, else initdb's own. Copying costs about a quarter of initdb's CPU, which every verification pays.
+        Returns whether it is a copy."""
         template = cluster_template(self.bin_dir, self._as_user, self._run)
         if template is not None:
             try:
                 self._run(["cp", "-a", template, self.data])
-                return
+                return True
             except BackupError:
                 shutil.rmtree(self.data, ignore_errors=True)  # a partial copy: initdb starts clean
         self._run(_initdb_argv(self.bin_dir, self.data))
+        return False
+
+    def _start_server(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
+        self._run([self.bin_dir / "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "-o", options, "start"])
 
     def _user_can_run(self, program: Path) -> bool:
         check = subprocess.run(
@@ -227,10 +242,10 @@ def template_folder(bin_dir: Path, as_user: str | None) -> Path | None:
     import hashlib
 
     try:
-        stat = (bin_dir / "initdb").resolve().stat()
+        built = (bin_dir / "initdb").resolve().stat()
     except OSError:
         return None
-    key = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}|{as_user or os.geteuid()}".encode()).hexdigest()
+    key = hashlib.sha256(f"{built.st_size}|{built.st_mtime_ns}|{as_user or os.geteuid()}".encode()).hexdigest()
     return Path(tempfile.gettempdir()) / f"{TEMPLATE_FOLDER_PREFIX}{key[:16]}"
 
 
@@ -243,7 +258,7 @@ def _made_by(template: Path, as_user: str | None) -> bool:
     owner = pwd.getpwnam(as_user).pw_uid if as_user else os.geteuid()
     try:
         return all(
-            (found := path.lstat()).st_uid == owner and not found.st_mode & 0o022 and not path.is_symlink()
+            (found := path.lstat()).st_uid == owner and not found.st_mode & 0o022 and not stat.S_ISLNK(found.st_mode)
             for path in (template, template / "data", template / "data" / "postgresql.conf")
         )
     except OSError:
