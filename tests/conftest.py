@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import secrets
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.support.postgres_server import admin_url, pg18_url
 from tests.support.seed import SEED_SQL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = PROJECT_ROOT / "backup_pipeline"
 # Variables that must not leak from the developer's shell into a test: every one a setting reads
 # (core/settings/), and those the libraries and Dagster read.
 CONFIG_VARS = [
@@ -184,10 +186,19 @@ LONGEST_MODULES = [
     "tests/test_dead_runs.py",
     "tests/test_deploy_scale_out.py",
     "tests/test_kill_points.py",
+    "tests/test_dagster_versions.py",
     "tests/test_safe_restore.py",
     "tests/test_managed_postgres.py",
     "tests/test_cli_daemon.py",
 ]
+
+
+def pytest_configure(config):
+    """Compile the package once, in the first process: the suite starts about 200 Python processes that import
+    it (commands, runs, code servers), and where PYTHONDONTWRITEBYTECODE is set (or a clean clone has no
+    caches yet) each of them would compile every module again (about 0.4 s of CPU each)."""
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(PACKAGE_ROOT, quiet=1)
 
 
 def pytest_collection_modifyitems(config, items):
