@@ -310,7 +310,7 @@ def test_anchors_and_aliases_are_refused_with_their_line(tmp_path, text, expecte
 
 
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
-    from backup_pipeline.core.config_file import MAX_FILE_BYTES
+    from backup_pipeline.core.config_file_yaml import MAX_FILE_BYTES
 
     message, _ = error_from(tmp_path, "databases:\n  - key: app\n    url_env: U\n" + "#" * MAX_FILE_BYTES + "\n")
     assert "is larger than 1024 KB: a databases file is a few KB" in message, message
