@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.dump_options import DEFAULT_COMPRESSION, Compression, DumpOptions
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.settings import SETTINGS
@@ -246,7 +246,7 @@ def _alias_bomb() -> str:
 
 _MEASURE = """
 import json, sys, time, tracemalloc
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 
 def kilobytes(field):  # this process's own memory (ru_maxrss would count the parent it was forked from)
