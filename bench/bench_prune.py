@@ -56,7 +56,7 @@ def count_objects(client, bucket: str) -> int:
 def prune_with_job(endpoint: str, bucket: str, ids: list[str]) -> float:
     import dagster as dg
 
-    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.config_loading import load_settings
     from backup_pipeline.definitions import build_definitions
 
     home = Path(tempfile.mkdtemp(prefix="bench-prune-home-"))

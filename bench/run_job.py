@@ -29,7 +29,7 @@ def main() -> int:
     try:
         import dagster as dg
 
-        from backup_pipeline.core.config import load_settings
+        from backup_pipeline.core.config_loading import load_settings
         from backup_pipeline.core.names import BackupId
         from backup_pipeline.definitions import build_definitions
 

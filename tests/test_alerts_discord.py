@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.notify.discord import MAX_MESSAGE_CHARS, DiscordChannel
 from backup_pipeline.core.notify.redact import Redactor

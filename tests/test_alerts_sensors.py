@@ -266,7 +266,7 @@ def test_a_backup_stamped_in_the_future_does_not_silence_the_switch_and_the_brea
 
 def _catalog_entries(defs):
     from backup_pipeline.core.catalog import BackupCatalog
-    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.config_loading import load_settings
     from backup_pipeline.core.postgres import PostgresTarget
     from backup_pipeline.core.storage import open_storage
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
 from backup_pipeline.core.notify.discord import DISCORD_MARKUP
 from backup_pipeline.core.notify.text import render

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.postgres.catalog import table_row_counts
 from backup_pipeline.core.storage import open_storage

@@ -193,7 +193,7 @@ def test_a_download_that_keeps_failing_says_cut_short_not_corrupted_and_leaves_n
 
 def test_download_to_a_file_resumes_and_a_persistent_cut_leaves_no_file(stored_backup, tmp_path):
     from backup_pipeline.core.catalog import BackupCatalog
-    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.config_loading import load_settings
     from backup_pipeline.core.errors import BackupError
     from backup_pipeline.core.names import BackupName
     from backup_pipeline.core.restore import download_to

@@ -14,7 +14,7 @@ import pytest
 from backup_pipeline.cli.main import main
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.names import BackupId
 from backup_pipeline.core.postgres import PostgresTarget

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.notify.discord import DISCORD_MARKUP
 from backup_pipeline.core.notify.text import render
 from backup_pipeline.core.servers import server_key

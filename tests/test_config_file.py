@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.dump_options import DEFAULT_COMPRESSION, Compression, DumpOptions
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.settings import SETTINGS
@@ -246,7 +246,7 @@ def _alias_bomb() -> str:
 
 _MEASURE = """
 import json, sys, time, tracemalloc
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 
 def kilobytes(field):  # this process's own memory (ru_maxrss would count the parent it was forked from)
@@ -310,7 +310,7 @@ def test_anchors_and_aliases_are_refused_with_their_line(tmp_path, text, expecte
 
 
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
-    from backup_pipeline.core.config_file import MAX_FILE_BYTES
+    from backup_pipeline.core.config_file_yaml import MAX_FILE_BYTES
 
     message, _ = error_from(tmp_path, "databases:\n  - key: app\n    url_env: U\n" + "#" * MAX_FILE_BYTES + "\n")
     assert "is larger than 1024 KB: a databases file is a few KB" in message, message

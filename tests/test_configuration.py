@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import LocalStorageSettings

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.storage import open_storage
 from backup_pipeline.defs.batch_config import batch_keys
 from backup_pipeline.defs.names import (

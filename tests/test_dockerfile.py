@@ -333,7 +333,7 @@ def test_compose_file_runs_the_image_commands_with_the_variables_they_read():
 
 
 def test_example_databases_file_is_valid():
-    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.config_loading import load_settings
 
     settings = load_settings({"BACKUP_CONFIG_FILE": str(PROJECT_ROOT / "deploy" / "backups.example.yaml")})
     assert [db.key for db in settings.databases] == ["app", "billing", "crm"]

@@ -13,7 +13,7 @@ import pytest
 
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.encryption import (
     MAGIC,
     DecryptingReader,

@@ -24,7 +24,7 @@ import pytest
 
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupId

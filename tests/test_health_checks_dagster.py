@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.health import HEALTH_CHECKS
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import TIMESTAMP_FORMAT

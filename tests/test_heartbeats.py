@@ -90,7 +90,7 @@ def test_uptime_kuma_and_cronitor_conventions(http_recorder):  # noqa: F811
 
 
 def test_a_heartbeat_url_is_checked_without_being_echoed(clean_env):
-    from backup_pipeline.core.config import load_settings
+    from backup_pipeline.core.config_loading import load_settings
     from backup_pipeline.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="BACKUP_HEARTBEAT_URL is not a URL") as raised:

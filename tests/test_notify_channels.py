@@ -8,7 +8,7 @@ import secrets
 import dagster as dg
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.notify.events import BackupFacts, Event, FreshnessFacts, RunError, RunFacts
 from backup_pipeline.core.notify.notifier import Notifier

@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import BackupName

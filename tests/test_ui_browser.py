@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.postgres import PostgresTarget
 from backup_pipeline.core.storage import open_storage

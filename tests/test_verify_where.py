@@ -24,7 +24,7 @@ from psycopg import sql
 
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.catalog import BackupCatalog
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.disk_room import check_room, explain_server_failure
 from backup_pipeline.core.errors import ConfigurationError, VerificationError
 from backup_pipeline.core.local_verify import LocalServerPlan, sweep_local_servers

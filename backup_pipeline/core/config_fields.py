@@ -1,5 +1,5 @@
-"""The checked value types of the configuration, shared by the environment (config.py) and the databases
-file (config_file.py).
+"""The checked value types of the configuration, shared by the environment (config.py, config_loading.py) and
+the databases file (config_file.py).
 
 Each type is a pydantic `Annotated` type whose validator turns what a user wrote (always text in the
 environment; text, numbers or null in YAML) into the value the pipeline uses. A bad value raises ValueError

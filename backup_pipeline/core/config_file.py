@@ -33,35 +33,25 @@
         url_env: STAGING_ADMIN_URL # the variable holding its libpq URL, password included (never the URL)
 
 Every problem is reported with its line, all at once, so a file with three mistakes takes one fix-up: the
-YAML loader records where each value stands, and pydantic's error locations are looked up there.
+YAML loader records where each value stands (config_file_yaml.py, which also reads the file with limits), and
+pydantic's error locations are looked up there.
 Environment variables (BACKUP_RETENTION_DAYS, ...) give the defaults that the file's `defaults:` override.
-
-The file is read with limits, since every command and every code-location load reads it: at most
-MAX_FILE_BYTES, and no YAML anchors or aliases (`&name`, `*name`), which no field here needs and which let a
-few hundred bytes expand into gigabytes (an "alias bomb"); the first one found is refused with its line before
-anything is built from it.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from backup_pipeline.core.config_fields import IN_FILE, CompleteMessage, DatabaseKey, EnvName, Text
+from backup_pipeline.core.config_file_yaml import SEE_EXAMPLE, MarkedMapping, line_of, read_marked
 from backup_pipeline.core.enrolment import ServerEntry
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.settings import SETTINGS
 from backup_pipeline.core.settings.declaration import DATABASE, IN_DEFAULTS_AND_ENTRIES, in_section
-
-_EXAMPLE = "(see deploy/README.md for an example)"
-# A file listing a thousand databases is a few hundred KB; anything larger is a mistake (or an attack).
-MAX_FILE_BYTES = 1024 * 1024
-
 
 # Every database setting (core/settings/database.py) under its file name; `defaults:` takes those that may
 # apply to several databases, each entry those and its own (key, url_env, name_prefix).
@@ -143,32 +133,32 @@ _DATABASE_FIELDS = tuple(setting.file_field for setting in _FILE_SETTINGS)
 def load_restore_targets(path: Path) -> dict[str, str]:
     """The file's `restore_targets:`, key → the variable holding the server's URL (already checked by
     load_database_file, which reports every problem of the file with its line)."""
-    root, _ = _load(path)
+    root, _ = read_marked(path)
     layout = _File.model_validate(root)
     return {key: target.url_env for key, target in (layout.restore_targets or {}).items()}
 
 
 def load_servers(path: Path) -> tuple[ServerEntry, ...]:
     """The file's `servers:` (already checked by load_database_file, which reports every problem with its line)."""
-    root, _ = _load(path)
+    root, _ = read_marked(path)
     layout = _File.model_validate(root)
     return tuple(server.entry() for server in layout.servers or ())
 
 
 def load_file_defaults(path: Path) -> dict[str, Any]:
     """The file's `defaults:`, under their DatabaseSettings names (already checked by load_database_file)."""
-    root, _ = _load(path)
+    root, _ = read_marked(path)
     layout = _File.model_validate(root)
     return layout.defaults.settings() if layout.defaults else {}
 
 
 def load_database_file(path: Path, defaults: BaseModel) -> tuple:
     """The databases listed in the file at `path`, each a copy of `defaults` (a DatabaseSettings) with its fields."""
-    root, problems = _load(path)
-    if not isinstance(root, _Marked):
+    root, problems = read_marked(path)
+    if not isinstance(root, MarkedMapping):
         line = getattr(root, "line", 1)
         raise ConfigurationError(
-            _report(path, [(line, f"the file must be a mapping with a 'databases:' list {_EXAMPLE}")])
+            _report(path, [(line, f"the file must be a mapping with a 'databases:' list {SEE_EXAMPLE}")])
         )
     errors, layout, entries = [], None, []
     try:
@@ -200,12 +190,12 @@ def _distinct(root, entries, model: type[BaseModel], shared: dict, problems: lis
     name_owners: dict[tuple[str, str], tuple[str, int]] = {}
     for index, entry in entries:
         raw = root["databases"][index]
-        line = _line(root, ("databases", index))
+        line = line_of(root, ("databases", index))
         key = raw.get("key") if isinstance(raw, dict) else None
         if isinstance(key, str):
             if key in key_lines:
                 message = f"database key '{key}' is already used on line {key_lines[key]}: keys must be unique"
-                problems.append((_line(root, ("databases", index, "key")), message))
+                problems.append((line_of(root, ("databases", index, "key")), message))
                 continue
             key_lines[key] = line
         if entry is None:
@@ -248,14 +238,14 @@ def _problems(root, errors: list[dict]) -> list[tuple[int, str]]:
             missing.setdefault(error["loc"][:-1], []).append(error["loc"][-1])
             continue
         about_name, message = _describe(error)
-        problems.append((_line(root, error["loc"], at_key=about_name), message))
+        problems.append((line_of(root, error["loc"], at_key=about_name), message))
     for loc, names in missing.items():
         message = f"this database has no {' and no '.join(names)}: key and url_env are both required"
         if loc[0] == "servers":
             message = f"this server has no {' and no '.join(names)}: key and url_env are both required"
         if loc[0] == "restore_targets":
             message = f"restore target '{loc[1]}' has no url_env: name the variable holding its server's URL"
-        problems.append((_line(root, loc), message))
+        problems.append((line_of(root, loc), message))
     return problems
 
 
@@ -300,147 +290,3 @@ def _report(path: Path, problems: list[tuple[int, str]]) -> str:
 def _suggestion(name: str, choices) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-# ------------------------------------------------------------------------------------- YAML with line numbers
-
-
-class _Marked(dict):
-    """A YAML mapping that remembers the line of each key and of each value."""
-
-    def __init__(self, line: int):
-        super().__init__()
-        self.line, self.key_lines, self.value_lines = line, {}, {}
-
-
-class _MarkedList(list):
-    def __init__(self, line: int):
-        super().__init__()
-        self.line, self.item_lines = line, []
-
-
-class _AliasRefused(yaml.MarkedYAMLError):
-    """An anchor or alias in the databases file, refused where the parser meets it."""
-
-
-# libyaml's parser when PyYAML was built with it: a thousand entries compose in a quarter of the time.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _refuse_anchors(text: str) -> None:
-    """Refuse anchors and aliases before any node is built: an alias bomb costs nothing but its own bytes."""
-    for event in yaml.parse(text, Loader=_BaseLoader):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            kind = f"alias '*{event.anchor}'" if isinstance(event, yaml.AliasEvent) else f"anchor '&{event.anchor}'"
-            raise _AliasRefused(
-                problem=f"YAML {kind} is not allowed here: write each value out in full (anchors and aliases "
-                "are refused, so a small file cannot expand into a huge one)",
-                problem_mark=event.start_mark,
-            )
-
-
-class _MarkedLoader(_BaseLoader):
-    def __init__(self, stream):
-        super().__init__(stream)
-        self.problems: list[tuple[int, str]] = []
-
-    def construct_marked_mapping(self, node: yaml.MappingNode):
-        data = _Marked(node.start_mark.line + 1)
-        yield data
-        self.flatten_mapping(node)
-        for key_node, value_node in node.value:
-            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                self.problems.append((line, "field names must be plain words such as retention_days"))
-            elif key in data:
-                # A repeated field is a problem, not a silent override.
-                self.problems.append((line, f"'{key}' is given twice (first on line {data.key_lines[key]})"))
-            else:
-                data[key] = self.construct_object(value_node, deep=True)
-                data.key_lines[key], data.value_lines[key] = line, value_node.start_mark.line + 1
-
-    def construct_marked_sequence(self, node: yaml.SequenceNode):
-        data = _MarkedList(node.start_mark.line + 1)
-        yield data
-        data.extend(self.construct_object(item, deep=True) for item in node.value)
-        data.item_lines = [item.start_mark.line + 1 for item in node.value]
-
-
-_MarkedLoader.add_constructor("tag:yaml.org,2002:map", _MarkedLoader.construct_marked_mapping)
-_MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _MarkedLoader.construct_marked_sequence)
-
-
-# The last file read, by path, modification time and size: every load of the settings reads the file for its
-# databases and again for its restore targets, and parsing a thousand entries costs a quarter of a second.
-_LAST_READ: dict[tuple, tuple[Any, list[tuple[int, str]]]] = {}
-
-
-def _load(path: Path) -> tuple[Any, list[tuple[int, str]]]:
-    """The file's contents, and the problems found while reading it (repeated fields)."""
-    try:
-        stat = os.stat(path)
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        key = None  # reported by _parse
-    if key is None or key not in _LAST_READ:
-        parsed = _parse(path)
-        _LAST_READ.clear()
-        if key is not None:
-            _LAST_READ[key] = parsed
-    else:
-        parsed = _LAST_READ[key]
-    root, problems = parsed
-    return root, list(problems)  # the caller adds its own problems to the list
-
-
-def _parse(path: Path) -> tuple[Any, list[tuple[int, str]]]:
-    try:
-        text = _read_limited(path)
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"BACKUP_CONFIG_FILE points at {path}, which does not exist: create it (see deploy/README.md) "
-            "or unset BACKUP_CONFIG_FILE to back up DATABASE_URL alone"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read BACKUP_CONFIG_FILE {path}: {exc}") from None
-    loader = _MarkedLoader(text)
-    try:
-        _refuse_anchors(text)
-        root = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigurationError(f"{path}{line}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    if root is None:
-        raise ConfigurationError(f"{path} is empty: the file must be a mapping with a 'databases:' list {_EXAMPLE}")
-    return root, loader.problems
-
-
-def _read_limited(path: Path) -> str:
-    """The file's text, refused unread past MAX_FILE_BYTES."""
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigurationError(
-            f"BACKUP_CONFIG_FILE {path} is larger than {MAX_FILE_BYTES // 1024} KB: a databases file is a few KB; "
-            "check that it points at the right file"
-        )
-    return data.decode("utf-8")
-
-
-def _line(root: _Marked, loc: tuple, at_key: bool = False) -> int:
-    """The line of the value (or key) at pydantic location `loc`; the nearest enclosing one if it is missing."""
-    node, line = root, root.line
-    for depth, part in enumerate(loc, start=1):
-        if isinstance(node, _Marked) and part in node:
-            line = node.key_lines[part] if at_key and depth == len(loc) else node.value_lines[part]
-        elif isinstance(node, _MarkedList) and isinstance(part, int) and part < len(node):
-            line = node.item_lines[part]
-        else:
-            break
-        node = node[part]
-    return line

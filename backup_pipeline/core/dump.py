@@ -55,7 +55,8 @@ class RunningDump:
     _stderr: object = field(repr=False)
     _counts: dict = field(default_factory=dict, repr=False)
     _counting: threading.Thread | None = field(default=None, repr=False)
-    # Read in the dump's snapshot (core/privileges.py): what the archive cannot hold, and the roles it names.
+    # Read in the dump's snapshot (core/privileges/recorded.py): what the archive cannot hold, and the roles it
+    # names.
     database_properties: dict = field(default_factory=dict)
     roles: dict = field(default_factory=dict)
     role_definitions: bytes = b""

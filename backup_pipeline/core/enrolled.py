@@ -8,8 +8,9 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from backup_pipeline.core.config import CONFIG_FILE_ENV, DatabaseSettings, database_defaults, load_settings
+from backup_pipeline.core.config import CONFIG_FILE_ENV, DatabaseSettings
 from backup_pipeline.core.config_fields import IN_FILE
+from backup_pipeline.core.config_loading import database_defaults, load_settings
 from backup_pipeline.core.enrolment import current_databases, enrolled_values
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.storage import open_storage

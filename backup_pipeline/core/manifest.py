@@ -50,8 +50,8 @@ class Manifest:
     manifest_version: int = MANIFEST_VERSION
     extra: dict = field(default_factory=dict)
     # Owners and privileges: the archive holds them (pg_dump without --no-owner --no-acl); what it cannot hold,
-    # the database's own owner, ACL, settings, encoding and locale, is here (core/privileges.py). Absent from
-    # backups taken before, whose archives carry no privileges.
+    # the database's own owner, ACL, settings, encoding and locale, is here (core/privileges/recorded.py). Absent
+    # from backups taken before, whose archives carry no privileges.
     database_properties: dict | None = None
     # Role -> what the backup uses it for (owner, grantee, ...), and the object beside the dump defining them.
     roles: dict | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backup_pipeline.cli.main import build_parser
+from backup_pipeline.cli.parser import build_parser
 
 # One valid command line per verb that reads the configuration (its positional arguments and required options).
 CONFIGURED_VERBS = {

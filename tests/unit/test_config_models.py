@@ -5,7 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from backup_pipeline.core.config import DatabaseSettings, load_settings
+from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.storage.s3 import S3StorageSettings, checksum_mode, s3_client
 from backup_pipeline.defs.resources import storage_resource

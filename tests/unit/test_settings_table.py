@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from backup_pipeline.core.config import DatabaseSettings, load_settings
+from backup_pipeline.core.config import DatabaseSettings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.settings import BY_NAME, SETTINGS
 from backup_pipeline.core.settings.declaration import DATABASE
 from backup_pipeline.core.settings.readme_table import COMMAND, main, render, stale

@@ -2,7 +2,7 @@
 
 import pytest
 
-from backup_pipeline.core.config import load_settings
+from backup_pipeline.core.config_loading import load_settings
 from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.core.storage import LocalStorageSettings, S3StorageSettings, open_storage, storage_settings_from
 from backup_pipeline.core.storage.factory import BACKENDS

@@ -45,9 +45,9 @@ def restore_into(
     """pg_restore the backup into the existing, empty database `target`; the checksum must match.
 
     Owners and privileges are left out (--no-owner --no-acl): a restore applies them afterwards, one statement
-    at a time (core/privileges.py). `schema_only`: tables, indexes, constraints, functions and the rest, without
-    rows (`backup-db diff`). `schema_out`: gets the archive's schema as SQL (owners and ACLs included, without
-    what was left out), read from its table of contents.
+    at a time (core/privileges/applying.py). `schema_only`: tables, indexes, constraints, functions and the rest,
+    without rows (`backup-db diff`). `schema_out`: gets the archive's schema as SQL (owners and ACLs included,
+    without what was left out), read from its table of contents.
     Returns what was left out of the archive's table of contents because the target's role cannot create it
     (see plan_restore), e.g. ["EVENT TRIGGER provider_ddl_audit"]; anything else that fails stops the restore.
     `stall_seconds`: the watchdog's limit (BACKUP_STALL_SECONDS), None for none: a download that sends no bytes,

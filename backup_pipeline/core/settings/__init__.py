@@ -4,9 +4,9 @@ A new setting is one `Setting(...)` entry (core/settings/declaration.py says wha
 module of its section: database.py (anything per database: it is a field of the databases file too, under
 its own name or `file=`), storage.py, alerts.py, monitoring.py or deployment.py. Give its attribute name, environment
 variable, checked type (config_fields.py, or `int`/`float` with `bounds`), default and one line of help.
-The settings models and the environment reader (config.py), the databases file's fields (config_file.py),
-the tests' environment clean-up (tests/conftest.py) and README's table follow from it. Then regenerate
-README's table:
+The settings models (config.py), the environment reader (config_loading.py), the databases file's fields
+(config_file.py), the tests' environment clean-up (tests/conftest.py) and README's table follow from it. Then
+regenerate README's table:
 
     python -m backup_pipeline.core.settings.readme_table
 
