@@ -102,7 +102,7 @@ def test_backup_goes_through_the_webservers_queue(world, dagster_dev):
         queued = instance.get_records_for_run(answer["run_id"], of_type=dg.DagsterEventType.RUN_ENQUEUED).records
     assert run.status == dg.DagsterRunStatus.SUCCESS and len(queued) == 1
     assert not (world.home / "backup_db_runs" / f"{answer['run_id']}.log").exists()  # the daemon ran it, not us
-    listed = json.loads(world.run("list", "--json").stdout)
+    listed = json.loads(world.call("list", "--json").stdout)
     assert [(b["name"], b["verified"]) for b in listed] == [(answer["name"], True)]
 
 

@@ -456,7 +456,7 @@ def test_colour_only_on_a_terminal(world, backup, tmp_path):
     assert code == 0 and "\x1b[32mDownloaded" in shown
     code, plain = on_terminal("download", data["name"], "-o", str(tmp_path / "b.dump"), NO_COLOR="1")
     assert code == 0 and "\x1b[" not in plain and "Downloaded" in plain
-    piped = world.run("download", data["name"], "-o", str(tmp_path / "c.dump"))
+    piped = world.call("download", data["name"], "-o", str(tmp_path / "c.dump"))
     assert piped.returncode == 0 and "\x1b[" not in piped.stdout
 
 
@@ -514,7 +514,7 @@ def test_a_failed_run_shows_no_dagster_internal_lines(world, tmp_path):
         'if [ "$1" = "--version" ]; then exec "$REAL/pg_dump" --version; fi\n'
         'echo "pg_dump: error: query failed: server closed the connection unexpectedly" >&2\nexit 1',
     )
-    result = world.run("backup", "--quiet", env={"BACKUP_PG_BIN_DIR": str(failing)}, timeout=180)
+    result = world.call("backup", "--quiet", env={"BACKUP_PG_BIN_DIR": str(failing)})
     assert result.returncode == 1
     assert "pg_dump failed: pg_dump: error: query failed: server closed the connection unexpectedly" in result.stderr
     assert "Dependencies for step" not in result.stderr and "Not executing" not in result.stderr

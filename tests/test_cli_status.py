@@ -25,7 +25,7 @@ from backup_pipeline.cli.main import main
 from backup_pipeline.core.backup import take_backup
 from backup_pipeline.core.names import BackupId, BackupName
 from backup_pipeline.core.verify import verify_backup
-from tests.support.cli import CLI
+from tests.support.cli import CLI, call_cli
 
 QUIET = lambda _message: None  # noqa: E731
 
@@ -111,15 +111,8 @@ def test_status_exit_codes_for_fresh_stale_and_failing_databases(
     assert stale_status["newest_verified"]["name"] == str(stale)
     assert 2.9 < stale_status["newest_verified"]["age_hours"] < 3.5
 
-    # A backup that fails as its run: a real `backup-db backup`, whose role may read no table.
-    failed = subprocess.run(
-        [str(CLI), "backup", "--database", "failing"],
-        env=dict(os.environ),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # A backup that fails as its run: `backup-db backup` (its run executed here), whose role may read no table.
+    failed = call_cli(["backup", "--database", "failing"], dict(os.environ), tmp_path)
     assert failed.returncode == 1, failed.stderr[-3000:]
     run_id = next(
         line.split()[1] for line in failed.stderr.splitlines() if line.startswith("Run ") and "for backup" in line

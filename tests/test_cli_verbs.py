@@ -202,7 +202,7 @@ def test_verify_restores_the_backup_again(world, backup):
     data, _ = backup
     marker = data["key"] + ".verified.json"
     world.s3.delete_object(Bucket=world.bucket, Key=marker)
-    assert world.run_json("list")[0][0]["verified"] is False
+    assert world.call_json("list")[0][0]["verified"] is False
     result = world.call("verify", data["name"], timeout=180)
     assert result.returncode == 0, result.stderr
     assert f"Verified {data['name']}: 4 tables and {sum(SEED_COUNTS.values()):,} rows" in result.stdout

@@ -111,7 +111,7 @@ def test_a_killed_backup_is_failed_and_announced_by_the_next_command(world, tmp_
         assert run_of(world, run_id).status == dg.DagsterRunStatus.STARTED
         assert discord_stub.messages == []
 
-        again = world.run("backup", "--quiet", "--json", env=no_ui, timeout=180)
+        again = world.call("backup", "--quiet", "--json", env=no_ui)
         assert again.returncode == 0, again.stderr
         assert f"run {run_id} failed: the process running it (pid {pid}) died" in again.stderr
         failed_after = failure_time(world, run_id) - killed_at
@@ -126,7 +126,7 @@ def test_a_killed_backup_is_failed_and_announced_by_the_next_command(world, tmp_
     assert json.loads(again.stdout)["verified"] is True
 
     # Following the dead run ends at once with its failure.
-    followed = world.run("follow", run_id, timeout=60)
+    followed = world.call("follow", run_id)
     assert followed.returncode == 1
     assert f"the process running it (pid {pid} on " in followed.stderr
 
@@ -153,7 +153,7 @@ def test_several_commands_on_a_new_dagster_home_all_work(world, tmp_path):
                 command.kill()
                 command.wait()
     assert [command.returncode for command in commands] == [0] * 5, [err[-2000:] for _, err in outcomes]
-    later = world.run("backup", "--quiet", "--json", env={"DAGSTER_HOME": str(home)}, timeout=180)
+    later = world.call("backup", "--quiet", "--json", env={"DAGSTER_HOME": str(home)})
     assert later.returncode == 0, later.stderr
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.get_run_records()) == 6

@@ -159,7 +159,7 @@ def test_libpq_password_sources_reach_pg_dump_and_pg_restore(world, managed_serv
         env["PGSERVICEFILE"] = str(service_file)
         env["DATABASE_URL"] = f"postgresql:///{world.db_name}?service=managed"
     before = set(os.listdir(tmp_path))
-    backup = world.run("backup", env=env)
+    backup = world.call("backup", env=env)
     assert backup.returncode == 0, backup.stderr
     assert "fe_sendauth" not in backup.stderr
     # The password is nowhere in what the command printed.
@@ -338,7 +338,7 @@ def test_a_first_backup_without_an_ssl_client_names_the_command_that_fixes_it(wo
     if any(c.supports_ssl() and c.major >= 18 for c in ClientTools.locate().clients if c.origin != "installed"):
         pytest.skip("an SSL-capable PostgreSQL 18 client is installed on this machine besides install-client's")
     keys = world.bucket_keys()
-    refused = world.run("backup", env={"XDG_DATA_HOME": str(tmp_path)})
+    refused = world.call("backup", env={"XDG_DATA_HOME": str(tmp_path)})
     assert refused.returncode in (1, 2), refused.stdout
     assert "built without SSL support" in refused.stderr and "run `backup-db install-client`" in refused.stderr
     assert world.bucket_keys() == keys

@@ -6,7 +6,6 @@ naming the direct connection to use; the same PgBouncer in session mode backs up
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +19,7 @@ from backup_pipeline.core.restore import restore_to_database
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
 from tests.support import pgbouncer
-from tests.support.cli import CLI, row_counts
+from tests.support.cli import call_cli, row_counts
 from tests.support.seed import SEED_COUNTS
 
 QUIET = lambda _line: None  # noqa: E731
@@ -63,9 +62,7 @@ def test_a_transaction_mode_pooler_is_refused_before_anything_is_dumped(bouncer,
         "DAGSTER_HOME": str(tmp_path / "home"),
     }
     (tmp_path / "home").mkdir()
-    result = subprocess.run(
-        [str(CLI), "backup", "--type", "manual"], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    result = call_cli(["backup", "--type", "manual"], env, tmp_path)
     assert result.returncode == 2, result.stderr  # bad configuration: nothing was started
     assert "connection pooler in transaction mode" in result.stderr, result.stderr
     assert " of backup_job" not in result.stderr  # no run was launched
