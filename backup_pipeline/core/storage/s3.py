@@ -307,6 +307,7 @@ def s3_client(settings: S3StorageSettings, max_attempts: int | None = None):
     key_id = os.environ.get(settings.access_key_id_env) if settings.access_key_id_env else None
     secret = os.environ.get(settings.secret_access_key_env) if settings.secret_access_key_env else None
     session = botocore.session.get_session()
+    session.register_component("data_loader", _service_descriptions())
     # botocore parses every listed object's date with dateutil, the larger part of listing 30,000 objects.
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
     return boto3.session.Session(botocore_session=session).client(
@@ -323,6 +324,20 @@ def s3_client(settings: S3StorageSettings, max_attempts: int | None = None):
             response_checksum_validation=checksum_mode(settings),
         ),
     )
+
+
+_LOADER = None
+
+
+def _service_descriptions():
+    """botocore's loader of service descriptions, one per process: a session of its own parses S3's (a few MB of
+    JSON, 0.3 s of CPU) again for every client, and a run or a command opens storage several times."""
+    global _LOADER
+    if _LOADER is None:
+        import botocore.loaders
+
+        _LOADER = botocore.loaders.create_loader()
+    return _LOADER
 
 
 def _parse_timestamp(value):
