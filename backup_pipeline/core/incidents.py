@@ -68,6 +68,7 @@ class Outcome:
     where: str = ""  # the server (host:port) or the storage it concerned
     error: str = ""  # the failure's error line
     run_id: str = ""  # the failed run, told of on its own when its failure stays alone
+    key: str = ""  # the database's key, for a run that backed up several (a batch)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Post:
     """One message to send: a lone failure (its run's own message), or an incident or its end."""
 
     run_id: str = ""  # a lone failure
+    key: str = ""  # the database of the lone failure, in a run that backed up several
     incident: IncidentFacts | None = None
     over: bool = False
 
@@ -92,7 +94,8 @@ def step(state: dict, outcomes: list[Outcome], now: float, window_s: float) -> t
         if not incident["posted"] and now - incident["opened"] >= window_s:
             incident["posted"] = True
             names = sorted(incident["failed"])
-            posts.append(Post(run_id=incident["run_id"]) if len(names) == 1 else Post(incident=facts(incident, names)))
+            lone = Post(run_id=incident["run_id"], key=incident.get("key", ""))
+            posts.append(lone if len(names) == 1 else Post(incident=facts(incident, names)))
     closed = [i for i in incidents if i["posted"] and set(i["failed"]) <= set(i["recovered"])]
     return {"incidents": [i for i in incidents if i not in closed]}, posts
 
@@ -113,6 +116,7 @@ def _failed(incidents: list[dict], outcome: Outcome) -> None:
             "recovered": [],
             "error": outcome.error,
             "run_id": outcome.run_id,
+            "key": outcome.key,
         }
     )
 

@@ -3,14 +3,19 @@
 A batch backs up several databases, one step each. Each database gets what a run of its own would have got:
 its failure (from its own step's error), a health warning when its backup failed a health check, and its
 success notice; a database whose step succeeded is announced even when another database made the run fail.
+A failure whose cause others may share (its server unreachable, storage failing) is left to the incident
+sensor when grouping is on, as a run of its own would be: it is told as one message with the other databases
+that failed for that cause (`batch_outcomes`).
 """
 
 import re
+from dataclasses import dataclass
 
 import dagster as dg
 
 from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.health import HEALTH_CHECKS
+from backup_pipeline.core.incidents import cause_of
 from backup_pipeline.core.names import backup_name_prefix
 from backup_pipeline.core.notify.events import BackupFacts, Event, RunError, RunFacts
 from backup_pipeline.defs.alerts.runs import asset_check_evaluations, database_name, materialization_metadata
@@ -34,11 +39,47 @@ def is_batch(run: dg.DagsterRun) -> bool:
     return run.job_name == BATCH_JOB
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """How one database's backup ended in a batch run: backed up and verified, or failed with `error`."""
+
+    db: DatabaseSettings
+    ok: bool
+    error: RunError | None = None
+
+
+def batch_outcomes(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings) -> list[BatchOutcome]:
+    """Each database of a finished batch run whose backup step ended: verified, or failed and why."""
+    by_key = {db.key: db for db in settings.databases}
+    failures = _step_failures(instance, run.run_id)
+    stored = materialization_metadata(instance, run.run_id)
+    outcomes = []
+    for key in batch_keys(run.run_config):
+        db = by_key.get(key)
+        if db is None:
+            continue
+        if (BATCH_BACKUP_OP, key) in failures:
+            outcomes.append(BatchOutcome(db, ok=False, error=failures[(BATCH_BACKUP_OP, key)]))
+        elif dg.AssetKey(DefinitionNames(db).asset_path("restore_verification")) in stored:
+            outcomes.append(BatchOutcome(db, ok=True))
+    return outcomes
+
+
+def batch_failure_event(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, key: str) -> Event | None:
+    """The failure message of one database of a batch run, as batch_events tells it."""
+    db = next((db for db in settings.databases if db.key == key), None)
+    error = _step_failures(instance, run.run_id).get((BATCH_BACKUP_OP, key))
+    if db is None or error is None:
+        return None
+    return Event.failure(_facts(run, settings, db, "backup"), error, key)
+
+
 def batch_events(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, notices: bool = True
+    instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings, notices: bool = True, grouped: bool = False
 ) -> list[Event]:
     """Per database of a finished batch run: its failure, or its health warning and (with `notices`) its
-    notice. A run that failed before any database's step did (a crash, the run monitor) is one failure."""
+    notice. A run that failed before any database's step did (a crash, the run monitor) is one failure.
+    With `grouped`, a failure whose cause others may share is left out: the incident sensor tells it."""
     by_key = {db.key: db for db in settings.databases}
     failures = _step_failures(instance, run.run_id)
     stored = materialization_metadata(instance, run.run_id)
@@ -50,7 +91,9 @@ def batch_events(
             continue
         names = DefinitionNames(db)
         if (BATCH_BACKUP_OP, key) in failures:
-            messages.append(Event.failure(_facts(run, settings, db, "backup"), failures[(BATCH_BACKUP_OP, key)], key))
+            error = failures[(BATCH_BACKUP_OP, key)]
+            if not (grouped and cause_of(error.message)):
+                messages.append(Event.failure(_facts(run, settings, db, "backup"), error, key))
             continue
         verification = stored.get(dg.AssetKey(names.asset_path("restore_verification")))
         if verification is not None:

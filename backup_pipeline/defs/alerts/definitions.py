@@ -7,7 +7,7 @@ from backup_pipeline.core.notify.notifier import Notifier
 from backup_pipeline.defs.alerts.batches import batch_events, is_batch
 from backup_pipeline.defs.alerts.dead_runs import build_dead_run_sensor
 from backup_pipeline.defs.alerts.freshness import build_freshness_checks, build_freshness_sensor
-from backup_pipeline.defs.alerts.incidents import build_incident_sensor, groups
+from backup_pipeline.defs.alerts.incidents import build_incident_sensor, grouping, groups
 from backup_pipeline.defs.alerts.run_sensors import (
     backup_failure_event,
     is_quiet,
@@ -26,7 +26,13 @@ def alert_definitions(settings: Settings) -> dg.Definitions:
                 event_fn=backup_failure_event(settings),
                 webserver_base_url=settings.webserver_url,
                 many_events_fn=lambda instance, run: (
-                    batch_events(instance, run, settings, notices=_batch_notices(settings, run))
+                    batch_events(
+                        instance,
+                        run,
+                        settings,
+                        notices=_batch_notices(settings, run),
+                        grouped=incidents is not None and grouping(settings, run),
+                    )
                     if is_batch(run)
                     else None
                 ),

@@ -17,6 +17,7 @@ from backup_pipeline.core.errors import BackupError
 from backup_pipeline.core.incidents import SERVER_UNREACHABLE, Outcome, Post, cause_of, step
 from backup_pipeline.core.notify.events import Event, first_line, incident_event
 from backup_pipeline.core.notify.notifier import Notifier
+from backup_pipeline.defs.alerts.batches import batch_failure_event, batch_outcomes, is_batch
 from backup_pipeline.defs.alerts.run_sensors import failure_event
 from backup_pipeline.defs.alerts.runs import database_name
 from backup_pipeline.defs.names import ANNOUNCED_TAG, INCIDENT_SENSOR
@@ -26,23 +27,43 @@ INCIDENT_INTERVAL_S = 5
 _ENDED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS]
 
 
+def grouping(settings: Settings, run: dg.DagsterRun) -> bool:
+    """Whether failures of this run may be grouped (grouping is on, and the run did not announce itself)."""
+    return settings.discord.group_seconds > 0 and not run.tags.get(ANNOUNCED_TAG)
+
+
 def groups(settings: Settings, instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     """Whether the incident sensor tells of this failed run (a backup failing for a cause others may share)."""
-    if settings.discord.group_seconds <= 0 or run.tags.get(ANNOUNCED_TAG):
+    if not grouping(settings, run):
         return False
     db, kind = run_database_and_kind(run, settings)
     return db is not None and kind == "backup" and cause_of(run_failure_error(instance, run.run_id).message) is not None
 
 
-def outcome_of(settings: Settings, instance: dg.DagsterInstance, record) -> Outcome | None:
+def outcomes_of(settings: Settings, instance: dg.DagsterInstance, record) -> list[Outcome]:
+    """How each database a finished run backed up ended: one for a run of its own, one per database of a batch."""
     run = record.dagster_run
-    db, kind = run_database_and_kind(run, settings)
-    if db is None or kind != "backup" or run.tags.get(ANNOUNCED_TAG):
-        return None
+    if run.tags.get(ANNOUNCED_TAG):
+        return []
     at = record.end_time or record.update_timestamp.timestamp()
-    if run.status == dg.DagsterRunStatus.SUCCESS:
-        return Outcome(database=database_name(db), ok=True, at=at)
-    error = run_failure_error(instance, run.run_id)
+    if is_batch(run):
+        return [
+            outcome
+            for batch in batch_outcomes(instance, run, settings)
+            if (outcome := _outcome(settings, batch.db, run.run_id, at, batch.error)) is not None
+        ]
+    db, kind = run_database_and_kind(run, settings)
+    if db is None or kind != "backup":
+        return []
+    ok = run.status == dg.DagsterRunStatus.SUCCESS
+    outcome = _outcome(settings, db, run.run_id, at, None if ok else run_failure_error(instance, run.run_id))
+    return [outcome] if outcome is not None else []
+
+
+def _outcome(settings: Settings, db, run_id: str, at: float, error) -> Outcome | None:
+    """A success (`error` None), or a failure whose cause others may share; None for any other failure."""
+    if error is None:
+        return Outcome(database=database_name(db), ok=True, at=at, key=db.key)
     cause = cause_of(error.message)
     if cause is None:
         return None
@@ -60,7 +81,8 @@ def outcome_of(settings: Settings, instance: dg.DagsterInstance, record) -> Outc
         cause=cause,
         where=where,
         error=first_line(error.message),
-        run_id=run.run_id,
+        run_id=run_id,
+        key=db.key,
     )
 
 
@@ -69,7 +91,11 @@ def event_of(post: Post, settings: Settings, instance: dg.DagsterInstance) -> Ev
     if post.incident is not None:
         return incident_event(post.incident, over=post.over)
     run = instance.get_run_by_id(post.run_id)
-    return None if run is None else failure_event(run, settings, run_failure_error(instance, run.run_id))
+    if run is None:
+        return None
+    if is_batch(run):
+        return batch_failure_event(instance, run, settings, post.key)
+    return failure_event(run, settings, run_failure_error(instance, run.run_id))
 
 
 def build_incident_sensor(settings: Settings, notifier: Notifier) -> dg.SensorDefinition | None:
@@ -93,7 +119,7 @@ def build_incident_sensor(settings: Settings, notifier: Notifier) -> dg.SensorDe
             order_by="update_timestamp",
             ascending=True,
         )
-        outcomes = [o for o in (outcome_of(settings, context.instance, r) for r in records) if o is not None]
+        outcomes = [o for r in records for o in outcomes_of(settings, context.instance, r)]
         after = max([cursor["after"], *(r.update_timestamp.timestamp() for r in records)])
         state, posts = step(cursor, sorted(outcomes, key=lambda o: o.at), time.time(), settings.discord.group_seconds)
         for post in posts:
