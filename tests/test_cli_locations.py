@@ -1,8 +1,8 @@
 """Commands run from different folders with neither BACKUP_LOCAL_DIR nor DAGSTER_HOME set find the same backups
 and runs, and say where they look; an unknown database key is told the keys there are.
 
-The folder a command runs in is what is tested, so those are real subprocesses; the messages about database
-keys come from the command's own `main`, in this process.
+The folder a command runs in is what is tested: each command runs through its entry point with that folder as
+the current one and exactly the given environment (call_cli), its run executed to its end as well.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from backup_pipeline.cli.main import main
-from tests.support.cli import CLI, OUR_VARS
+from tests.support.cli import OUR_VARS, call_cli
 
 
 def test_commands_from_other_folders_find_the_same_backups_and_runs(seeded_db, tmp_path):
@@ -27,9 +27,7 @@ def test_commands_from_other_folders_find_the_same_backups_and_runs(seeded_db, t
     user_folder = data / "backup_pipeline"
 
     def run(folder: str, *argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(CLI), *argv], env=env, cwd=folders[folder], capture_output=True, text=True, timeout=300
-        )
+        return call_cli(list(argv), env, folders[folder])
 
     nothing = run("elsewhere", "list")
     assert nothing.returncode == 0, nothing.stderr
@@ -62,7 +60,7 @@ def test_commands_from_other_folders_find_the_same_backups_and_runs(seeded_db, t
     # Backups an earlier version kept in ./backups of the folder a job runs in stay in use, and it is said.
     old = tmp_path / "old_cron"
     shutil.copytree(user_folder / "backups", old / "backups")
-    legacy = subprocess.run([str(CLI), "list", "--json"], env=env, cwd=old, capture_output=True, text=True, timeout=120)
+    legacy = call_cli(["list", "--json"], env, old)
     assert legacy.returncode == 0, legacy.stderr
     assert [entry["name"] for entry in json.loads(legacy.stdout)] == [backup["name"]]
     first = legacy.stderr.splitlines()[0]
@@ -76,9 +74,7 @@ def test_inside_the_project_the_project_folder_wherever_below_it(tmp_path):
     shutil.copy(Path(__file__).resolve().parents[1] / "workspace.yaml", project / "workspace.yaml")
     env = {k: v for k, v in os.environ.items() if not OUR_VARS.match(k)}
     env.update(DATABASE_URL="postgresql://postgres@127.0.0.1:5432/app", XDG_DATA_HOME=str(tmp_path / "data"))
-    listed = subprocess.run(
-        [str(CLI), "list"], env=env, cwd=project / "db" / "migrations", capture_output=True, text=True, timeout=120
-    )
+    listed = call_cli(["list"], env, project / "db" / "migrations")
     assert listed.returncode == 0, listed.stderr
     assert listed.stderr.splitlines()[0] == (
         f"backup-db list: backups in local folder {project / 'backups'}, runs in the Dagster instance "
