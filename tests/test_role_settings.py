@@ -7,6 +7,7 @@ it lacks and the setting that avoids it, never a bare InsufficientPrivilege.
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -96,6 +97,17 @@ def _backup(url: str, tmp_path) -> tuple[BackupCatalog, BackupName, dict]:
     backup_id = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="daily")
     manifest = take_backup(target, catalog, backup_id, log=QUIET).manifest
     return catalog, BackupName(catalog.name_prefix, backup_id), manifest.tables
+
+
+def test_a_roles_idle_session_timeout_cannot_end_a_session_before_its_settings_run(role_database, admin_url):
+    """A role whose idle sessions end after a millisecond: the tool's session is switched off from its login, not
+    by a statement that a loaded machine may send too late (the server would already have closed the session)."""
+    role, dbname = role_database(createdb=False, timeouts={"idle_session_timeout": "1ms"})
+    target = PostgresTarget.from_url(_url(admin_url, dbname, role))
+    for _ in range(5):
+        with target.connect() as conn:
+            time.sleep(0.05)  # idle far longer than the role allows
+            assert conn.execute("SHOW idle_session_timeout").fetchone()[0] == "0"
 
 
 def test_a_roles_timeouts_never_fail_backup_verification_or_restore(role_database, admin_url, clean_env, tmp_path):

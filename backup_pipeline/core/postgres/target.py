@@ -113,16 +113,22 @@ class PostgresTarget:
         params = dict(self.params)
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         params.setdefault("application_name", "backup_pipeline")
-        # statement_timeout off from the login on, so a role's tiny one cannot cancel even the first statements;
-        # a pooler that refuses startup options (PgBouncer without ignore_startup_parameters) gets none.
-        startup = {**params, "options": f"{params.get('options', '')} {STARTUP_OPTIONS}".strip()}
+        # The timeouts off from the login on, so a role's tiny one cannot cancel even the first statements, nor
+        # end the session in the moment before they run (a loaded machine can pause a client that long); a
+        # server older than idle_session_timeout gets statement_timeout only, and a pooler that refuses startup
+        # options (PgBouncer without ignore_startup_parameters) none.
+        options = STARTUP_OPTIONS if self.server in _SERVERS_WITHOUT_IDLE_SESSION_TIMEOUT else FULL_STARTUP_OPTIONS
         try:
             try:
-                conn = psycopg.connect(autocommit=True, **startup)
+                conn = psycopg.connect(autocommit=True, **_with_options(params, options))
             except psycopg.OperationalError as error:
-                if "unsupported startup parameter" not in str(error):
+                if "unrecognized configuration parameter" in str(error) and options != STARTUP_OPTIONS:
+                    _SERVERS_WITHOUT_IDLE_SESSION_TIMEOUT.add(self.server)
+                    conn = psycopg.connect(autocommit=True, **_with_options(params, STARTUP_OPTIONS))
+                elif "unsupported startup parameter" in str(error):
+                    conn = psycopg.connect(autocommit=True, **params)
+                else:
                     raise
-                conn = psycopg.connect(autocommit=True, **params)
         except psycopg.OperationalError as error:
             if f'database "{self.dbname}" does not exist' in str(error):
                 raise DatabaseMissingError(
@@ -182,8 +188,17 @@ class PostgresTarget:
             yield env
 
 
-# Sent at login where the server takes it (see PostgresTarget.connect); every version has statement_timeout.
+# Sent at login where the server takes them (see PostgresTarget.connect): every version has statement_timeout,
+# 14 and newer idle_session_timeout.
 STARTUP_OPTIONS = "-c statement_timeout=0"
+FULL_STARTUP_OPTIONS = f"{STARTUP_OPTIONS} -c idle_session_timeout=0"
+# Servers (host:port) this process found refusing idle_session_timeout at login: asked without it from then on.
+_SERVERS_WITHOUT_IDLE_SESSION_TIMEOUT: set[str] = set()
+
+
+def _with_options(params: dict, options: str) -> dict:
+    return {**params, "options": f"{params.get('options', '')} {options}".strip()}
+
 # Timeouts a role or database may set (ALTER ROLE app SET statement_timeout = '1s') that must never end this
 # tool's own work: counting rows of a big table, idling while pg_restore runs, holding a lock's transaction.
 # pg_dump and pg_restore switch the same ones off for their sessions. (setting, first server version with it)
