@@ -122,10 +122,14 @@ class Deployment:
         self.code_port = free_port()
         self._start("code-server", on_loopback(dockerfile_cmd(), self.code_port), self.code_env)
 
-    def start_services(self) -> None:
-        """Webserver and daemon, once the code server answers (they load the code location from it)."""
+    def start_services(self, webserver_first: bool = False) -> None:
+        """Webserver and daemon, once the code server answers (they load the code location from it).
+
+        With `webserver_first`, the daemon starts once the webserver answers: its first sensor tick may ask the
+        webserver to reload the code location (the enrolment sensor, finding a database the code server has
+        not loaded). A `webserver_port` set beforehand is kept, so the code server's environment can name it."""
         self.wait_for_code_server()
-        self.webserver_port = free_port()
+        self.webserver_port = self.webserver_port or free_port()
         workspace = PROJECT_ROOT / "deploy" / "workspace.yaml"
         documented = documented_commands()
         service_env = {
@@ -133,11 +137,14 @@ class Deployment:
             "BACKUP_CODE_SERVER_HOST": "127.0.0.1",
             "BACKUP_CODE_SERVER_PORT": str(self.code_port),
         }
-        self._start("daemon", on_loopback(documented["dagster-daemon"], 0, workspace), service_env)
+        if not webserver_first:
+            self._start("daemon", on_loopback(documented["dagster-daemon"], 0, workspace), service_env)
         self._start(
             "webserver", on_loopback(documented["dagster-webserver"], self.webserver_port, workspace), service_env
         )
         wait_for_http(f"http://127.0.0.1:{self.webserver_port}/server_info", self.processes["webserver"], timeout=90)
+        if webserver_first:
+            self._start("daemon", on_loopback(documented["dagster-daemon"], 0, workspace), service_env)
 
     def _start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = open(self.logs / f"{name}.log", "wb")
