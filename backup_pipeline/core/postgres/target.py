@@ -199,6 +199,7 @@ _SERVERS_WITHOUT_IDLE_SESSION_TIMEOUT: set[str] = set()
 def _with_options(params: dict, options: str) -> dict:
     return {**params, "options": f"{params.get('options', '')} {options}".strip()}
 
+
 # Timeouts a role or database may set (ALTER ROLE app SET statement_timeout = '1s') that must never end this
 # tool's own work: counting rows of a big table, idling while pg_restore runs, holding a lock's transaction.
 # pg_dump and pg_restore switch the same ones off for their sessions. (setting, first server version with it)

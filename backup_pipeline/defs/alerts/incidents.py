@@ -23,7 +23,7 @@ from backup_pipeline.defs.alerts.runs import database_name
 from backup_pipeline.defs.names import ANNOUNCED_TAG, INCIDENT_SENSOR
 from backup_pipeline.defs.run_lifecycle import run_database_and_kind, run_failure_error
 
-INCIDENT_INTERVAL_S = 5
+INCIDENT_INTERVAL_S = 15  # well inside the grouping window (BACKUP_ALERT_GROUP_SECONDS, 60 by default)
 _ENDED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS]
 
 

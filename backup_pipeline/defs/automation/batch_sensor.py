@@ -13,7 +13,6 @@ from backup_pipeline.core.config import DatabaseSettings, Settings
 from backup_pipeline.core.servers import plan_batches
 from backup_pipeline.defs.automation.backup_requests import (
     REQUEST_LOOKBACK,
-    REQUEST_SENSOR_INTERVAL_S,
     REQUESTS_PER_TICK,
     batches_apply,
     requested_backups,
@@ -31,6 +30,9 @@ from backup_pipeline.defs.names import (
     DefinitionNames,
 )
 
+# A tick's request is answered within 10 s, each batch released within 10 s of its time in the jitter window.
+BATCH_SENSOR_INTERVAL_S = 10
+
 
 def build_batch_sensor(settings: Settings, batch_job: dg.JobDefinition) -> dg.SensorDefinition:
     """The sensor answering requests that name several databases (a schedule's tick) with backup_batch runs:
@@ -43,7 +45,7 @@ def build_batch_sensor(settings: Settings, batch_job: dg.JobDefinition) -> dg.Se
 
     @dg.sensor(
         name=BATCH_SENSOR,
-        minimum_interval_seconds=REQUEST_SENSOR_INTERVAL_S,
+        minimum_interval_seconds=BATCH_SENSOR_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         jobs=[batch_job],
         description=(

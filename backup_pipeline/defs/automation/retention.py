@@ -6,7 +6,6 @@ from __future__ import annotations
 import dagster as dg
 
 from backup_pipeline.core.config import Settings
-from backup_pipeline.defs.automation.backup_requests import REQUEST_SENSOR_INTERVAL_S
 from backup_pipeline.defs.names import (
     BACKUP_TYPE_TAG,
     DATABASE_TAG,
@@ -18,6 +17,9 @@ from backup_pipeline.defs.names import (
     DefinitionNames,
 )
 from backup_pipeline.defs.run_lifecycle import run_database_and_kind
+
+# Retention follows a night's backup; nobody waits for it, so the sensor looks twice a minute.
+RETENTION_SENSOR_INTERVAL_S = 30
 
 
 def build_retention_job(settings: Settings) -> dg.UnresolvedAssetJobDefinition | None:
@@ -39,7 +41,7 @@ def make_retention_on_backup_success_sensor(
     settings: Settings,
     prune_job,
     name: str = RETENTION_SENSOR,
-    minimum_interval_seconds: int = REQUEST_SENSOR_INTERVAL_S,
+    minimum_interval_seconds: int = RETENTION_SENSOR_INTERVAL_S,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """The one sensor that runs retention of a database after each successful scheduled (daily) backup of it.
