@@ -2,7 +2,9 @@
 database's place; several commands started together on a new DAGSTER_HOME all work.
 
 The run's pg_dump is a stand-in that says when it has started and then waits, so the kill lands mid-dump
-every time. The killed process's group (its pg_dump) is stopped by the test whatever happens.
+every time. The killed process's group (its pg_dump) is stopped by the test whatever happens. The two tests with
+the daemon share one `dagster dev` (and its instance): its runs' pg_dump is the real one, except once after a
+test asks for a stall.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +24,7 @@ import psutil
 import pytest
 
 from tests.support.cli import CLI, make_world
-from tests.support.discord_stub import discord_stub  # noqa: F401
+from tests.support.discord_stub import DiscordStub, discord_stub  # noqa: F401
 from tests.support.hardening import client_tools_folder
 from tests.support.processes import free_port, start_process, stop_process
 from tests.test_cli_daemon import _daemon_healthy
@@ -61,10 +64,15 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def failure_alerts(stub, timeout: float) -> list[str]:
-    """The failure alerts Discord got, once at least one came (the freshness alert may come first)."""
-    wait_for(lambda: any("Database backup failed" in m for m in stub.messages), timeout, "a failure alert")
-    return [m for m in stub.messages if "Database backup failed" in m]
+def failure_alerts(stub, timeout: float, since: int = 0) -> list[str]:
+    """The failure alerts Discord got after its first `since` messages, once at least one came (the freshness
+    alert may come first)."""
+
+    def failures() -> list[str]:
+        return [m for m in stub.messages[since:] if "Database backup failed" in m]
+
+    wait_for(failures, timeout, "a failure alert")
+    return failures()
 
 
 def run_of(world, run_id: str) -> dg.DagsterRun:
@@ -177,15 +185,42 @@ def running_dagster_dev(world, extra_env: dict[str, str]):
         stop_process(process)
 
 
-@pytest.fixture
-def dagster_dev(world, discord_stub):
-    with running_dagster_dev(world, {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url}) as url:
-        yield url
+@dataclass
+class DagsterDev:
+    url: str
+    stub: DiscordStub
+    bin_dir: Path
+    stall: Path  # created by a test: the next pg_dump of a run the daemon launched waits
+    started: Path  # created by that pg_dump once it waits
 
 
-def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
-    world, tmp_path, discord_stub, dagster_dev
-):
+@pytest.fixture(scope="module")
+def daemon_world(pg_admin_url, moto_server, tmp_path_factory):
+    world = make_world(pg_admin_url, moto_server, tmp_path_factory.mktemp("daemon_world"))
+    yield world
+    world.drop_databases()
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(daemon_world, tmp_path_factory):
+    """`dagster dev` on daemon_world's instance, its alerts to a Discord stand-in, its runs' pg_dump real except
+    once after `stall` is created."""
+    folder = tmp_path_factory.mktemp("switchable_pg_dump")
+    stall, started = folder / "stall", folder / "dump-started"
+    bin_dir = client_tools_folder(
+        folder / "bin",
+        f'if [ "$1" = "--version" ]; then exec "$REAL/pg_dump" --version; fi\n'
+        f"if rm {stall} 2>/dev/null; then touch {started}; sleep 300; fi\n"
+        'exec "$REAL/pg_dump" "$@"',
+    )
+    with DiscordStub() as stub:
+        extra = {"DISCORD_WEBHOOK_URL": stub.webhook_url, "BACKUP_PG_BIN_DIR": str(bin_dir)}
+        with running_dagster_dev(daemon_world, extra) as url:
+            yield DagsterDev(url, stub, bin_dir, stall, started)
+
+
+def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(daemon_world, tmp_path, dagster_dev):
+    world, discord_stub, seen = daemon_world, dagster_dev.stub, len(dagster_dev.stub.messages)
     alerts = {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url}
     # The killed backup runs in a process of its own (no webserver named), as `backup-db` does without one.
     own = {**alerts, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"}
@@ -199,7 +234,7 @@ def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
         pid = int(run_of(world, run_id).tags["backup/pid"])
         # A second backup of the same database, through the webserver's queue: it waits (one per database).
         queued = world.run(
-            "backup", "--no-wait", "--quiet", "--json", env={**alerts, "DAGSTER_WEBSERVER_URL": dagster_dev}
+            "backup", "--no-wait", "--quiet", "--json", env={**alerts, "DAGSTER_WEBSERVER_URL": dagster_dev.url}
         )
         assert queued.returncode == 0, queued.stderr
         assert "queued through the webserver" in queued.stderr
@@ -219,7 +254,7 @@ def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
 
     assert run_of(world, run_id).status == dg.DagsterRunStatus.FAILURE
     assert failed_after < SENSOR_LIMIT_S
-    failures = failure_alerts(discord_stub, timeout=30)
+    failures = failure_alerts(discord_stub, timeout=30, since=seen)
     assert len(failures) == 1 and f"the process running it (pid {pid} on " in failures[0], failures
 
     # No longer blocked: the queued backup of the same database starts and completes.
@@ -227,11 +262,12 @@ def test_with_the_daemon_a_killed_run_is_failed_and_the_queued_backup_starts(
     assert run_of(world, queued_id).status == dg.DagsterRunStatus.SUCCESS
 
 
-def test_a_run_the_daemon_launched_is_failed_when_its_worker_is_killed(world, tmp_path, discord_stub):
+def test_a_run_the_daemon_launched_is_failed_when_its_worker_is_killed(daemon_world, dagster_dev):
     """The default launcher: the code server that started the run worker fails the run once the worker is gone."""
-    bin_dir, started = stalling_pg_dump(tmp_path)
-    extra = {"DISCORD_WEBHOOK_URL": discord_stub.webhook_url, "BACKUP_PG_BIN_DIR": str(bin_dir)}
-    with running_dagster_dev(world, extra) as url:
+    world, url, bin_dir, started = daemon_world, dagster_dev.url, dagster_dev.bin_dir, dagster_dev.started
+    seen = len(dagster_dev.stub.messages)
+    dagster_dev.stall.touch()
+    try:
         seed = world.run("prune", "--dry-run", env={"DAGSTER_WEBSERVER_URL": url})  # a run the webserver knows
         assert seed.returncode == 0, seed.stderr
         queued = world.run("backup", "--no-wait", "--quiet", "--json", env={"DAGSTER_WEBSERVER_URL": url})
@@ -250,4 +286,6 @@ def test_a_run_the_daemon_launched_is_failed_when_its_worker_is_killed(world, tm
                 os.kill(dump_pid, signal.SIGKILL)
         print(f"kill to FAILURE (daemon-launched run, code server): {failure_time(world, run_id) - killed_at:.1f} s")
         assert run_of(world, run_id).status == dg.DagsterRunStatus.FAILURE
-        assert len(failure_alerts(discord_stub, timeout=60)) == 1
+        assert len(failure_alerts(dagster_dev.stub, timeout=60, since=seen)) == 1
+    finally:
+        dagster_dev.stall.unlink(missing_ok=True)
