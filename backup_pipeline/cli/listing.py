@@ -21,7 +21,10 @@ def list_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int
     manifests = catalog.manifests(e for e in entries if e.type in LABELLED_TYPES)
     warn_about_other_servers(ctx, manifests.values())
     labels = {name: m.label for name, m in manifests.items() if m.label}
-    verifying = being_verified(ctx, entries)
+    under_way = verifications_under_way_of(ctx, entries)
+    if under_way is not None:
+        entries = [_settled(catalog, e) if not e.verified and str(e.name.id) not in under_way else e for e in entries]
+    verifying = {str(e.name) for e in entries if not e.verified and str(e.name.id) in (under_way or ())}
     if as_json:
         print_json(
             [
@@ -39,23 +42,29 @@ def list_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int
     return 0
 
 
-def being_verified(ctx: CliContext, entries: list[BackupEntry]) -> set[str]:
-    """The names of unverified backups that a run under way is verifying. Asked of the Dagster instance only
+def verifications_under_way_of(ctx: CliContext, entries: list[BackupEntry]) -> set[str] | None:
+    """The backup ids a run under way is verifying, or None when not asked. Asked of the Dagster instance only
     when a backup is unverified (so a plain `list` never loads Dagster), and only when the instance exists."""
-    unverified = {str(entry.name.id): str(entry.name) for entry in entries if not entry.verified}
-    if not unverified or not dagster_home_path().is_dir():
-        return set()
+    if all(entry.verified for entry in entries) or not dagster_home_path().is_dir():
+        return None
     from backup_pipeline.cli.run_state import existing_instance, verifications_under_way
 
     try:
         with existing_instance(ctx.settings) as instance:
-            if instance is None:
-                return set()
-            ids = verifications_under_way(instance, ctx.settings, ctx.db)
+            return None if instance is None else verifications_under_way(instance, ctx.settings, ctx.db)
     except Exception as error:  # noqa: BLE001 (a listing never fails for a column's courtesy)
         warn(f"could not ask the Dagster instance which backups are being verified ({type(error).__name__})")
-        return set()
-    return {name for backup_id, name in unverified.items() if backup_id in ids}
+        return None
+
+
+def _settled(catalog, entry: BackupEntry) -> BackupEntry:
+    """An entry the listing saw unverified and no run is verifying now, read again: a run that ended between the
+    listing and the question wrote its verification record before it ended, and the backup is verified."""
+    try:
+        again = catalog.look_up(entry.name)
+    except BackupError:
+        return entry
+    return again if again.verified else entry
 
 
 def list_all_backups(ctx: CliContext, backup_type: str | None, as_json: bool) -> int:
