@@ -86,12 +86,14 @@ def test_connections_held_at_once_by_each_step(private_server, make_pg18_databas
     catalog = BackupCatalog(LocalStorage(tmp_path / "backups"), "db-backups", source.dbname)
     measured: dict[str, int] = {}
     seen: dict[str, list[str]] = {}
+    sessions: dict[str, set[str]] = {}
 
     def count(step: str, action) -> object:
         with ConnectionCounter(private_server) as counter:
             result = action()
         measured[step] = counter.most
         seen[step] = counter.at_most
+        sessions[step] = counter.seen
         return result
 
     daily = BackupId(created_at=datetime(2026, 1, 13, 6, 0, tzinfo=UTC), type="daily")
@@ -116,4 +118,6 @@ def test_connections_held_at_once_by_each_step(private_server, make_pg18_databas
     print(f"connections held at once: {measured}")
     too_many = {step: n for step, n in measured.items() if n > MOST_AT_ONCE[step]}
     assert not too_many, f"measured {measured}, README promises at most {MOST_AT_ONCE}; sessions seen: {seen}"
-    assert measured["backup"] >= 2  # the counter does see the steps' sessions
+    # The counter does see the steps' sessions (ours and pg_dump's; at once only if it sampled while both were
+    # open, which a loaded machine may not let it do).
+    assert len(sessions["backup"]) >= 2, sessions["backup"]
