@@ -48,16 +48,19 @@ class BatchOutcome:
     error: RunError | None = None
 
 
+def _batch_record(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings) -> tuple[list, dict, dict]:
+    """A batch run's databases that are still configured, its failed steps and its materializations' metadata."""
+    by_key = {db.key: db for db in settings.databases}
+    databases = [by_key[key] for key in batch_keys(run.run_config) if key in by_key]
+    return databases, _step_failures(instance, run.run_id), materialization_metadata(instance, run.run_id)
+
+
 def batch_outcomes(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Settings) -> list[BatchOutcome]:
     """Each database of a finished batch run whose backup step ended: verified, or failed and why."""
-    by_key = {db.key: db for db in settings.databases}
-    failures = _step_failures(instance, run.run_id)
-    stored = materialization_metadata(instance, run.run_id)
+    databases, failures, stored = _batch_record(instance, run, settings)
     outcomes = []
-    for key in batch_keys(run.run_config):
-        db = by_key.get(key)
-        if db is None:
-            continue
+    for db in databases:
+        key = db.key
         if (BATCH_BACKUP_OP, key) in failures:
             outcomes.append(BatchOutcome(db, ok=False, error=failures[(BATCH_BACKUP_OP, key)]))
         elif dg.AssetKey(DefinitionNames(db).asset_path("restore_verification")) in stored:
@@ -80,15 +83,11 @@ def batch_events(
     """Per database of a finished batch run: its failure, or its health warning and (with `notices`) its
     notice. A run that failed before any database's step did (a crash, the run monitor) is one failure.
     With `grouped`, a failure whose cause others may share is left out: the incident sensor tells it."""
-    by_key = {db.key: db for db in settings.databases}
-    failures = _step_failures(instance, run.run_id)
-    stored = materialization_metadata(instance, run.run_id)
+    databases, failures, stored = _batch_record(instance, run, settings)
     checks = asset_check_evaluations(instance, run.run_id)
     messages = []
-    for key in batch_keys(run.run_config):
-        db = by_key.get(key)
-        if db is None:
-            continue
+    for db in databases:
+        key = db.key
         names = DefinitionNames(db)
         if (BATCH_BACKUP_OP, key) in failures:
             error = failures[(BATCH_BACKUP_OP, key)]
