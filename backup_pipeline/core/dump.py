@@ -187,7 +187,7 @@ def start_dump(
             client.path("pg_dump"),
             *options.pg_dump_args(client.major, pg_dump_text),
             f"--snapshot={snapshot}",
-            f"--dbname={tagged_sessions(target, tag).conninfo_without_password()}",
+            f"--dbname={tagged_sessions(target, tag).client_conninfo()}",
         ]
         with target.child_env() as env, _staging(options) as folder:
             if folder is None:
@@ -282,7 +282,7 @@ def _count_rows(conn, out: dict) -> None:
 def schema_sql(target: PostgresTarget, client: PgClient) -> bytes:
     """`pg_dump --schema-only --create` of `target`: every object, owners, privileges and the database's own
     settings, as SQL in the database's encoding (what `backup-db diff` compares a backup's schema with)."""
-    argv = [client.path("pg_dump"), "--schema-only", "--create", f"--dbname={target.conninfo_without_password()}"]
+    argv = [client.path("pg_dump"), "--schema-only", "--create", f"--dbname={target.client_conninfo()}"]
     with target.child_env() as env, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         code = subprocess.run(argv, stdout=out, stderr=err, env=env, check=False).returncode
         err.seek(0)

@@ -106,6 +106,17 @@ class PostgresTarget:
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         return make_conninfo(**params)
 
+    def client_conninfo(self) -> str:
+        """The connection for pg_dump, pg_restore and psql (their argv): no password, and the timeouts off from
+        the login on where this process's own sessions found the server takes startup options. The tools switch
+        the timeouts off themselves, but only after their first statements, which a role's tiny statement_timeout
+        can cancel on a loaded machine."""
+        options = _OPTIONS_TAKEN.get(self.server)
+        target = (
+            PostgresTarget(params=_with_options(self.params, options), source_env=self.source_env) if options else self
+        )
+        return target.conninfo_without_password()
+
     def connect(self, autocommit: bool = True):
         """A session of this tool's own: its settings (session_settings) override the role's and the database's."""
         import psycopg
@@ -124,11 +135,14 @@ class PostgresTarget:
             except psycopg.OperationalError as error:
                 if "unrecognized configuration parameter" in str(error) and options != STARTUP_OPTIONS:
                     _SERVERS_WITHOUT_IDLE_SESSION_TIMEOUT.add(self.server)
-                    conn = psycopg.connect(autocommit=True, **_with_options(params, STARTUP_OPTIONS))
+                    options = STARTUP_OPTIONS
+                    conn = psycopg.connect(autocommit=True, **_with_options(params, options))
                 elif "unsupported startup parameter" in str(error):
+                    options = None
                     conn = psycopg.connect(autocommit=True, **params)
                 else:
                     raise
+            _OPTIONS_TAKEN[self.server] = options
         except psycopg.OperationalError as error:
             if f'database "{self.dbname}" does not exist' in str(error):
                 raise DatabaseMissingError(
@@ -194,6 +208,8 @@ STARTUP_OPTIONS = "-c statement_timeout=0"
 FULL_STARTUP_OPTIONS = f"{STARTUP_OPTIONS} -c idle_session_timeout=0"
 # Servers (host:port) this process found refusing idle_session_timeout at login: asked without it from then on.
 _SERVERS_WITHOUT_IDLE_SESSION_TIMEOUT: set[str] = set()
+# The startup options each server (host:port) took at this process's last login (None: it refuses them all).
+_OPTIONS_TAKEN: dict[str, str | None] = {}
 
 
 def _with_options(params: dict, options: str) -> dict:

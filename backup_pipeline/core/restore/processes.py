@@ -96,7 +96,7 @@ class ScriptRestore:
                 "-q",
                 "-v",
                 "ON_ERROR_STOP=1",
-                f"--dbname={target.conninfo_without_password()}",
+                f"--dbname={target.client_conninfo()}",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -152,7 +152,7 @@ class ScriptRestore:
 
 
 def restore_args(target: PostgresTarget) -> list[str]:
-    return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={target.conninfo_without_password()}"]
+    return ["--no-owner", "--no-acl", "--exit-on-error", f"--dbname={target.client_conninfo()}"]
 
 
 def error_text(stderr_file, code: int) -> str:
