@@ -90,6 +90,33 @@ def measure_load(env: dict[str, str], repeat: int = 3) -> dict:
     return {**median, **{k: samples[0][k] for k in ("jobs", "schedules", "sensors", "assets")}}
 
 
+def request_timeline(instance, requested: float) -> list[dict]:
+    """Each run since the request (the request_backup run, then the backup run it asked for): when it was queued,
+    launched, its first step started and it ended, in seconds after the request."""
+    import dagster as dg
+
+    def at(run_id, event_type):
+        records = instance.get_records_for_run(run_id, of_type=event_type, limit=1).records
+        return round(records[0].timestamp - requested, 1) if records else None
+
+    timeline = []
+    for record in reversed(
+        instance.get_run_records(dg.RunsFilter(created_after=datetime.fromtimestamp(requested, UTC)))
+    ):
+        run_id = record.dagster_run.run_id
+        timeline.append(
+            {
+                "job": record.dagster_run.job_name,
+                "queued": at(run_id, dg.DagsterEventType.RUN_ENQUEUED),
+                "launched": at(run_id, dg.DagsterEventType.RUN_STARTING),
+                "started": at(run_id, dg.DagsterEventType.RUN_START),
+                "first_step": at(run_id, dg.DagsterEventType.STEP_START),
+                "ended": round(record.end_time - requested, 1) if record.end_time else None,
+            }
+        )
+    return timeline
+
+
 def stored(local_dir: Path, key: str, backup_type: str) -> Path | None:
     found = sorted((local_dir / "db-backups").glob(f"{key}_{backup_type}_*.dump.json"))
     return found[-1] if found else None
@@ -181,6 +208,7 @@ def bench(
             "request_to_stored_s": stored_at - requested,
             "request_to_verified_s": run_windows(instance, [run])[0].ended - requested,
             "status": run.status.value,
+            "timeline": request_timeline(instance, requested),
         }
         print(f"[{count}] request: {json.dumps(result['request'])}", flush=True)
 
