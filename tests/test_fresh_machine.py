@@ -96,7 +96,7 @@ def _quick_start_command() -> str:
 
 
 @pytest.mark.slow
-# pip's install alone is about a minute of CPU: beside three other workers the test takes 200 s on 2 cores, too
+# pip's install alone is about 40 s of CPU: beside three other workers the test takes 200 s on 2 cores, too
 # near the suite's 300 s limit for hangs (its commands have limits of their own).
 @pytest.mark.timeout(600)
 def test_the_quick_start_on_a_fresh_copy_runs_the_demo_and_the_dagster_commands(tmp_path):
