@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 import requests
 
-from tests.support.cli import PROJECT_ROOT, make_world, status_lines
+from tests.support.cli import PROJECT_ROOT, module_world, status_lines
 from tests.support.processes import free_port, start_process, stop_process
 
 DAEMON_HEALTH = '{ instance { daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } } } }'
@@ -27,9 +27,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def world(pg_admin_url, moto_server, tmp_path_factory):
-    world = make_world(pg_admin_url, moto_server, tmp_path_factory.mktemp("cli_daemon"))
-    yield world
-    world.drop_databases()
+    yield from module_world(pg_admin_url, moto_server, tmp_path_factory, "cli_daemon")
 
 
 def _daemon_healthy(url: str) -> bool:

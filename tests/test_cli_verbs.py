@@ -16,7 +16,7 @@ import pytest
 
 from backup_pipeline.core.manifest import Manifest
 from backup_pipeline.core.names import TIMESTAMP_FORMAT
-from tests.support.cli import database_names, make_world, row_counts, schema_dump, status_lines
+from tests.support.cli import database_names, module_world, row_counts, schema_dump, status_lines
 from tests.support.seed import SEED_COUNTS
 
 SECRET_PASSWORD = "pw-Zq81-never-stored"
@@ -24,9 +24,7 @@ SECRET_PASSWORD = "pw-Zq81-never-stored"
 
 @pytest.fixture(scope="module")
 def world(pg_admin_url, moto_server, tmp_path_factory):
-    world = make_world(pg_admin_url, moto_server, tmp_path_factory.mktemp("cli_verbs"))
-    yield world
-    world.drop_databases()
+    yield from module_world(pg_admin_url, moto_server, tmp_path_factory, "cli_verbs")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from tests.support.cli import CLI, make_world
+from tests.support.cli import CLI, make_world, module_world
 from tests.support.discord_stub import DiscordStub, discord_stub  # noqa: F401
 from tests.support.hardening import client_tools_folder
 from tests.support.processes import free_port, start_process, stop_process
@@ -196,9 +196,7 @@ class DagsterDev:
 
 @pytest.fixture(scope="module")
 def daemon_world(pg_admin_url, moto_server, tmp_path_factory):
-    world = make_world(pg_admin_url, moto_server, tmp_path_factory.mktemp("daemon_world"))
-    yield world
-    world.drop_databases()
+    yield from module_world(pg_admin_url, moto_server, tmp_path_factory, "daemon_world")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from backup_pipeline.core.postgres.clients import ClientTools, bundled_client_di
 from backup_pipeline.core.restore import restore_into, restore_to_database
 from backup_pipeline.core.storage.local import LocalStorage
 from backup_pipeline.core.verify import verify_backup
-from tests.support.cli import make_world, row_counts, schema_dump
+from tests.support.cli import make_world, module_world, row_counts, schema_dump
 from tests.support.hardening import client_tools_folder
 from tests.support.postgres_server import server_major
 from tests.support.scratch import claimed_in_this_process, still_there
@@ -293,9 +293,7 @@ def test_postgresql_18_features_restore_exactly(clean_env, make_pg18_database, p
 
 @pytest.fixture(scope="module")
 def world(pg_admin_url, moto_server, tmp_path_factory):
-    world = make_world(pg_admin_url, moto_server, tmp_path_factory.mktemp("upgrade"))
-    yield world
-    world.drop_databases()
+    yield from module_world(pg_admin_url, moto_server, tmp_path_factory, "upgrade")
 
 
 def test_a_backup_of_the_older_server_restores_into_18_as_an_upgrade(world, pg18_admin_url):

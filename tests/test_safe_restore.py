@@ -38,7 +38,7 @@ from backup_pipeline.core.postgres.clients import ClientTools
 from backup_pipeline.core.postgres.scratch import SCRATCH_DATABASE
 from backup_pipeline.core.restore import RestoreStopped, restore_to_database
 from backup_pipeline.core.storage import open_storage
-from tests.support.cli import CLI, PROJECT_ROOT, CliWorld, make_world, row_counts
+from tests.support.cli import CLI, PROJECT_ROOT, CliWorld, module_world, row_counts
 from tests.support.hardening import clean_environment, real_pg_bin
 from tests.support.pipeline import failure_message, load_defs
 from tests.support.seed import SEED_COUNTS
@@ -62,17 +62,13 @@ WORK_DATABASE = re.compile(r"scratch database (bp_restore_\w+)")
 
 @pytest.fixture(scope="module")
 def world(pg_admin_url, moto_server, tmp_path_factory):
-    world = make_world(pg_admin_url, moto_server, tmp_path_factory.mktemp("safe_restore"))
-    yield world
-    world.drop_databases()
+    yield from module_world(pg_admin_url, moto_server, tmp_path_factory, "safe_restore")
 
 
 @pytest.fixture(scope="module")
 def world18(pg18_admin_url, moto_server, tmp_path_factory):
     """The same on the bundled PostgreSQL 18 (the machine's own server when it is an 18)."""
-    world = make_world(pg18_admin_url, moto_server, tmp_path_factory.mktemp("safe_restore_18"))
-    yield world
-    world.drop_databases()
+    yield from module_world(pg18_admin_url, moto_server, tmp_path_factory, "safe_restore_18")
 
 
 def _take_backup(world: CliWorld) -> dict:

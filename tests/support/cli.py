@@ -267,6 +267,14 @@ def make_world(admin_url: str, moto_server, tmp_path: Path, seed_sql: str = SEED
     return CliWorld(admin_url=admin_url, db_name=db_name, bucket=bucket, s3=s3, home=home, env=env, work_dir=work_dir)
 
 
+def module_world(admin_url: str, moto_server, tmp_path_factory, name: str, **kwargs):
+    """A module fixture's CliWorld (`yield from module_world(...)`), in a folder named `name`; the databases it
+    made are dropped when the module is done."""
+    world = make_world(admin_url, moto_server, tmp_path_factory.mktemp(name), **kwargs)
+    yield world
+    world.drop_databases()
+
+
 def status_lines(stderr: str) -> list[str]:
     """The statuses a command printed, in order: ['queued', 'starting', 'running', 'completed']."""
     return re.findall(r"^\[\d+s\] Status: (\w+)", stderr, flags=re.MULTILINE)
