@@ -49,7 +49,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     backup_job = next((job for job in named_jobs if job.name == "backup_job"), None)
     retention_job = build_retention_job(settings)
     prune_job = retention_job or next(job for job in named_jobs if job.name == "prune_job")
-    # Several databases: a schedule's tick is answered with batch runs (defs/batches.py).
+    # Several databases: every backup a request asks for is a backup_batch run (defs/batches.py).
     batch_job = build_batch_job(settings) if retention_job else None
     enrolment = build_enrolment_sensor(settings, Notifier(settings))
     return dg.Definitions.merge(
@@ -62,7 +62,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             + [build_restore_job(settings)],
             schedules=build_backup_schedules(settings),
             sensors=[
-                build_request_sensor(settings, backup_job),
+                build_request_sensor(settings, backup_job or batch_job),
                 make_retention_on_backup_success_sensor(settings, prune_job),
                 *([build_batch_sensor(settings, batch_job)] if batch_job else []),
                 *([enrolment] if enrolment else []),

@@ -192,9 +192,7 @@ def bench(
             lambda: [
                 r
                 for r in instance.get_runs(
-                    dg.RunsFilter(
-                        tags={"backup/database": key, "backup/type": "pre-migration", "backup/kind": "backup"}
-                    )
+                    dg.RunsFilter(tags={"backup/database": key, "backup/type": "pre-migration", "backup/kind": "batch"})
                 )
                 if r.is_finished
             ],

@@ -251,9 +251,7 @@ def finished_runs(deployment) -> list[dg.DagsterRun]:
     assert len(settings.databases) == DATABASES + 2 + len(DOWN_KEYS) + len(deployment["fleet_keys"])
 
     def finished():
-        runs = instance.get_runs(dg.RunsFilter(job_name="backup_batch")) + instance.get_runs(
-            dg.RunsFilter(tags={"backup/kind": "backup"})
-        )
+        runs = instance.get_runs(dg.RunsFilter(job_name="backup_batch"))
         return runs if len(runs) >= expected_batches + 1 and all(r.is_finished for r in runs) else None
 
     return wait_for(finished, RUN_TIMEOUT_S, "the night's runs", check=processes.check_alive)
@@ -347,9 +345,9 @@ def test_definitions_do_not_grow_with_the_databases(deployment):
 def test_one_failing_database_fails_alone_and_every_other_is_verified_on_its_own_assets(deployment):
     instance, keys, daily_id = deployment["instance"], deployment["keys"], deployment["daily_id"]
     runs = finished_runs(deployment)
-    batches = [r for r in runs if r.job_name == "backup_batch"]
     [tick_request] = instance.get_runs(dg.RunsFilter(job_name="request_backup", tags={"backup/type": "daily"}))
     assert tick_request.tags["dagster/schedule_name"] == schedule_name(deployment["cron"])
+    batches = [r for r in runs if r.tags.get(REQUESTED_BY_TAG) == tick_request.run_id]
     # Every database of the tick in exactly one batch, each batch of one server; billing's cron is not due.
     night = keys + ["broken", *DOWN_KEYS, *deployment["fleet_keys"]]
     assert sorted(k for r in batches for k in batch_keys(r.run_config)) == sorted(night)
@@ -448,7 +446,17 @@ def test_a_requested_backup_runs_on_its_own_in_a_lane_of_its_server(deployment):
     runs = finished_runs(deployment)
     [premigration] = [r for r in runs if r.tags.get(REQUESTED_BY_TAG) == deployment["premigration_request"]]
     assert premigration.status == dg.DagsterRunStatus.SUCCESS
+    # A run of its own: backup_batch with this one database (no job of every database's assets to build).
+    assert premigration.job_name == "backup_batch" and batch_keys(premigration.run_config) == ["db001"]
     assert premigration.tags[DATABASE_TAG] == "db001" and premigration.tags["backup/type"] == "pre-migration"
     assert premigration.tags[SERVER_TAG] == SERVER_A and premigration.tags[LANE_TAG].startswith(f"{SERVER_A}#")
-    [entry] = [e for e in catalog_for("db001").complete() if str(e.name.id) == premigration.tags["dagster/partition"]]
+    [entry] = [e for e in catalog_for("db001").complete() if str(e.name.id) == premigration.tags["backup/id"]]
     assert entry.verified
+    # Recorded on db001's own assets, in the backup's partition, as a run of its assets would be.
+    instance = deployment["instance"]
+    for asset in ("database_dump", "offsite_backup", "restore_verification"):
+        [record] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["db001", asset]), asset_partitions=[str(entry.name.id)]),
+            limit=1,
+        ).records
+        assert record.run_id == premigration.run_id, asset

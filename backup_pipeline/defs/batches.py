@@ -1,4 +1,5 @@
-"""backup_batch: one run backing up a batch of databases of one server, for a night's scheduled backups.
+"""backup_batch: one run backing up a batch of databases of one server, for a night's scheduled backups; and,
+with several databases configured, the run of each backup a request asks for of one database.
 
 A run per database costs a process start and a load of the code location (seconds of CPU, more with every
 database configured) for about a second of work on a small database, and the daemon's cost to create a run
@@ -95,9 +96,10 @@ def build_batch_job(settings: Settings) -> dg.JobDefinition:
         tags={KIND_TAG: "batch"},
         executor_def=dg.in_process_executor,
         description=(
-            "A night's scheduled backups of a few databases of one server, started by the backup_batch_sensor: "
-            "one step per database (dump, upload, verify), then its retention; a database that fails fails its "
-            "own step only. Each database's results are recorded on its own assets."
+            "A night's scheduled backups of a few databases of one server (started by the backup_batch_sensor), "
+            "or one database's requested backup (by the backup_request_sensor): one step per database (dump, "
+            "upload, verify), then its retention after a daily backup; a database that fails fails its own step "
+            "only. Each database's results are recorded on its own assets."
         ),
     )
     def backup_batch():

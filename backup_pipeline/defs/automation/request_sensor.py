@@ -19,7 +19,10 @@ from backup_pipeline.defs.automation.backup_requests import (
     requested_backups,
     sensor_answer,
 )
+from backup_pipeline.defs.batch_config import batch_run_config
 from backup_pipeline.defs.names import (
+    BACKUP_ID_TAG,
+    BATCH_JOB,
     BATCH_SENSOR,
     DATABASE_TAG,
     KIND_TAG,
@@ -34,16 +37,34 @@ from backup_pipeline.defs.names import (
 def backup_run_request(
     db: DatabaseSettings, backup_id: str, tags: dict[str, str], run_key: str, lane: str | None = None
 ) -> dg.RunRequest:
-    """A run of the database's dump, upload and verification for one backup (partition), in a lane of its
-    server when given (the run queue lets one run per lane through at a time)."""
-    target = DefinitionNames(db).run_target("backup")
-    server = {SERVER_TAG: database_server(db)}
+    """A run of the database's dump, upload and verification for one backup (partition): its named backup_job
+    (the one database of a DATABASE_URL setup), else a backup_batch run of this database alone, in a lane of
+    its server (the run queue lets one run per lane through at a time).
+
+    A backup_batch run rather than a run of the database's own assets: a run of a selection of assets makes
+    the code server and the run's process build Dagster's job of every database's assets first (seconds at a
+    thousand databases, for a second of work); backup_batch is three ops whatever the number of databases,
+    and records the same materializations and checks on the database's own assets.
+    """
+    if DefinitionNames(db).has_named_jobs:
+        return dg.RunRequest(
+            run_key=run_key,
+            job_name=DefinitionNames(db).backup_job,
+            partition_key=backup_id,
+            tags={**tags, DATABASE_TAG: db.key, KIND_TAG: "backup", SERVER_TAG: database_server(db)},
+        )
     return dg.RunRequest(
         run_key=run_key,
-        job_name=target.named_job,
-        asset_selection=[dg.AssetKey(p) for p in target.asset_selection] if target.asset_selection else None,
-        partition_key=backup_id,
-        tags={**tags, DATABASE_TAG: db.key, KIND_TAG: "backup", **server, **({LANE_TAG: lane} if lane else {})},
+        job_name=BATCH_JOB,
+        run_config=batch_run_config([db.key]),
+        tags={
+            **tags,
+            DATABASE_TAG: db.key,
+            KIND_TAG: "batch",
+            BACKUP_ID_TAG: backup_id,
+            SERVER_TAG: database_server(db),
+            **({LANE_TAG: lane} if lane else {}),
+        },
     )
 
 
@@ -65,22 +86,9 @@ def least_busy_lane(instance: dg.DagsterInstance, settings: Settings, db: Databa
     )
 
 
-def backup_assets_selection(settings: Settings) -> dg.AssetSelection:
-    keys = [dg.AssetKey(p) for db in settings.databases for p in DefinitionNames(db).backup_selection]
-    return dg.AssetSelection.assets(*keys)
-
-
-def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.SensorDefinition:
-    """The one sensor answering every database's backup requests.
-
-    With one database and its named backup_job the sensor starts that job; with several, it starts runs of
-    each database's own assets (a sensor over an asset selection may, a named job may not, span databases).
-    """
-    target = (
-        {"jobs": [named_backup_job]}
-        if named_backup_job is not None
-        else {"asset_selection": backup_assets_selection(settings)}
-    )
+def build_request_sensor(settings: Settings, backup_job: dg.JobDefinition) -> dg.SensorDefinition:
+    """The one sensor answering every database's backup requests, with runs of `backup_job`: the named
+    backup_job of a DATABASE_URL setup, else backup_batch (one database per run here)."""
 
     @dg.sensor(
         name=REQUEST_SENSOR,
@@ -91,7 +99,7 @@ def build_request_sensor(settings: Settings, named_backup_job=None) -> dg.Sensor
             "`dagster job launch`, `backup-db backup --no-wait` or a schedule's tick); requests naming several "
             f"databases are the {BATCH_SENSOR}'s."
         ),
-        **target,
+        jobs=[backup_job],
     )
     def backup_request_sensor(context: dg.SensorEvaluationContext):
         after = _cursor_time(context.cursor) or datetime.now(UTC) - REQUEST_LOOKBACK
