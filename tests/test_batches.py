@@ -16,8 +16,9 @@ from backup_pipeline.core.servers import server_key
 from backup_pipeline.defs.alerts.batches import batch_events
 from backup_pipeline.defs.automation import build_batch_sensor
 from backup_pipeline.defs.batch_config import batch_run_config
-from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, LANE_TAG, SERVER_TAG
-from tests.support.pipeline import load_defs
+from backup_pipeline.defs.names import BACKUP_ID_TAG, BACKUP_TYPE_TAG, DATABASE_TAG, LANE_TAG, SERVER_TAG
+from backup_pipeline.defs.run_lifecycle import run_database_and_kind
+from tests.support.pipeline import failure_message, load_defs
 from tests.support.seed import SEED_COUNTS
 
 BACKUP_ID = "daily_20261206_060000"
@@ -114,3 +115,86 @@ def test_a_tick_naming_every_database_becomes_batches_with_their_server_and_lane
     ) as context:
         again = sensor(context)
     assert not getattr(again, "run_requests", None)
+
+
+def test_a_request_for_one_database_is_a_batch_run_of_it_alone_tagged_with_it(three_databases):
+    """One database's pre-migration request among several: a backup_batch run of that database only (no job of
+    every database's assets for Dagster to build), carrying its database tag so the run queue never lets it
+    overlap another run of that database, recorded on its own assets."""
+    instance = dg.DagsterInstance.get()
+    defs = load_defs()
+    request = defs.resolve_job_def("request_backup").execute_in_process(
+        instance=instance, run_config={"ops": {"backup_request": {"config": {"database": "app"}}}}
+    )
+    assert request.success
+    sensor = defs.resolve_sensor_def("backup_request_sensor")
+    with dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def()) as context:
+        answer = sensor(context)
+    [run_request] = answer.run_requests
+    backup_id = instance.get_run_by_id(request.run_id).tags[BACKUP_ID_TAG]
+    server = server_key(three_databases["APP_URL"])
+    assert run_request.job_name == "backup_batch" and run_request.run_config == batch_run_config(["app"])
+    assert run_request.tags[DATABASE_TAG] == "app" and run_request.tags[BACKUP_ID_TAG] == backup_id
+    assert run_request.tags[LANE_TAG] == f"{server}#0" and run_request.tags["dagster/priority"] == "10"
+    [added] = answer.dynamic_partitions_requests
+    assert (added.partitions_def_name, list(added.partition_keys)) == ("app_backups", [backup_id])
+
+    instance.add_dynamic_partitions("app_backups", [backup_id])
+    result = defs.resolve_job_def("backup_batch").execute_in_process(
+        instance=instance, run_config=run_request.run_config, tags=run_request.tags
+    )
+    assert result.success
+    event = instance.get_latest_materialization_event(dg.AssetKey(["app", "restore_verification"]))
+    assert event.run_id == result.run_id and event.asset_materialization.partition == backup_id
+    assert event.asset_materialization.metadata["verified"].value is True
+    # A pre-migration backup is not followed by retention; the other databases are untouched.
+    assert instance.get_latest_materialization_event(dg.AssetKey(["app", "backup_retention"])) is None
+    assert instance.get_latest_materialization_event(dg.AssetKey(["shop", "database_dump"])) is None
+
+
+def test_a_daily_backup_of_one_database_is_followed_by_its_retention_run_naming_it(three_databases):
+    """A daily backup run of app's assets (the UI's Materialize): the retention sensor starts retention_job
+    naming app in its config, which prunes app's backups alone and records it on app's backup_retention."""
+    instance = dg.DagsterInstance.get()
+    defs = load_defs()
+    instance.add_dynamic_partitions("app_backups", [BACKUP_ID])
+    backup = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        partition_key=BACKUP_ID,
+        asset_selection=[dg.AssetKey(["app", a]) for a in ("database_dump", "offsite_backup", "restore_verification")],
+    )
+    assert backup.success
+    sensor = defs.resolve_sensor_def("backup_retention_sensor")
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=backup.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(backup.run_id),
+        repository_def=defs.get_repository_def(),
+    )
+    request = sensor(context)
+    assert isinstance(request, dg.RunRequest), request
+    assert request.job_name == "retention_job" and request.tags[DATABASE_TAG] == "app"
+    assert request.run_config == {"ops": {"prune_one_database": {"config": {"database": "app"}}}}
+
+    pruned = defs.resolve_job_def("retention_job").execute_in_process(
+        instance=instance, run_config=request.run_config, tags=request.tags
+    )
+    assert pruned.success
+    [materialization] = pruned.get_asset_materialization_events()
+    assert materialization.asset_key == dg.AssetKey(["app", "backup_retention"])
+    decisions = materialization.step_materialization_data.materialization.metadata["decisions_json"].value
+    stored = instance.get_latest_materialization_event(dg.AssetKey(["app", "offsite_backup"]))
+    assert [(d["name"], d["action"]) for d in decisions] == [
+        (stored.asset_materialization.metadata["name"].value, "keep")
+    ]
+    assert run_database_and_kind(instance.get_run_by_id(pruned.run_id), load_settings())[1] == "prune"
+
+    # A database that is not configured: the run fails saying which are, and nothing is pruned.
+    wrong = defs.resolve_job_def("retention_job").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"prune_one_database": {"config": {"database": "nope"}}}},
+        raise_on_error=False,
+    )
+    assert not wrong.success and "no database 'nope' is configured" in failure_message(wrong)
+    assert "app, broken, shop" in failure_message(wrong)

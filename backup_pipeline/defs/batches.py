@@ -16,10 +16,11 @@ daily backup the database's retention runs as a step of its own too (skipped whe
 
 import dagster as dg
 
-from backup_pipeline.core.config import DatabaseSettings, Settings
+from backup_pipeline.core.config import Settings
 from backup_pipeline.defs.assets.backup import backup_check_keys, dump_and_upload
 from backup_pipeline.defs.assets.failures import fail_clearly
-from backup_pipeline.defs.assets.retention import PruneConfig, prune_database
+from backup_pipeline.defs.assets.recording import record_result
+from backup_pipeline.defs.assets.retention import PruneConfig, prune_database, retention_asset_key
 from backup_pipeline.defs.assets.verification import verify_partition
 from backup_pipeline.defs.batch_config import BatchConfig
 from backup_pipeline.defs.heartbeats import heartbeat_pings
@@ -69,8 +70,8 @@ def build_batch_job(settings: Settings) -> dg.JobDefinition:
                     context, postgres, backup_storage, db, backup_id, label, selected, backup_check_keys(db)
                 )
                 for result in results:
-                    _record(context, result, backup_id)
-                _record(context, verify_partition(context, postgres, backup_storage, db, backup_id), backup_id)
+                    record_result(context, result, backup_id)
+                record_result(context, verify_partition(context, postgres, backup_storage, db, backup_id), backup_id)
         finally:
             publish_metrics(postgres, backup_storage, db, context.log.warning)
         return key
@@ -88,8 +89,8 @@ def build_batch_job(settings: Settings) -> dg.JobDefinition:
         if not db.auto_prune:
             context.log.info(f"{key}: auto_prune is off, retention runs only when asked to")
             return
-        result = prune_database(context, PruneConfig(), postgres, backup_storage, db, _retention_key(db))
-        _record(context, result, None)
+        result = prune_database(context, PruneConfig(), postgres, backup_storage, db, retention_asset_key(db))
+        record_result(context, result, None)
 
     @dg.job(
         name=BATCH_JOB,
@@ -106,31 +107,3 @@ def build_batch_job(settings: Settings) -> dg.JobDefinition:
         batch_databases().map(back_up_database).map(prune_after_backup)
 
     return backup_batch
-
-
-def _retention_key(db: DatabaseSettings) -> dg.AssetKey:
-    return dg.AssetKey(DefinitionNames(db).asset_path("backup_retention"))
-
-
-def _record(context: dg.OpExecutionContext, result, partition: str | None) -> None:
-    """A result of the assets' own code, logged as an event of the database's asset (in the backup's partition)."""
-    if isinstance(result, dg.MaterializeResult):
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=dg.AssetKey.from_coercible(result.asset_key),
-                partition=partition,
-                metadata=dict(result.metadata or {}),
-            )
-        )
-    elif isinstance(result, dg.AssetCheckResult):
-        context.log_event(
-            dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey.from_coercible(result.asset_key),
-                check_name=result.check_name,
-                passed=result.passed,
-                metadata=dict(result.metadata or {}),
-                severity=result.severity,
-                description=result.description,
-                partition=partition,
-            )
-        )

@@ -72,8 +72,9 @@ ENROLMENT_SENSOR = "server_enrolment_sensor"
 INCIDENT_SENSOR = "backup_incident_sensor"
 CODE_LOCATION_NAME = "backup_pipeline"  # as in workspace.yaml and deploy/workspace.yaml
 RETENTION_SENSOR = "backup_retention_sensor"
-# With several databases: the one job whose runs prune one database's backups (a subset of its assets).
+# With several databases: the one job whose runs prune one database's backups (its op's config names it).
 RETENTION_JOB = "retention_job"
+RETENTION_OP = "prune_one_database"
 DAILY_SCHEDULE = "daily_backup_schedule"
 # Dagster's implicit asset job: runs of a selection of assets outside any named job (the UI's Materialize
 # button, `dagster asset materialize`) are runs of it.

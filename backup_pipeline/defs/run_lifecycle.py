@@ -37,6 +37,7 @@ from backup_pipeline.defs.names import (
     KIND_TAG,
     REQUEST_JOB,
     RESTORE_JOB,
+    RETENTION_JOB,
     RUN_HOST_TAG,
     RUN_PID_NAMESPACE_TAG,
     RUN_PID_STARTED_TAG,
@@ -57,6 +58,7 @@ def job_kinds(settings: Settings) -> dict[str, tuple[DatabaseSettings | None, st
     kinds: dict[str, tuple[DatabaseSettings | None, str]] = {
         REQUEST_JOB: (None, "request"),
         RESTORE_JOB: (None, "restore"),
+        RETENTION_JOB: (None, "prune"),
     }
     for db in settings.databases:
         kinds.update({job: (db, purpose) for job, purpose in DefinitionNames(db).named_jobs().items()})
@@ -71,8 +73,8 @@ def run_database_and_kind(run: dg.DagsterRun, settings: Settings) -> tuple[Datab
     by_key = {d.key: d for d in settings.databases}
     db = by_key.get(run.tags.get(DATABASE_TAG, ""), db)
     kind = run.tags.get(KIND_TAG, kind)
-    if kind == "restore" and db is None:
-        key = op_config_with(run.run_config, "backup_name").get("database")
+    if kind in ("restore", "prune") and db is None:  # named in the op's config (restore_job, retention_job)
+        key = op_config_with(run.run_config, "database").get("database")
         db = by_key.get(key) if key else (settings.databases[0] if len(settings.databases) == 1 else None)
     if (db is None or kind == "other") and run.asset_selection:
         db, kind = _from_assets(run.asset_selection, settings, db, kind)

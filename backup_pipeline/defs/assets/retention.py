@@ -64,6 +64,10 @@ def build_retention_assets(databases: list[DatabaseSettings], storage_kind: str 
     return backup_retention
 
 
+def retention_asset_key(db: DatabaseSettings) -> dg.AssetKey:
+    return dg.AssetKey(DefinitionNames(db).asset_path("backup_retention"))
+
+
 def _retention_spec(db: DatabaseSettings, storage_kind: str) -> dg.AssetSpec:
     names = DefinitionNames(db)
     return dg.AssetSpec(

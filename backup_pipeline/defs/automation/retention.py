@@ -1,11 +1,13 @@
 """Retention after each scheduled backup: the job that prunes one database of several, and the sensor that
 starts it."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from backup_pipeline.core.config import Settings
+from backup_pipeline.defs.assets.failures import fail_clearly
+from backup_pipeline.defs.assets.recording import record_result
+from backup_pipeline.defs.assets.retention import PruneConfig, prune_database, retention_asset_key
+from backup_pipeline.defs.jobs import choose_database
 from backup_pipeline.defs.names import (
     BACKUP_TYPE_TAG,
     DATABASE_TAG,
@@ -13,28 +15,61 @@ from backup_pipeline.defs.names import (
     PARTITION_TAG,
     REQUESTED_BY_TAG,
     RETENTION_JOB,
+    RETENTION_OP,
     RETENTION_SENSOR,
     DefinitionNames,
 )
+from backup_pipeline.defs.resources import BackupStorageResource, PostgresResource
 from backup_pipeline.defs.run_lifecycle import run_database_and_kind
 
 # Retention follows a night's backup; nobody waits for it, so the sensor looks twice a minute.
 RETENTION_SENSOR_INTERVAL_S = 30
 
 
-def build_retention_job(settings: Settings) -> dg.UnresolvedAssetJobDefinition | None:
-    """With several databases, the job the retention sensor starts: every backup_retention asset, of which
-    each run selects its database's own. With one database its prune_job serves."""
+class RetentionRunConfig(PruneConfig):
+    # The database's key in the databases file.
+    database: str
+
+
+def build_retention_job(settings: Settings) -> dg.JobDefinition | None:
+    """With several databases, the job the retention sensor starts: one op pruning the database its config
+    names, recorded on that database's backup_retention asset. With one database its prune_job serves.
+
+    An op job rather than a selection of every database's backup_retention asset: that selection made
+    Dagster cut each database's backup assets apart (they feed backup_retention) at every load of the code
+    location, 7 % of it at a thousand databases, and again in each run's process.
+    """
     if any(DefinitionNames(db).has_named_jobs for db in settings.databases):
         return None
-    keys = [dg.AssetKey(DefinitionNames(db).asset_path("backup_retention")) for db in settings.databases]
-    return dg.define_asset_job(
-        RETENTION_JOB,
-        selection=dg.AssetSelection.assets(*keys),
+
+    @dg.op(name=RETENTION_OP)
+    def prune_one_database(
+        context: dg.OpExecutionContext,
+        config: RetentionRunConfig,
+        postgres: PostgresResource,
+        backup_storage: BackupStorageResource,
+    ) -> None:
+        """Deletes the database's backups its retention policy no longer keeps (dry_run: true only reports)."""
+        with fail_clearly():
+            db = choose_database(settings, config.database)
+        prune = PruneConfig(dry_run=config.dry_run, allow_large_prune=config.allow_large_prune)
+        record_result(
+            context, prune_database(context, prune, postgres, backup_storage, db, retention_asset_key(db)), None
+        )
+
+    @dg.job(
+        name=RETENTION_JOB,
         tags={KIND_TAG: "prune"},
-        description="Retention of one database (each run selects its backup_retention asset); started by the "
-        f"{RETENTION_SENSOR} after a successful scheduled backup, or by hand.",
+        executor_def=dg.in_process_executor,
+        description=(
+            "Retention of one database (database: its key in the op's config), recorded on its backup_retention "
+            f"asset; started by the {RETENTION_SENSOR} after a successful scheduled backup, or by hand."
+        ),
     )
+    def retention_job():
+        prune_one_database()
+
+    return retention_job
 
 
 def make_retention_on_backup_success_sensor(
@@ -74,12 +109,11 @@ def make_retention_on_backup_success_sensor(
             return dg.SkipReason(f"run {run.run_id} is not a scheduled backup: retention follows daily backups")
         if not db.auto_prune:
             return dg.SkipReason(f"auto_prune is off for {db.key}: retention runs only when asked to")
-        names = DefinitionNames(db)
         context.log.info(f"backup run {run.run_id} of {db.key} succeeded: requesting its retention")
         return dg.RunRequest(
             run_key=f"retention:{run.run_id}",
             job_name=prune_job.name,
-            asset_selection=None if named else [dg.AssetKey(names.asset_path("backup_retention"))],
+            run_config=None if named else {"ops": {RETENTION_OP: {"config": {"database": db.key}}}},
             tags={DATABASE_TAG: db.key, KIND_TAG: "prune", REQUESTED_BY_TAG: run.run_id},
         )
 
