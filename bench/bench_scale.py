@@ -242,10 +242,11 @@ def bench(
                 break
             time.sleep(1)
         daemon_cpu = sum(daemon.cpu_times()[:2]) - daemon_cpu_at_tick
-        batch_filter = dg.RunsFilter(job_name="backup_batch")
+        [tick_request] = instance.get_runs(dg.RunsFilter(job_name="request_backup", tags={"backup/type": "daily"}))
+        # The night's batches: those answering the tick's request (the pre-migration backup's run is one too).
+        batch_filter = dg.RunsFilter(job_name="backup_batch", tags={"backup/requested_by": tick_request.run_id})
         wait_for(lambda: all(r.is_finished for r in instance.get_runs(batch_filter)), 120, "the batch runs' end")
         runs = instance.get_runs(batch_filter)
-        [tick_request] = instance.get_runs(dg.RunsFilter(job_name="request_backup", tags={"backup/type": "daily"}))
         windows = run_windows(instance, runs)
         done = [w for w in windows if w.ended is not None]
         zero = tick.timestamp()
