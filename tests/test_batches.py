@@ -198,3 +198,21 @@ def test_a_daily_backup_of_one_database_is_followed_by_its_retention_run_naming_
     )
     assert not wrong.success and "no database 'nope' is configured" in failure_message(wrong)
     assert "app, broken, shop" in failure_message(wrong)
+
+
+def test_a_batch_whose_databases_were_all_removed_since_the_request_fails_saying_so(three_databases):
+    """A request answered after its database left the databases file: the run fails naming it (someone may be
+    waiting for that backup), instead of succeeding with nothing backed up."""
+    instance = dg.DagsterInstance.get()
+    result = (
+        load_defs()
+        .resolve_job_def("backup_batch")
+        .execute_in_process(
+            instance=instance,
+            run_config=batch_run_config(["gone"]),
+            tags={BACKUP_ID_TAG: BACKUP_ID, BACKUP_TYPE_TAG: "pre-migration"},
+            raise_on_error=False,
+        )
+    )
+    assert not result.success
+    assert "not backed up: gone no longer configured" in failure_message(result)

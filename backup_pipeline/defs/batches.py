@@ -17,6 +17,7 @@ daily backup the database's retention runs as a step of its own too (skipped whe
 import dagster as dg
 
 from backup_pipeline.core.config import Settings
+from backup_pipeline.core.errors import ConfigurationError
 from backup_pipeline.defs.assets.backup import backup_check_keys, dump_and_upload
 from backup_pipeline.defs.assets.failures import fail_clearly
 from backup_pipeline.defs.assets.recording import record_result
@@ -46,8 +47,17 @@ def build_batch_job(settings: Settings) -> dg.JobDefinition:
 
     @dg.op(name=BATCH_PLAN_OP, out=dg.DynamicOut(str), description="One step per database of the batch.")
     def batch_databases(context: dg.OpExecutionContext, config: BatchConfig):
+        gone = [key for key in config.databases if key not in by_key]
+        if gone and len(gone) == len(config.databases):
+            # Someone may be waiting for this backup (a pre-migration request): fail, so the alert says so,
+            # rather than succeed having backed up nothing.
+            with fail_clearly():
+                raise ConfigurationError(
+                    f"not backed up: {', '.join(gone)} no longer configured (removed from the databases file "
+                    "since the backup was requested)"
+                )
         for key in config.databases:
-            if key not in by_key:  # removed from the databases file since the request: nothing to back up
+            if key in gone:  # removed from the databases file since the request: nothing to back up
                 context.log.warning(f"database {key} is no longer configured: not backed up")
                 continue
             # Database keys are letters, digits and '_': valid mapping keys as they are.
