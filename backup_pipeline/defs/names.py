@@ -6,10 +6,11 @@ schedule per distinct cron, and the resources.
 
 With one database (DATABASE_URL alone) the names are plain (`backup_job`, `database_dump`) and its backup,
 verify and prune runs are runs of the named jobs `backup_job`, `verify_job`, `prune_job`. With several,
-each database's names carry its key (`billing/database_dump`, partitions `billing_backups`) and its runs
+each database's names carry its key (`billing/database_dump`, partitions `billing_backups`); `backup-db`'s runs
 materialize a selection of its own assets (Dagster's implicit asset job, what the UI's Materialize button
-runs): one named job per database and purpose would make the code location's snapshot grow with the square
-of the databases (every job carries every resource's config).
+runs), and the sensors' runs are the shared backup_batch and retention_job, whose config names the
+databases: one named job per database and purpose would make the code location's snapshot grow with the
+square of the databases (every job carries every resource's config).
 No Dagster import here: the command line uses these names too.
 """
 
