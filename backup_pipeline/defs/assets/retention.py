@@ -45,7 +45,7 @@ def build_retention_assets(databases: list[DatabaseSettings], storage_kind: str 
 
     One op for all databases rather than one each: each op costs the code location's load time.
     """
-    by_key = {dg.AssetKey(DefinitionNames(db).asset_path("backup_retention")): db for db in databases}
+    by_key = {retention_asset_key(db): db for db in databases}
 
     @dg.multi_asset(
         name=PRUNE_OP,
