@@ -271,17 +271,32 @@ def stop_abandoned_server(folder: Path) -> None:
     import signal
     import time
 
-    data = folder / "data"
-    pid = _postmaster_of(data)
+    import psutil
+
+    pid = _postmaster_of(folder / "data")
     if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGQUIT)  # immediate shutdown: nothing in it is worth a checkpoint
-        deadline = time.monotonic() + _STOP_WAIT_S
-        while _postmaster_of(data) == pid and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            # The process, not its pid file (removed before it exits), is waited for; psutil's handle knows its
+            # start time, so a pid reused meanwhile is never signalled.
+            postmaster = psutil.Process(pid)
+            postmaster.send_signal(signal.SIGQUIT)  # immediate shutdown: nothing in it is worth a checkpoint
+            deadline = time.monotonic() + _STOP_WAIT_S
+            while _runs(postmaster) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _runs(postmaster):
+                postmaster.kill()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _runs(process) -> bool:
+    """Whether `process` still runs: one that exited but that its parent (here often init) has not reaped yet is
+    a zombie, which holds no port, memory or files."""
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _postmaster_of(data: Path) -> int | None:
