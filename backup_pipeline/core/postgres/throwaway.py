@@ -275,7 +275,7 @@ def stop_abandoned_server(folder: Path) -> None:
 
     pid = _postmaster_of(folder / "data")
     if pid is not None:
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.NoSuchProcess):  # gone already; a refusal to signal it is raised
             # The process, not its pid file (removed before it exits), is waited for; psutil's handle knows its
             # start time, so a pid reused meanwhile is never signalled.
             postmaster = psutil.Process(pid)
@@ -295,7 +295,7 @@ def _runs(process) -> bool:
 
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+    except psutil.NoSuchProcess:
         return False
 
 
