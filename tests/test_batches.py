@@ -190,6 +190,14 @@ def test_a_daily_backup_of_one_database_is_followed_by_its_retention_run_naming_
     ]
     assert run_database_and_kind(instance.get_run_by_id(pruned.run_id), load_settings())[1] == "prune"
 
+    # The prune settings reach the policy: a dry run says so and deletes nothing.
+    dry = defs.resolve_job_def("retention_job").execute_in_process(
+        instance=instance, run_config={"ops": {"prune_one_database": {"config": {"database": "app", "dry_run": True}}}}
+    )
+    [reported] = dry.get_asset_materialization_events()
+    metadata = reported.step_materialization_data.materialization.metadata
+    assert metadata["dry_run"].value is True and metadata["deleted"].value == 0
+
     # A database that is not configured: the run fails saying which are, and nothing is pruned.
     wrong = defs.resolve_job_def("retention_job").execute_in_process(
         instance=instance,

@@ -52,9 +52,9 @@ def build_retention_job(settings: Settings) -> dg.JobDefinition | None:
         """Deletes the database's backups its retention policy no longer keeps (dry_run: true only reports)."""
         with fail_clearly():
             db = choose_database(settings, config.database)
-        prune = PruneConfig(dry_run=config.dry_run, allow_large_prune=config.allow_large_prune)
+        # RetentionRunConfig is a PruneConfig: every prune setting reaches prune_database as it was given.
         record_result(
-            context, prune_database(context, prune, postgres, backup_storage, db, retention_asset_key(db)), None
+            context, prune_database(context, config, postgres, backup_storage, db, retention_asset_key(db)), None
         )
 
     @dg.job(
